@@ -1,0 +1,404 @@
+"""Experiment configs: frozen dataclasses are the schema, YAML holds the values.
+
+A config file is YAML (read with ``yaml.safe_load``) that may name one or more bases::
+
+    _base_: [../_base_/mot_sample.yaml, ../_base_/light.yaml]   # relative to this file
+    method: {name: pass_p, params: {patch: 8}}
+
+Bases are loaded depth-first and deep-merged in order, then the file itself on top (dicts merge key
+by key, everything else replaces), as fvcore/mmcv ``_BASE_`` configs do. Dotted ``key=value``
+overrides from the command line go on last; their values are parsed as YAML scalars/lists and
+type-checked against the dataclass fields. An unknown key or a value of the wrong type raises
+:class:`ConfigError` naming the key and the file (or ``override``) that set it.
+
+The fully resolved config (:func:`to_dict`) is a plain dict stored in every record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from passbench.paths import REPO_ROOT
+
+CONFIGS = REPO_ROOT / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the key and where it came from."""
+
+
+@dataclass(frozen=True)
+class DatasetCfg:
+    """Which data to run on.
+
+    Attributes:
+        name: dataset family: ``MOT15``, ``MOT17``, ``MOT17-mini``, ``Human36M``, ``synthetic_h36m``.
+        sequences: sequence names below ``<data_root>/<name>/<split>/``.
+        split: ``train`` / ``test`` (folder name).
+        frames: ``[first, last]`` MOT frame numbers (1-based, inclusive), or None for all frames.
+        data_root: data root; None resolves via ``passbench.paths.resolve_data_root``.
+        protocol: evaluation protocol label (e.g. ``h36m_p2`` for Human3.6M; ``full`` / ``half_val`` for MOT).
+    """
+
+    name: str = "MOT15"
+    sequences: tuple[str, ...] = ()
+    split: str = "train"
+    frames: tuple[int, int] | None = None
+    data_root: str | None = None
+    protocol: str = "full"
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    """Which network.
+
+    Attributes:
+        name: a name in ``passbench.models.MODELS``.
+        weights: checkpoint path (relative to the repo root) or None for the builder's own init.
+        input_wh: network input ``(width, height)`` in pixels.
+        kwargs: extra keyword arguments for the model builder.
+    """
+
+    name: str = ""
+    weights: str | None = None
+    input_wh: tuple[int, int] = (576, 320)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodCfg:
+    """How patches are skipped: ``dense`` (untouched), ``skipconv``, ``pass_p``, ``pass_f``; params go to
+    ``passbench.skip.make_skippable``."""
+
+    name: str = "dense"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvalCfg:
+    """Evaluation settings.
+
+    Attributes:
+        iou_threshold: MOT match threshold (CLEAR / Identity use 0.5).
+        conf_threshold: detection score threshold of the tracker.
+        backend: MOT metric backend understood by ``passbench.metrics.mot`` (``motmetrics`` / ``trackeval``).
+    """
+
+    iou_threshold: float = 0.5
+    conf_threshold: float = 0.4
+    backend: str = "motmetrics"
+
+
+@dataclass(frozen=True)
+class SpeedCfg:
+    """Model-forward timing: ``warmup`` untimed + ``iters`` timed forwards on ``device`` with ``threads``."""
+
+    enabled: bool = True
+    warmup: int = 2
+    iters: int = 5
+    threads: int = 1
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class TrainCfg:
+    """Training settings (used by ``passbench.train``; recorded for provenance)."""
+
+    epochs: int = 0
+    lr: float = 1e-4
+    batch_size: int = 8
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ExperimentCfg:
+    """One runnable experiment (one row of a table).
+
+    Attributes:
+        name: id of the experiment; defaults to the config path below ``configs/`` without suffix.
+        task: ``mot`` or ``pose``.
+        table: which paper artefact this row belongs to (``table3``, ``figure5``...).
+        paper_row: key of the row in ``results/paper/*.csv`` shown beside the measured one, or None.
+        requires: what must exist to run; a short reason string shown when it cannot run here.
+        max_cpu_gmacs: skip (with a marker, no metrics) when the dense model exceeds this on CPU; None = no cap.
+    """
+
+    name: str = ""
+    task: str = "mot"
+    table: str = ""
+    paper_row: str | None = None
+    requires: str | None = None
+    max_cpu_gmacs: float | None = None
+    dataset: DatasetCfg = field(default_factory=DatasetCfg)
+    model: ModelCfg = field(default_factory=ModelCfg)
+    method: MethodCfg = field(default_factory=MethodCfg)
+    eval: EvalCfg = field(default_factory=EvalCfg)
+    speed: SpeedCfg = field(default_factory=SpeedCfg)
+    train: TrainCfg = field(default_factory=TrainCfg)
+
+
+# ----------------------------------------------------------------------------------------------
+# loading and merging
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _merge(dst: dict, src: dict, origin: str, sources: dict[str, str], prefix: str = "") -> None:
+    """Deep-merge ``src`` into ``dst`` in place, recording which file set each dotted key."""
+    for k, v in src.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _merge(dst[k], v, origin, sources, key + ".")
+        else:
+            dst[k] = _deepcopy(v)
+            _mark(v, key, origin, sources)
+
+
+def _mark(v: Any, key: str, origin: str, sources: dict[str, str]) -> None:
+    sources[key] = origin
+    if isinstance(v, dict):
+        for k2, v2 in v.items():
+            _mark(v2, f"{key}.{k2}", origin, sources)
+
+
+def _deepcopy(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _deepcopy(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_deepcopy(x) for x in v]
+    return v
+
+
+def _load_tree(path: Path, sources: dict[str, str], stack: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in stack:
+        raise ConfigError(f"{path}: _base_ cycle: {' -> '.join(map(str, stack + (path,)))}")
+    data = _read_yaml(path)
+    bases = data.pop("_base_", [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: _base_ must be a path or a list of paths")
+    merged: dict[str, Any] = {}
+    for b in bases:
+        base_sources: dict[str, str] = {}
+        _merge(merged, _load_tree(path.parent / b, base_sources, stack + (path,)), "", {})
+        sources.update(base_sources)  # keys set by a base keep that base file as their origin
+    _merge(merged, data, str(path), sources)
+    return merged
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"method.params.patch=8"`` -> ``("method.params.patch", 8)`` (value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"override {text!r}: bad key {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {text!r}: value is not valid YAML: {e}") from None
+    return key, value
+
+
+def _set_dotted(tree: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if nxt is None:
+            nxt = node[p] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"override {key}: '{p}' is not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+# ----------------------------------------------------------------------------------------------
+# type checking against the dataclasses
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, sources: dict[str, str]) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it in the dataclass's own types."""
+    where = sources.get(key) or _nearest_source(key, sources)
+
+    def fail(msg: str) -> ConfigError:
+        return ConfigError(f"{where}: key '{key}': {msg}")
+
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise fail(f"expected a mapping (section {_type_name(tp)}), got {value!r}")
+        return _build(tp, value, key + ".", sources)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise fail(f"must not be null (expected {_type_name(tp)})")
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key, sources)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise fail(f"expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+    if tp is Any:
+        return value
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise fail(f"expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{key}[{i}]", {**sources, f"{key}[{i}]": where}) for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise fail(f"expected a list of {len(args)} items, got {value!r}")
+        return tuple(
+            _coerce(v, a, f"{key}[{i}]", {**sources, f"{key}[{i}]": where}) for i, (v, a) in enumerate(zip(value, args))
+        )
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise fail(f"expected a mapping, got {value!r}")
+        return _deepcopy(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise fail(f"expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail(f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail(f"expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise fail(f"expected a string, got {value!r}")
+        return value
+    raise fail(f"unsupported field type {tp!r}")  # pragma: no cover - schema bug
+
+
+def _nearest_source(key: str, sources: dict[str, str]) -> str:
+    parts = key.split(".")
+    while parts:
+        parts.pop()
+        k = ".".join(parts)
+        if k in sources:
+            return sources[k]
+    return "<defaults>"
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str, sources: dict[str, str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k in data:
+        if k not in names:
+            key = f"{prefix}{k}"
+            where = sources.get(key) or _nearest_source(key, sources)
+            raise ConfigError(
+                f"{where}: unknown key '{key}' (section {cls.__name__} has: {', '.join(sorted(names))})"
+            )
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}", sources) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# public API
+
+
+def config_id(path: str | Path) -> str:
+    """``configs/table3/pass_p.yaml`` -> ``table3/pass_p`` (the path below ``configs/`` without suffix)."""
+    p = Path(path).resolve()
+    try:
+        rel = p.relative_to(CONFIGS.resolve())
+    except ValueError:
+        rel = Path(p.name)
+    return str(rel.with_suffix("")).replace("\\", "/")
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentCfg:
+    """Load a YAML config with its ``_base_`` chain and dotted overrides, type-checked.
+
+    Args:
+        path: the config file.
+        overrides: ``["key.sub=value", ...]``; values are parsed as YAML.
+
+    Returns:
+        The frozen :class:`ExperimentCfg`; ``name`` defaults to :func:`config_id` of ``path``.
+
+    Raises:
+        ConfigError: unknown key, wrong type, bad YAML, missing file, ``_base_`` cycle; the message names
+            the key and the file (or ``override``) that set it.
+    """
+    path = Path(path)
+    sources: dict[str, str] = {}
+    tree = _load_tree(path, sources)
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(tree, key, value)
+        parts = key.split(".")
+        for i in range(1, len(parts)):  # so an unknown section is blamed on the override too
+            sources.setdefault(".".join(parts[:i]), f"override {text!r}")
+        _mark(value, key, f"override {text!r}", sources)
+    tree.setdefault("name", config_id(path))
+    return _build(ExperimentCfg, tree, "", sources)
+
+
+def from_dict(data: dict[str, Any], origin: str = "<dict>") -> ExperimentCfg:
+    """Rebuild a config from :func:`to_dict` output (e.g. the ``config`` stored in a record)."""
+    sources: dict[str, str] = {}
+    _mark(data, "", origin, sources)
+    sources = {k.lstrip("."): v for k, v in sources.items()}
+    return _build(ExperimentCfg, _deepcopy(data), "", sources)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The resolved config as plain JSON-able data (tuples become lists)."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        return v
+
+    return plain(cfg)
+
+
+def find_configs(table: str | int, root: str | Path = CONFIGS) -> list[Path]:
+    """Config files of a table/figure folder, sorted: ``find_configs(3)`` -> ``configs/table3/*.yaml``."""
+    name = f"table{table}" if isinstance(table, int) or str(table).isdigit() else str(table)
+    folder = Path(root) / name
+    if not folder.is_dir():
+        raise ConfigError(f"no config folder {folder}")
+    return sorted(folder.glob("*.yaml"))

@@ -1,0 +1,303 @@
+"""Result records: one JSON line per finished run in ``results/records/*.jsonl`` (the source of truth).
+
+Schema (``schema = "passbench.record/1"``, see STYLE.md)::
+
+    kind: "run"
+    schema, run_id, created_utc, experiment, task,
+    dataset{name, split, protocol, frames, sequences, synthetic},
+    model{name, tag, weights_sha256},
+    method{name, params},
+    metrics{...}                      # task metrics; fractions in [0, 1], units in key names
+    cost{gmacs_dense, gmacs_executed, gate_gmacs, patch_skip_rate, mac_reduction},
+    speed{fps, fps_dense, latency_ms_p50, latency_ms_p90, device, threads, precision, batch, timed_region},
+    env{git_sha, dirty, python, torch, device},
+    config{...}                       # the fully resolved config (passbench.config.to_dict)
+
+A row that cannot run here gets a *skip marker* instead (``kind: "skipped"``, with ``reason`` and
+``config`` and no metrics/cost/speed), so tables can say why a row is empty. Nothing is ever filled
+from the paper.
+
+Writes are atomic: the whole file is rewritten to a temp file in the same folder and renamed over
+the old one under an exclusive ``fcntl`` lock, so a reader never sees a half-written line and a
+crashed write leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from passbench.paths import REPO_ROOT, RESULTS
+
+SCHEMA = "passbench.record/1"
+KINDS = ("run", "skipped")
+
+_REQUIRED_RUN = {
+    "dataset": ("name", "split", "protocol", "frames"),
+    "model": ("name", "tag", "weights_sha256"),
+    "method": ("name", "params"),
+    "metrics": (),
+    "cost": ("gmacs_dense", "gmacs_executed", "gate_gmacs", "patch_skip_rate", "mac_reduction"),
+    "speed": ("fps", "latency_ms_p50", "latency_ms_p90", "device", "threads", "precision", "batch", "timed_region"),
+    "env": ("git_sha", "dirty", "python", "torch", "device"),
+    "config": (),
+}
+_FRACTION_KEYS = ("patch_skip_rate", "mac_reduction", "mota", "idf1", "idp", "idr", "recall", "precision")
+
+
+class RecordError(ValueError):
+    """A record is malformed; the message names the file and line when read from disk."""
+
+
+def results_dir(results: str | os.PathLike[str] | None = None) -> Path:
+    """The results folder: explicit argument, else ``PASSBENCH_RESULTS``, else ``<repo>/results``."""
+    if results is not None:
+        return Path(results)
+    env = os.environ.get("PASSBENCH_RESULTS")
+    return Path(env) if env else RESULTS
+
+
+def records_dir(results: str | os.PathLike[str] | None = None) -> Path:
+    return results_dir(results) / "records"
+
+
+# ----------------------------------------------------------------------------------------------
+# building
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def env_info(device: str = "cpu") -> dict[str, Any]:
+    """git sha / dirty flag / python / torch versions (torch version read without importing torch)."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip() or None
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
+            ).stdout.strip()
+        )
+    except (OSError, subprocess.SubprocessError):
+        sha, dirty = None, None
+    try:
+        from importlib.metadata import version
+
+        torch_version = version("torch")
+    except Exception:  # noqa: BLE001 - no torch installed: record that, do not fail
+        torch_version = None
+    return {"git_sha": sha, "dirty": dirty, "python": platform.python_version(), "torch": torch_version, "device": device}
+
+
+def new_record(
+    *,
+    experiment: str,
+    task: str,
+    dataset: dict[str, Any],
+    model: dict[str, Any],
+    method: dict[str, Any],
+    metrics: dict[str, Any],
+    cost: dict[str, Any],
+    speed: dict[str, Any],
+    config: dict[str, Any],
+    env: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble and validate a run record (fills schema, run_id, created_utc, env)."""
+    rec = {
+        "schema": SCHEMA,
+        "kind": "run",
+        "run_id": uuid.uuid4().hex[:12],
+        "created_utc": utc_now(),
+        "experiment": experiment,
+        "task": task,
+        "dataset": dataset,
+        "model": model,
+        "method": method,
+        "metrics": metrics,
+        "cost": cost,
+        "speed": speed,
+        "env": env if env is not None else env_info(speed.get("device", "cpu")),
+        "config": config,
+    }
+    validate_record(rec)
+    return rec
+
+
+def skip_marker(*, experiment: str, task: str, reason: str, config: dict[str, Any]) -> dict[str, Any]:
+    """A marker saying this experiment was not run here, and why (no metrics, no numbers)."""
+    rec = {
+        "schema": SCHEMA,
+        "kind": "skipped",
+        "run_id": uuid.uuid4().hex[:12],
+        "created_utc": utc_now(),
+        "experiment": experiment,
+        "task": task,
+        "reason": reason,
+        "env": env_info(),
+        "config": config,
+    }
+    validate_record(rec)
+    return rec
+
+
+# ----------------------------------------------------------------------------------------------
+# validation
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def validate_record(rec: Any) -> None:
+    """Raise :class:`RecordError` if ``rec`` does not follow the schema (names the offending field)."""
+    if not isinstance(rec, dict):
+        raise RecordError(f"a record must be a JSON object, got {type(rec).__name__}")
+    if rec.get("schema") != SCHEMA:
+        raise RecordError(f"field 'schema': expected {SCHEMA!r}, got {rec.get('schema')!r}")
+    kind = rec.get("kind")
+    if kind not in KINDS:
+        raise RecordError(f"field 'kind': expected one of {KINDS}, got {kind!r}")
+    for k in ("run_id", "created_utc", "experiment", "task"):
+        if not isinstance(rec.get(k), str) or not rec[k]:
+            raise RecordError(f"field '{k}': missing or not a non-empty string")
+    if kind == "skipped":
+        if not isinstance(rec.get("reason"), str) or not rec["reason"]:
+            raise RecordError("field 'reason': a skip marker needs a reason")
+        for k in ("metrics", "cost", "speed"):
+            if k in rec:
+                raise RecordError(f"field '{k}': a skip marker carries no numbers")
+        return
+    for section, keys in _REQUIRED_RUN.items():
+        sub = rec.get(section)
+        if not isinstance(sub, dict):
+            raise RecordError(f"field '{section}': missing or not an object")
+        for k in keys:
+            if k not in sub:
+                raise RecordError(f"field '{section}.{k}': missing")
+    for section in ("metrics", "cost"):
+        for k, v in rec[section].items():
+            if v is None:
+                continue
+            if not _is_num(v):
+                raise RecordError(f"field '{section}.{k}': expected a finite number, got {v!r}")
+            if k in _FRACTION_KEYS and k != "mota" and not 0.0 <= v <= 1.0:
+                raise RecordError(f"field '{section}.{k}': fraction {v} outside [0, 1]")
+            if k == "mota" and v > 1.0:  # MOTA lies in (-inf, 1]
+                raise RecordError(f"field '{section}.{k}': MOTA {v} > 1 (fractions, not percent)")
+    fps = rec["speed"].get("fps")
+    if fps is not None and (not _is_num(fps) or fps <= 0):
+        raise RecordError(f"field 'speed.fps': expected a positive number, got {fps!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# writing and reading
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(path.name + ".lock")
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def append_record(path: str | os.PathLike[str], rec: dict[str, Any]) -> Path:
+    """Validate ``rec`` and append it as one line to ``path`` atomically (rewrite-to-temp + rename).
+
+    Returns:
+        The path written.
+    """
+    validate_record(rec)
+    line = json.dumps(rec, sort_keys=True, allow_nan=False)
+    path = Path(path)
+    with _locked(path):
+        old = path.read_text() if path.exists() else ""
+        if old and not old.endswith("\n"):
+            old += "\n"
+        _atomic_write(path, old + line + "\n")
+    return path
+
+
+def read_records(paths: str | os.PathLike[str] | list[Any] | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+    """Read and validate records.
+
+    Args:
+        paths: a ``.jsonl`` file, a folder (all ``*.jsonl`` in it, sorted), a list of files, or None for
+            the default records folder (:func:`records_dir`).
+        kind: keep only ``"run"`` or ``"skipped"`` entries; None keeps both.
+
+    Raises:
+        RecordError: ``<file>:<line>: <what is wrong>`` for the first bad line.
+    """
+    if paths is None:
+        paths = records_dir()
+    if isinstance(paths, (str, os.PathLike)):
+        p = Path(paths)
+        files = sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
+    else:
+        files = [Path(x) for x in paths]
+    out: list[dict[str, Any]] = []
+    for f in files:
+        for lineno, line in enumerate(f.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise RecordError(f"{f}:{lineno}: not valid JSON: {e.msg} (column {e.colno})") from None
+            try:
+                validate_record(rec)
+            except RecordError as e:
+                raise RecordError(f"{f}:{lineno}: {e}") from None
+            if kind is None or rec["kind"] == kind:
+                out.append(rec)
+    return out
+
+
+def latest_by_experiment(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per ``experiment`` id: the newest run record, or the newest skip marker when it never ran.
+
+    A finished run wins over a later skip marker (a row skipped on one machine keeps the numbers
+    measured on another). Ties in ``created_utc`` go to the later entry in file order.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        cur = out.get(rec["experiment"])
+        if cur is None:
+            out[rec["experiment"]] = rec
+            continue
+        rank_new = (rec["kind"] == "run", rec["created_utc"])
+        rank_cur = (cur["kind"] == "run", cur["created_utc"])
+        if rank_new >= rank_cur:
+            out[rec["experiment"]] = rec
+    return out
