@@ -161,6 +161,23 @@ def _is_num(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def _check_numbers(d: dict[str, Any], prefix: str, depth: int) -> None:
+    """Values are finite numbers (or None); nested objects allowed ``depth`` levels down."""
+    for k, v in d.items():
+        name = f"{prefix}.{k}"
+        if v is None:
+            continue
+        if isinstance(v, dict) and depth > 0:
+            _check_numbers(v, name, depth - 1)
+            continue
+        if not _is_num(v):
+            raise RecordError(f"field '{name}': expected a finite number, got {v!r}")
+        if k in _FRACTION_KEYS and k != "mota" and not 0.0 <= v <= 1.0:
+            raise RecordError(f"field '{name}': fraction {v} outside [0, 1]")
+        if k == "mota" and v > 1.0:  # MOTA = 1 - (FN + FP + IDSW) / GT lies in (-inf, 1]
+            raise RecordError(f"field '{name}': MOTA {v} > 1 (store fractions, not percent)")
+
+
 def validate_record(rec: Any) -> None:
     """Raise :class:`RecordError` if ``rec`` does not follow the schema (names the offending field)."""
     if not isinstance(rec, dict):
@@ -187,16 +204,8 @@ def validate_record(rec: Any) -> None:
         for k in keys:
             if k not in sub:
                 raise RecordError(f"field '{section}.{k}': missing")
-    for section in ("metrics", "cost"):
-        for k, v in rec[section].items():
-            if v is None:
-                continue
-            if not _is_num(v):
-                raise RecordError(f"field '{section}.{k}': expected a finite number, got {v!r}")
-            if k in _FRACTION_KEYS and k != "mota" and not 0.0 <= v <= 1.0:
-                raise RecordError(f"field '{section}.{k}': fraction {v} outside [0, 1]")
-            if k == "mota" and v > 1.0:  # MOTA lies in (-inf, 1]
-                raise RecordError(f"field '{section}.{k}': MOTA {v} > 1 (fractions, not percent)")
+    _check_numbers(rec["metrics"], "metrics", depth=2)  # metrics.per_sequence.<seq>.<key> allowed
+    _check_numbers(rec["cost"], "cost", depth=0)
     fps = rec["speed"].get("fps")
     if fps is not None and (not _is_num(fps) or fps <= 0):
         raise RecordError(f"field 'speed.fps': expected a positive number, got {fps!r}")

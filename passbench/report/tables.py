@@ -1,0 +1,278 @@
+"""Records -> paper tables, measured value beside the paper's, one row per experiment.
+
+Reads only records (``passbench.records``) and the transcribed paper CSVs; imports no torch. Rows:
+every experiment of the table that has a record (a run, or a skip marker saying why not), then every
+paper row no experiment measured (status ``not run``). Measured cells stay empty when there is no
+run; nothing is filled from the paper.
+
+Two renderings of the same frame: :func:`build_table` gives machine columns (fractions, units in
+names, ``_paper`` suffix for the paper's value) written to CSV; :func:`render` formats for markdown /
+LaTeX (percent with one decimal, the paper's value in its own column).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from passbench.records import latest_by_experiment, read_records, records_dir, results_dir
+from passbench.report.paper import load_paper
+
+
+def _get(path: str) -> Callable[[dict], Any]:
+    def get(rec: dict) -> Any:
+        node: Any = rec
+        for p in path.split("."):
+            if not isinstance(node, dict) or p not in node:
+                return None
+            node = node[p]
+        return node
+
+    return get
+
+
+def _first(*paths: str) -> Callable[[dict], Any]:
+    getters = [_get(p) for p in paths]
+
+    def get(rec: dict) -> Any:
+        for g in getters:
+            v = g(rec)
+            if v is not None:
+                return v
+        return None
+
+    return get
+
+
+def _fps_ratio(rec: dict) -> float | None:
+    fps, dense = _get("speed.fps")(rec), _get("speed.fps_dense")(rec)
+    if fps is None or not dense:
+        return None
+    return fps / dense
+
+
+def _per_seq(seq_key: str, metric: str) -> Callable[[dict], Any]:
+    def get(rec: dict) -> Any:
+        per = _get("metrics.per_sequence")(rec) or {}
+        for name, vals in per.items():
+            if seq_key_of(name) == seq_key:
+                return vals.get(metric)
+        return None
+
+    return get
+
+
+def seq_key_of(name: str) -> str:
+    """``MOT17-02-FRCNN`` -> ``mot17_02``; other names lower-cased with ``-`` -> ``_``."""
+    m = re.match(r"(MOT\d\d)-(\d\d)", name)
+    if m:
+        return f"{m.group(1).lower()}_{m.group(2)}"
+    return name.lower().replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One measured quantity: ``key`` (CSV name), getter on a record, paper CSV column, display style."""
+
+    key: str
+    label: str
+    get: Callable[[dict], Any]
+    paper: str | None = None
+    fmt: str = "float2"  # pct | pct2 | int | float2 | float1 | ratio
+
+
+_MOT_SOTA = [
+    Column("mota", "MOTA %", _get("metrics.mota"), "mota", "pct"),
+    Column("idf1", "IDF1 %", _get("metrics.idf1"), "idf1", "pct"),
+    Column("idp", "IDP %", _get("metrics.idp"), "idp", "pct"),
+    Column("ids", "IDs", _first("metrics.ids", "metrics.num_switches"), "ids", "int"),
+    Column("gmacs_executed", "GMACs", _get("cost.gmacs_executed"), "gmacs", "float2"),
+    Column("patch_skip_rate", "skip %", _get("cost.patch_skip_rate"), "patch_skip_rate", "pct"),
+    Column("fps", "FPS", _get("speed.fps"), "fps", "float1"),
+    Column("fps_ratio_to_dense", "FPS / dense", _fps_ratio, None, "ratio"),
+]
+_TABLE4_SEQS = ["mot17_02", "mot17_04", "mot17_13", "mot17_11"]
+_MOT_ENV = [Column(f"mota_{s}", f"MOTA {s[-2:]} %", _per_seq(s, "mota"), f"mota_{s}", "pct2") for s in _TABLE4_SEQS] + [
+    Column("mota", "MOTA all %", _get("metrics.mota"), None, "pct2"),
+    Column("patch_skip_rate", "skip %", _get("cost.patch_skip_rate"), "patch_skip_rate", "pct2"),
+]
+_POSE_SOTA = [
+    Column("mpjpe_mm", "MPJPE mm", _get("metrics.mpjpe_mm"), "mpjpe_mm", "float2"),
+    Column("gmacs_executed", "GMACs", _get("cost.gmacs_executed"), "gmacs", "float2"),
+    Column("patch_skip_rate", "skip %", _get("cost.patch_skip_rate"), "patch_skip_rate", "pct"),
+    Column("fps", "FPS", _get("speed.fps"), "fps", "float1"),
+    Column("fps_ratio_to_dense", "FPS / dense", _fps_ratio, None, "ratio"),
+]
+_ACTIONS = ["talking", "eating", "greeting", "phoning", "photo", "walk", "walkdog"]
+_POSE_ENV = [
+    Column(f"mpjpe_mm_{a}", f"{a} mm", _get(f"metrics.per_action.{a}.mpjpe_mm"), f"mpjpe_mm_{a}", "float2")
+    for a in _ACTIONS
+]
+
+TABLES: dict[int, tuple[str, list[Column]]] = {
+    1: ("table1", _POSE_SOTA),
+    2: ("table2", _POSE_ENV),
+    3: ("table3", _MOT_SOTA),
+    4: ("table4", _MOT_ENV),
+}
+
+
+def _dataset_label(rec: dict) -> str:
+    ds = rec.get("dataset") or (rec.get("config") or {}).get("dataset") or {}
+    seqs = ds.get("sequences") or []
+    frames = ds.get("frames")
+    s = str(ds.get("name", "?"))
+    if seqs:
+        s += ":" + "+".join(seqs)
+    if frames:
+        s += f"[{frames[0]}-{frames[1]}]"
+    if ds.get("synthetic"):
+        s += " (synthetic)"
+    return s
+
+
+def _table_of(rec: dict) -> str:
+    return (rec.get("config") or {}).get("table") or ""
+
+
+def build_table(n: int, records: list[dict] | None = None, paper_dir: str | Path | None = None) -> pd.DataFrame:
+    """Table ``n`` (1-4) as machine columns: measured ``<key>``, paper ``<key>_paper``, provenance.
+
+    Args:
+        n: paper table number.
+        records: run records and skip markers (default: all under the records folder).
+        paper_dir: override of ``results/paper`` (tests).
+
+    Returns:
+        One row per experiment of that table (latest run, else latest skip marker), then one per paper
+        row nobody measured. Columns: experiment, method, model, paper_row, <key>, <key>_paper...,
+        dataset, device, status.
+    """
+    if n not in TABLES:
+        raise KeyError(f"no table {n} (known: {sorted(TABLES)})")
+    name, cols = TABLES[n]
+    if records is None:
+        records = read_records(records_dir()) if records_dir().is_dir() else []
+    paper = load_paper(name, paper_dir)
+    mine = [r for r in records if _table_of(r) == name]
+    rows: list[dict[str, Any]] = []
+    used_paper: set[str] = set()
+    for exp, rec in sorted(latest_by_experiment(mine).items()):
+        cfg = rec.get("config") or {}
+        prow = cfg.get("paper_row")
+        row: dict[str, Any] = {
+            "experiment": exp,
+            "method": (rec.get("method") or cfg.get("method") or {}).get("name"),
+            "model": (rec.get("model") or cfg.get("model") or {}).get("name"),
+            "paper_row": prow,
+        }
+        if rec["kind"] == "run":
+            for c in cols:
+                row[c.key] = c.get(rec)
+            row["dataset"] = _dataset_label(rec)
+            row["device"] = (rec.get("speed") or {}).get("device") or (rec.get("env") or {}).get("device")
+            row["status"] = "measured"
+        else:
+            for c in cols:
+                row[c.key] = None
+            row["dataset"] = _dataset_label(rec)
+            row["device"] = None
+            row["status"] = f"not runnable here: {rec['reason']}"
+        _add_paper(row, cols, paper, prow)
+        if prow in paper.index:
+            used_paper.add(prow)
+        rows.append(row)
+    for prow in paper.index:
+        if prow in used_paper:
+            continue
+        row = {"experiment": None, "method": paper.loc[prow, "method"], "model": None, "paper_row": prow}
+        for c in cols:
+            row[c.key] = None
+        row.update(dataset=None, device=None, status="not run")
+        _add_paper(row, cols, paper, prow)
+        rows.append(row)
+    order = ["experiment", "method", "model", "paper_row"]
+    for c in cols:
+        order.append(c.key)
+        if c.paper:
+            order.append(c.key + "_paper")
+    order += ["dataset", "device", "status"]
+    return pd.DataFrame(rows, columns=order)
+
+
+def _add_paper(row: dict, cols: list[Column], paper: pd.DataFrame, prow: str | None) -> None:
+    for c in cols:
+        if not c.paper:
+            continue
+        v = None
+        if prow is not None and prow in paper.index and c.paper in paper.columns:
+            v = paper.loc[prow, c.paper]
+            v = None if pd.isna(v) else v.item() if hasattr(v, "item") else v
+        row[c.key + "_paper"] = v
+
+
+def _fmt(v: Any, style: str) -> str:
+    if v is None or (isinstance(v, float) and pd.isna(v)):
+        return "–"
+    if style == "pct":
+        return f"{100 * v:.1f}"
+    if style == "pct2":
+        return f"{100 * v:.2f}"
+    if style == "int":
+        return f"{int(round(v))}"
+    if style == "float1":
+        return f"{v:.1f}"
+    if style == "ratio":
+        return f"{v:.2f}x"
+    return f"{v:.2f}"
+
+
+def display_frame(n: int, df: pd.DataFrame) -> pd.DataFrame:
+    """Human-readable version of :func:`build_table`'s frame (strings, ``(paper)`` columns)."""
+    _, cols = TABLES[n]
+    out = pd.DataFrame()
+    out["row"] = [e if isinstance(e, str) else f"paper:{p}" for e, p in zip(df["experiment"], df["paper_row"])]
+    out["method"] = df["method"].fillna("–")
+    out["model"] = df["model"].fillna("–")
+    for c in cols:
+        out[c.label] = [_fmt(v, c.fmt) for v in df[c.key]]
+        if c.paper:
+            out[f"{c.label} (paper)"] = [_fmt(v, c.fmt) for v in df[c.key + "_paper"]]
+    out["dataset"] = df["dataset"].fillna("–")
+    out["device"] = df["device"].fillna("–")
+    out["status"] = df["status"]
+    return out
+
+
+def render(n: int, df: pd.DataFrame, fmt: str = "md") -> str:
+    """Format table ``n`` as ``md`` (GitHub markdown), ``csv`` (machine columns) or ``latex``."""
+    if fmt == "csv":
+        return df.to_csv(index=False)
+    disp = display_frame(n, df)
+    if fmt == "md":
+        return disp.to_markdown(index=False, disable_numparse=True) + "\n"
+    if fmt == "latex":
+        body = disp.to_latex(index=False, escape=True)
+        return body
+    raise ValueError(f"unknown format {fmt!r} (md, csv, latex)")
+
+
+def write_table(n: int, results: str | Path | None = None, formats: tuple[str, ...] = ("md", "csv")) -> list[Path]:
+    """Derive table ``n`` from the records under ``results`` and write ``results/tables/table<n>.<ext>``."""
+    root = results_dir(results)
+    rdir = root / "records"
+    records = read_records(rdir) if rdir.is_dir() else []
+    df = build_table(n, records)
+    out_dir = root / "tables"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    ext = {"md": "md", "csv": "csv", "latex": "tex"}
+    for f in formats:
+        p = out_dir / f"table{n}.{ext[f]}"
+        p.write_text(render(n, df, f))
+        written.append(p)
+    return written
