@@ -269,6 +269,8 @@ def _coerce(value: Any, tp: Any, key: str, sources: dict[str, str]) -> Any:
                 return _coerce(value, a, key, sources)
             except ConfigError as e:
                 errors.append(str(e))
+        if len(errors) == 1:  # Optional[X]: X's own message is the clearest
+            raise ConfigError(errors[0])
         raise fail(f"expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
     if tp is Any:
         return value

@@ -1,0 +1,162 @@
+"""The one place that wires model + data + metrics: ``run(config) -> record``.
+
+MOT pipeline (Table 3 / Table 4 / Figure 5 rows):
+
+1. check the row can run here (data present, dense MACs under the CPU cap); otherwise write a skip
+   marker with the reason and return it (no numbers, nothing from the paper);
+2. build the model (``passbench.models.build_model``, ``pretrained=False``: no downloads), load the
+   configured weights (``passbench.models.checkpoint``);
+3. time the dense forward, then apply the method (``passbench.skip.make_skippable``; ``dense`` leaves
+   the model untouched) and time it on the same consecutive frames in the same process;
+4. track every sequence (``passbench.tracking.infer.track_sequence``) and evaluate
+   (``passbench.metrics.mot.evaluate_sequences``);
+5. gather executed / dense / gate MACs and the patch skip rate (``passbench.skip.collect_stats``),
+   and append the record (``passbench.records``) only once everything above finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+from passbench.config import ExperimentCfg, to_dict
+from passbench.paths import REPO_ROOT, DataRootError, resolve_data_root
+from passbench.records import append_record, new_record, records_dir, skip_marker
+
+
+class SkipRow(Exception):
+    """This row cannot run here; the message is the reason stored in the skip marker."""
+
+
+def _need(module: str, name: str | None = None) -> Any:
+    """Import ``module`` (and attribute ``name``) or raise NotImplementedError naming the missing piece."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        raise NotImplementedError(f"runner needs {module}{'.' + name if name else ''}, which is not available: {e}") from e
+    if name is None:
+        return mod
+    if not hasattr(mod, name):
+        raise NotImplementedError(f"runner needs {module}.{name}, which does not exist yet")
+    return getattr(mod, name)
+
+
+def records_file(cfg: ExperimentCfg, results: str | os.PathLike[str] | None = None) -> Path:
+    """Where a config's records go: ``results/records/<table>.jsonl`` (``misc.jsonl`` without a table)."""
+    return records_dir(results) / f"{cfg.table or 'misc'}.jsonl"
+
+
+def run(
+    cfg: ExperimentCfg,
+    data_root: str | os.PathLike[str] | None = None,
+    results: str | os.PathLike[str] | None = None,
+    write: bool = True,
+) -> dict[str, Any]:
+    """Run one experiment and return its record (or a skip marker saying why it cannot run here).
+
+    Args:
+        cfg: resolved experiment config (``passbench.config.load_config``).
+        data_root: overrides ``cfg.dataset.data_root``; resolved by ``passbench.paths.resolve_data_root``.
+        results: results folder (default ``$PASSBENCH_RESULTS`` or ``<repo>/results``).
+        write: append the record / marker to ``results/records/<table>.jsonl``.
+
+    Raises:
+        NotImplementedError: a pipeline piece (module or function) this row needs does not exist.
+        Any error of the run itself: nothing is written then.
+    """
+    resolved = to_dict(cfg)
+    try:
+        if cfg.task == "mot":
+            rec = _run_mot(cfg, data_root, resolved)
+        elif cfg.task == "pose":
+            rec = _run_pose(cfg, data_root, resolved)
+        else:
+            raise ValueError(f"{cfg.name}: unknown task {cfg.task!r} (mot, pose)")
+    except SkipRow as why:
+        rec = skip_marker(experiment=cfg.name, task=cfg.task, reason=str(why), config=resolved)
+    if write:
+        append_record(records_file(cfg, results), rec)
+    return rec
+
+
+# ----------------------------------------------------------------------------------------------
+# shared pieces
+
+
+def _data_root(cfg: ExperimentCfg, data_root: Any) -> Path:
+    try:
+        return resolve_data_root(data_root if data_root is not None else cfg.dataset.data_root)
+    except DataRootError as e:
+        raise SkipRow(str(e)) from None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _weights_path(cfg: ExperimentCfg) -> Path | None:
+    if cfg.model.weights is None:
+        return None
+    p = Path(cfg.model.weights)
+    p = p if p.is_absolute() else REPO_ROOT / p
+    if not p.is_file():
+        raise SkipRow(f"weights {cfg.model.weights} not found (train them first; see passbench.train)")
+    return p
+
+
+def _run_pose(cfg: ExperimentCfg, data_root: Any, resolved: dict) -> dict[str, Any]:
+    root = _data_root(cfg, data_root)
+    if cfg.dataset.name == "Human36M" and not (root / "Human36M").is_dir():
+        raise SkipRow(f"no Human3.6M: {root / 'Human36M'} does not exist ({cfg.requires or 'Human3.6M'})")
+    # Human3.6M present (or the synthetic set): the pose pipeline is not wired yet.
+    raise NotImplementedError(
+        "runner: the pose pipeline (Human3.6M streams -> pose model -> passbench.metrics.pose) is not wired "
+        "in passbench.runner yet; Tables 1-2 cannot be measured"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# MOT
+
+
+def _mot_sequences(cfg: ExperimentCfg, root: Path) -> list[Path]:
+    if not cfg.dataset.sequences:
+        raise ValueError(f"{cfg.name}: dataset.sequences is empty")
+    out = []
+    for s in cfg.dataset.sequences:
+        p = root / cfg.dataset.name / cfg.dataset.split / s
+        if not p.is_dir():
+            raise SkipRow(f"sequence {cfg.dataset.name}/{cfg.dataset.split}/{s} not under data root {root}")
+        out.append(p)
+    return out
+
+
+def _run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict) -> dict[str, Any]:
+    root = _data_root(cfg, data_root)
+    seq_dirs = _mot_sequences(cfg, root)
+    weights = _weights_path(cfg)
+    import torch  # noqa: PLC0415 - heavy imports only when a row really runs
+
+    build_model = _need("passbench.models", "build_model")
+    count_macs = _need("passbench.metrics.cost", "count_macs")
+    torch.set_num_threads(cfg.speed.threads)
+    torch.manual_seed(cfg.train.seed)
+    w, h = cfg.model.input_wh
+    model = build_model(cfg.model.name, pretrained=False, **cfg.model.kwargs).eval()
+    if weights is not None:
+        _need("passbench.models.checkpoint", "load_checkpoint")(model, weights)
+    probe = torch.zeros(1, 3, h, w)
+    gmacs_dense = count_macs(model, probe) / 1e9
+    if cfg.max_cpu_gmacs is not None and cfg.speed.device == "cpu" and gmacs_dense > cfg.max_cpu_gmacs:
+        raise SkipRow(
+            f"dense {cfg.model.name} costs {gmacs_dense:.1f} GMACs/frame at {w}x{h}, over this CPU budget "
+            f"(max_cpu_gmacs={cfg.max_cpu_gmacs})"
+        )
+    raise NotImplementedError("runner: MOT wiring pending (tracking / skip / metrics modules)")
