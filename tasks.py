@@ -1,0 +1,62 @@
+"""invoke tasks: thin wrappers over the ``passbench`` CLI (nothing here produces a number).
+
+    invoke reproduce --table 3 [--data-root DIR] [--force]
+    invoke figure --n 5
+    invoke test [--slow]
+    invoke bench
+    invoke demo          # the README's main job: Table 3 on the sample data, runnable rows only
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from invoke import task
+
+PY = shlex.quote(sys.executable)
+CLI = f"{PY} -m passbench.cli"
+
+
+def _opt(flag: str, value: object) -> str:
+    return f" {flag} {shlex.quote(str(value))}" if value not in (None, "") else ""
+
+
+@task(help={"table": "paper table number (1-4)", "data_root": "data root", "force": "re-run rows that have records",
+            "results_dir": "results folder", "fmt": "md | csv | latex"})
+def reproduce(c, table, data_root=None, force=False, results_dir=None, fmt="md"):
+    """Run the table's configs whose records are missing, then derive results/tables/table<N>."""
+    cmd = CLI + _opt("--results-dir", results_dir) + f" reproduce {int(table)}" + _opt("--data-root", data_root)
+    cmd += " --force" * bool(force) + _opt("--format", fmt)
+    c.run(cmd, pty=False)
+
+
+@task(help={"table": "paper table number (1-4)", "fmt": "md | csv | latex"})
+def table(c, table, fmt="md", results_dir=None):
+    """Derive a table from the existing records only."""
+    c.run(CLI + _opt("--results-dir", results_dir) + f" table {int(table)} --format {fmt}")
+
+
+@task(help={"n": "figure number (4 or 5)", "metric": "y metric, e.g. idf1"})
+def figure(c, n=5, metric=None, results_dir=None):
+    """Draw Figure N from the records into results/figures/ (PNG + PDF)."""
+    c.run(CLI + _opt("--results-dir", results_dir) + f" figure {int(n)}" + _opt("--metric", metric))
+
+
+@task(help={"slow": "include tests marked slow"})
+def test(c, slow=False):
+    """Run the test suite (the default run excludes slow/gpu/data tests)."""
+    c.run(f"{PY} -m pytest" + (" -m 'not gpu and not data'" if slow else ""))
+
+
+@task
+def bench(c):
+    """Engine benchmark (sparse vs dense), as ./dev bench."""
+    c.run(f"{PY} -m passbench.skip.bench")
+
+
+@task(help={"data_root": "data root (default: the built-in sample data)"})
+def demo(c, data_root=None):
+    """Reproduce Table 3 on the sample data with whatever rows are runnable here, then Figure 5."""
+    reproduce(c, 3, data_root=data_root)
+    figure(c, 5)
