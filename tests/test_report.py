@@ -227,3 +227,22 @@ def test_leaderboard_orders_by_accuracy() -> None:
 def test_report_imports_no_torch() -> None:
     code = "import sys, passbench.report, passbench.records; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
+
+
+def test_leaderboard_notebook_executes(tmp_path: Path, monkeypatch) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    for r in _fixtures():
+        R.append_record(tmp_path / "records" / "fixtures.jsonl", r)
+    monkeypatch.setenv("PASSBENCH_RESULTS", str(tmp_path))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(REPO_ROOT / "notebooks" / "leaderboard.ipynb", as_version=4)
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = "\n".join(
+        o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) + str(o.get("data", {}).get("text/html", ""))
+        for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
+    assert "3 run records, 1 skip markers" in text
+    assert "table3/pass_p" in text and "dense hrnet_w32 costs 30 GMACs/frame" in text
+    assert (tmp_path / "figures" / "figure5.png").exists()
