@@ -150,13 +150,109 @@ def _run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict) -> dict[str, An
     torch.manual_seed(cfg.train.seed)
     w, h = cfg.model.input_wh
     model = build_model(cfg.model.name, pretrained=False, **cfg.model.kwargs).eval()
-    if weights is not None:
-        _need("passbench.models.checkpoint", "load_checkpoint")(model, weights)
-    probe = torch.zeros(1, 3, h, w)
-    gmacs_dense = count_macs(model, probe) / 1e9
+    # MACs of the dense network at the configured input (FlopCounterMode / 2, REFERENCE.md 4).
+    gmacs_dense = count_macs(model, torch.zeros(1, 3, h, w)) / 1e9
     if cfg.max_cpu_gmacs is not None and cfg.speed.device == "cpu" and gmacs_dense > cfg.max_cpu_gmacs:
         raise SkipRow(
             f"dense {cfg.model.name} costs {gmacs_dense:.1f} GMACs/frame at {w}x{h}, over this CPU budget "
             f"(max_cpu_gmacs={cfg.max_cpu_gmacs})"
         )
-    raise NotImplementedError("runner: MOT wiring pending (tracking / skip / metrics modules)")
+    model, skippable = _load_weights(model, weights, cfg)
+
+    sequences = [_need("passbench.datasets.mot", "load_sequence")(str(p)) for p in seq_dirs]
+    timing_frames = _timing_inputs(cfg, sequences[0])
+    speed = _measure_speed(cfg, model, skippable, timing_frames)
+
+    track_sequence = _need("passbench.tracking.infer", "track_sequence")
+    evaluate_sequences = _need("passbench.metrics.mot", "evaluate_sequences")
+    results = {}
+    for seq in sequences:
+        _reset(model, skippable)
+        results[seq.name] = track_sequence(model, seq, input_wh=(w, h), frames=cfg.dataset.frames,
+                                           conf_thres=cfg.eval.conf_threshold)
+    scores = evaluate_sequences({s.name: s for s in sequences}, results, iou_threshold=cfg.eval.iou_threshold,
+                                backend=cfg.eval.backend)
+    cost = _cost(model, skippable, gmacs_dense, cfg)
+    return new_record(
+        experiment=cfg.name,
+        task="mot",
+        dataset={"name": cfg.dataset.name, "split": cfg.dataset.split, "protocol": cfg.dataset.protocol,
+                 "frames": list(cfg.dataset.frames) if cfg.dataset.frames else None,
+                 "sequences": list(cfg.dataset.sequences), "synthetic": False, "data_root": str(root)},
+        model={"name": cfg.model.name, "tag": "trained" if weights else "init",
+               "weights_sha256": _sha256(weights) if weights else None},
+        method={"name": cfg.method.name, "params": dict(cfg.method.params)},
+        metrics=_mot_metrics(scores),
+        cost=cost,
+        speed=speed,
+        config=resolved,
+    )
+
+
+def _load_weights(model: Any, weights: Path | None, cfg: ExperimentCfg) -> tuple[Any, bool]:
+    """Load ``weights`` and apply the configured method; returns ``(model, skippable)``.
+
+    A ``passbench.train`` ``final.pt`` (keys ``model``, ``model_name``, ``skip``) carries the gates with
+    the weights: the model is wrapped with its ``skip`` spec (config ``method.params`` on top) before
+    the strict load. Other files go through ``passbench.models.checkpoint.load_checkpoint``.
+    """
+    import torch  # noqa: PLC0415
+
+    method = cfg.method.name
+    if weights is not None:
+        ck = torch.load(weights, map_location="cpu", weights_only=False)
+        if isinstance(ck, dict) and "model" in ck and "model_name" in ck:
+            if ck["model_name"] != cfg.model.name:
+                raise ValueError(f"{weights}: weights of model {ck['model_name']!r}, config says {cfg.model.name!r}")
+            spec = ck.get("skip")
+            if spec:
+                if spec["method"] != method:
+                    raise ValueError(f"{weights}: gates of method {spec['method']!r}, config says {method!r}")
+                model = _make_skippable(model, method, {**spec.get("params", {}), **cfg.method.params})
+            elif method != "dense":
+                raise SkipRow(f"{weights} holds no {method} gates (train them: python -m passbench.train {method})")
+            model.load_state_dict(ck["model"], strict=True)
+            return model.eval(), bool(spec)
+        _need("passbench.models.checkpoint", "load_checkpoint")(model, weights)
+    if method == "dense":
+        return model, False
+    if method in ("pass_p", "pass_f"):
+        # Untrained PASS gates are not PASS: never report numbers for them.
+        raise SkipRow(f"{method} needs trained gates: set model.weights to a passbench.train {method} final.pt")
+    return _make_skippable(model, method, dict(cfg.method.params)).eval(), True
+
+
+def _make_skippable(model: Any, method: str, params: dict[str, Any]) -> Any:
+    res = _need("passbench.skip", "make_skippable")(model, method, **params)
+    return res if res is not None else model  # in-place wrappers may return None
+
+
+def _timing_inputs(cfg: ExperimentCfg, seq: Any) -> list[Any]:
+    """The first ``warmup + iters`` frames of ``seq``, letterboxed: (1, 3, H, W) in [0, 1] each."""
+    letterbox = _need("passbench.tracking.letterbox", "letterbox")
+    n = cfg.speed.warmup + cfg.speed.iters
+    out = []
+    for item in seq.frames():
+        rgb = item[-1] if isinstance(item, tuple) else item  # (frame_id, rgb) or rgb
+        x, _ = letterbox(rgb, tuple(cfg.model.input_wh))
+        out.append(x.unsqueeze(0))
+        if len(out) == n:
+            break
+    return out
+
+
+def _measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list[Any]) -> dict[str, Any]:
+    raise NotImplementedError("runner: speed pending passbench.metrics.speed")
+
+
+def _reset(model: Any, skippable: bool) -> None:
+    if skippable:
+        _need("passbench.skip", "reset")(model)
+
+
+def _cost(model: Any, skippable: bool, gmacs_dense: float, cfg: ExperimentCfg) -> dict[str, Any]:
+    raise NotImplementedError("runner: cost pending passbench.skip.collect_stats")
+
+
+def _mot_metrics(scores: Any) -> dict[str, Any]:
+    raise NotImplementedError("runner: metric mapping pending passbench.metrics.mot")

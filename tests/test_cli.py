@@ -86,3 +86,15 @@ def test_models_command(capsys) -> None:
     out = capsys.readouterr().out
     for name in models.MODELS.names():
         assert name in out
+
+
+def test_run_without_trained_weights_is_skipped(tmp_path: Path, capsys) -> None:
+    cfg = REPO_ROOT / "configs" / "table3" / "pass_p.yaml"
+    data = tmp_path / "data" / "MOT15" / "train" / "TUD-Campus"
+    data.mkdir(parents=True)
+    rc = main(["--results-dir", str(tmp_path / "res"), "run", str(cfg), "model.weights=nowhere/final.pt",
+               "--data-root", str(tmp_path / "data")])
+    assert rc == 0
+    assert "not runnable here: weights nowhere/final.pt not found" in capsys.readouterr().out
+    (m,) = R.read_records(tmp_path / "res" / "records" / "table3.jsonl")
+    assert m["kind"] == "skipped" and m["config"]["model"]["weights"] == "nowhere/final.pt"
