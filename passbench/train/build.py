@@ -31,12 +31,11 @@ def skip_spec(cfg: StageCfg) -> dict[str, Any]:
 
 def make_skippable(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
     """Wrap convolutions with gates in reference execution (the STE path used for training)."""
-    from passbench.skip import make_skippable as _make
+    from passbench.train import skiputil
 
     params = dict(spec["params"])
     params.setdefault("execution", "reference")
-    res = _make(model, spec["method"], **params)
-    return res if isinstance(res, nn.Module) else model
+    return skiputil.make_skippable(model, spec["method"], **params)
 
 
 def build_stage_model(cfg: StageCfg, *, skippable: bool) -> tuple[nn.Module, dict[str, Any] | None, dict[str, Any]]:

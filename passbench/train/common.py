@@ -435,7 +435,7 @@ def run_loop(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 35.0)  # FairMOT uses none; guards early Adam steps
             optimizer.step()
-            rec = {"step": step, "loss": float(loss), **{k: float(v) for k, v in logs.items()}, "lr": lr_at(cfg, step)}
+            rec = {"step": step, "loss": float(loss.detach()), **{k: float(v) for k, v in logs.items()}, "lr": lr_at(cfg, step)}
             history.append(rec)
             if on_step:
                 on_step(step, rec)

@@ -55,24 +55,15 @@ class FrameStore:
                              f"{len(self.boxes)} box lists, {len(self.ids)} id lists")
 
 
-def _letterbox(img: np.ndarray, width: int, height: int) -> tuple[np.ndarray, float, float, float]:
-    """FairMOT ``letterbox`` (``datasets/dataset/jde.py``) -> (image, ratio, dw, dh); pad 127.5."""
-    try:
-        from passbench.tracking import letterbox as tracking_letterbox  # the one inference uses
-    except ImportError:  # tracking not available: same formula, kept identical to upstream
-        tracking_letterbox = None
-    if tracking_letterbox is not None:
-        res = tracking_letterbox(img, height=height, width=width)
-        return res[0], float(res[1]), float(res[2]), float(res[3])
-    h0, w0 = img.shape[:2]
-    ratio = min(height / h0, width / w0)
-    new_w, new_h = round(w0 * ratio), round(h0 * ratio)
-    dw, dh = (width - new_w) / 2, (height - new_h) / 2
-    top, bottom = round(dh - 0.1), round(dh + 0.1)
-    left, right = round(dw - 0.1), round(dw + 0.1)
-    img = cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_AREA)
-    img = cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
-    return img, ratio, dw, dh
+def _letterbox_u8(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``passbench.tracking.letterbox`` (FairMOT's, the one inference uses) kept as uint8 for the cache.
+
+    Its float output is ``uint8 / 255`` exactly, so ``round(x * 255)`` recovers the uint8 image.
+    """
+    from passbench.tracking.letterbox import letterbox
+
+    x, _ = letterbox(rgb, (width, height))  # (3, H, W) float in [0, 1]
+    return (x * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 def gt_boxes(gt, frame: int) -> tuple[np.ndarray, np.ndarray]:
@@ -138,8 +129,7 @@ def load_store(name: str, input_wh: tuple[int, int], data_root: str | None = Non
         for f, rgb in seq.frames(start=first, stop=last + 1):
             if f > last:
                 break
-            lb, *_ = _letterbox(np.ascontiguousarray(rgb), w, h)
-            decoded.append(lb.astype(np.uint8))
+            decoded.append(_letterbox_u8(np.ascontiguousarray(rgb), w, h))
         if len(decoded) != len(frames):
             raise ValueError(f"{name}: decoded {len(decoded)} frames for {first}..{last}")
         images = np.stack(decoded)
@@ -148,15 +138,14 @@ def load_store(name: str, input_wh: tuple[int, int], data_root: str | None = Non
             tmp = path.with_suffix(".tmp.npy")
             np.save(tmp, images)
             tmp.replace(path)
+    from passbench.tracking.letterbox import letterbox_transform
+
     # Box mapping needs only the original size: same ratio / pad for every frame.
-    h0, w0 = int(seq.height), int(seq.width)
-    ratio = min(h / h0, w / w0)
-    dw, dh = (w - round(w0 * ratio)) / 2, (h - round(h0 * ratio)) / 2
+    tf = letterbox_transform((int(seq.width), int(seq.height)), (w, h))
     for f in frames:
         xywh, tid = gt_boxes(seq.gt, f)
         xyxy = np.stack([xywh[:, 0], xywh[:, 1], xywh[:, 0] + xywh[:, 2], xywh[:, 1] + xywh[:, 3]], 1) if len(xywh) else np.zeros((0, 4), np.float32)
-        xyxy = xyxy * ratio + np.array([dw, dh, dw, dh], np.float32)
-        boxes.append(xyxy.astype(np.float32))
+        boxes.append(tf.to_input(xyxy).astype(np.float32))
         ids.append(tid)
     return FrameStore(name, np.arange(first, last + 1), np.asarray(images), boxes, ids)
 
