@@ -165,11 +165,12 @@ def _run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict) -> dict[str, An
 
     track_sequence = _need("passbench.tracking.infer", "track_sequence")
     evaluate_sequences = _need("passbench.metrics.mot", "evaluate_sequences")
+    frames = range(cfg.dataset.frames[0], cfg.dataset.frames[1] + 1) if cfg.dataset.frames else None
     results = {}
     for seq in sequences:
-        _reset(model, skippable)
-        results[seq.name] = track_sequence(model, seq, input_wh=(w, h), frames=cfg.dataset.frames,
-                                           conf_thres=cfg.eval.conf_threshold)
+        _reset(model, skippable)  # each sequence is a new stream: no state carried across
+        tracked = track_sequence(model, seq, img_size=(w, h), frames=frames, conf_thres=cfg.eval.conf_threshold)
+        results[seq.name] = tracked.results
     scores = evaluate_sequences({s.name: s for s in sequences}, results, iou_threshold=cfg.eval.iou_threshold,
                                 backend=cfg.eval.backend)
     cost = _cost(model, skippable, gmacs_dense, cfg)
@@ -242,7 +243,17 @@ def _timing_inputs(cfg: ExperimentCfg, seq: Any) -> list[Any]:
 
 
 def _measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list[Any]) -> dict[str, Any]:
-    raise NotImplementedError("runner: speed pending passbench.metrics.speed")
+    """FPS / latency of the model forward, dense and with the method, in this process.
+
+    Contract (STYLE.md): ``speed{fps, fps_dense, latency_ms_p50, latency_ms_p90, device, threads,
+    precision, batch, timed_region}``; the skipping model is timed on consecutive frames after
+    ``reset`` so its per-stream state is what a video stream gives it.
+    """
+    _need("passbench.metrics.speed", "measure")
+    raise NotImplementedError(
+        "runner: passbench.metrics.speed landed after this runner was written; wire measure() here "
+        "(dense forward vs method forward on the same frames)"
+    )
 
 
 def _reset(model: Any, skippable: bool) -> None:
@@ -251,8 +262,15 @@ def _reset(model: Any, skippable: bool) -> None:
 
 
 def _cost(model: Any, skippable: bool, gmacs_dense: float, cfg: ExperimentCfg) -> dict[str, Any]:
-    raise NotImplementedError("runner: cost pending passbench.skip.collect_stats")
+    """``cost{gmacs_dense, gmacs_executed, gate_gmacs, patch_skip_rate, mac_reduction}`` per frame."""
+    if not skippable:
+        return {"gmacs_dense": gmacs_dense, "gmacs_executed": gmacs_dense, "gate_gmacs": 0.0,
+                "patch_skip_rate": 0.0, "mac_reduction": 0.0}
+    _need("passbench.skip", "collect_stats")
+    raise NotImplementedError("runner: map passbench.skip.collect_stats(model) to the record's cost fields")
 
 
 def _mot_metrics(scores: Any) -> dict[str, Any]:
-    raise NotImplementedError("runner: metric mapping pending passbench.metrics.mot")
+    """``metrics{mota, idf1, idp, idr, ids, ..., per_sequence{seq: {...}}}`` (fractions in [0, 1])."""
+    _need("passbench.metrics.mot", "evaluate_sequences")
+    raise NotImplementedError("runner: map passbench.metrics.mot.evaluate_sequences output to record metrics")
