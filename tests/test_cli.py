@@ -98,3 +98,21 @@ def test_run_without_trained_weights_is_skipped(tmp_path: Path, capsys) -> None:
     assert "not runnable here: weights nowhere/final.pt not found" in capsys.readouterr().out
     (m,) = R.read_records(tmp_path / "res" / "records" / "table3.jsonl")
     assert m["kind"] == "skipped" and m["config"]["model"]["weights"] == "nowhere/final.pt"
+
+
+def test_reproduce_skips_existing_and_reports_missing_code(results: Path, monkeypatch, capsys) -> None:
+    import passbench.runner as runner
+
+    seen = []
+
+    def fake_run(cfg, data_root=None, results=None, write=True):
+        seen.append(cfg.name)
+        raise NotImplementedError(f"no pipeline piece for {cfg.name}")
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    assert main(["--results-dir", str(results), "reproduce", "3"]) == 0
+    cap = capsys.readouterr()
+    assert "table3/pass_p: record exists" in cap.out  # the fixture run is not redone
+    assert "table3/pass_p" not in seen and "table3/hrnet_w32" in seen  # a skip marker is retried
+    assert "could not run because code is missing" in cap.err
+    assert len(R.read_records(results / "records")) == len(_fixtures())  # nothing written for them
