@@ -1,7 +1,7 @@
 """invoke tasks: thin wrappers over the ``passbench`` CLI (nothing here produces a number).
 
     invoke reproduce --table 3 [--data-root DIR] [--force]
-    invoke figure --n 5
+    invoke figure -n 5   (invoke spells one-letter options with one dash)
     invoke test [--slow]
     invoke bench
     invoke demo          # the README's main job: Table 3 on the sample data, runnable rows only
