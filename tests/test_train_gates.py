@@ -37,14 +37,32 @@ class FakeGate(nn.Module):
         return hard + p - p.detach(), p
 
 
-class FakeSkipConv(nn.Module):
-    def __init__(self, conv, patch):
+class NormGate(nn.Module):
+    """Skip-Conv norm gate stand-in: skip where the patch residual L2 norm is below the threshold."""
+
+    def __init__(self, patch, threshold=0.0):
         super().__init__()
-        self.conv, self.gate = conv, FakeGate(conv.in_channels, patch)
-        self.mode, self.prev_in, self.prev_out, self.last = "normal", None, None, None
+        self.patch, self.threshold, self.norms = patch, threshold, None
+
+    def residual_norm(self, x, prev):
+        return F.avg_pool2d(((x - prev) ** 2).sum(1, keepdim=True), self.patch, ceil_mode=True).sqrt()
+
+    def forward(self, x, prev):
+        m = (self.residual_norm(x, prev) < self.threshold).float()
+        return m, m
+
+
+class FakeSkipConv(nn.Module):
+    def __init__(self, conv, patch, gate="learned", threshold=0.0):
+        super().__init__()
+        self.conv = conv
+        self.gate = FakeGate(conv.in_channels, patch) if gate == "learned" else NormGate(patch, threshold)
+        self.mode, self.prev_in, self.prev_out, self.last, self.norms = "normal", None, None, None, None
 
     def forward(self, x):
         y = self.conv(x)
+        if isinstance(self.gate, NormGate) and self.prev_in is not None:
+            self.norms = self.gate.residual_norm(x, self.prev_in)
         if self.mode != "off" and self.prev_in is not None:
             m, p = self.gate(x, self.prev_in)
             self.last = (m.detach().mean(), p.mean())
@@ -60,11 +78,19 @@ def _layers(model):
     return [m for m in model.modules() if isinstance(m, FakeSkipConv)]
 
 
-def make_skippable(model, method, *, patch_size=8, execution="reference", **_):
+def make_skippable(model, method, *, patch_size=8, execution="reference", gate="learned", thresholds=None, **_):
+    i = 0
     for name, mod in list(model.body.named_children()):
         if isinstance(mod, nn.Conv2d):
-            model.body._modules[name] = FakeSkipConv(mod, patch_size // (1 if name == "0" else 2))
+            th = thresholds[i] if thresholds else 0.0
+            model.body._modules[name] = FakeSkipConv(mod, patch_size // (1 if name == "0" else 2), gate, th)
+            i += 1
     return model
+
+
+def set_thresholds(model, th):
+    for m, t in zip(_layers(model), th if isinstance(th, list) else [th] * len(_layers(model))):
+        m.gate.threshold = t
 
 
 fake = types.ModuleType("fake_skip")
@@ -73,6 +99,8 @@ fake.reset = lambda model: [setattr(m, "prev_in", None) or setattr(m, "last", No
 fake.set_mask_mode = lambda model, mode: [setattr(m, "mode", mode) for m in _layers(model)]
 fake.gate_parameters = lambda model: [p for m in _layers(model) for p in m.gate.parameters()]
 fake.skip_probability = lambda model: torch.stack([m.last[1] for m in _layers(model) if m.last is not None]).mean()
+fake.residual_norms = lambda model: [m.norms for m in _layers(model)]
+fake.set_thresholds = set_thresholds
 fake.collect_stats = lambda model: {"patch_skip_rate": float(torch.stack([m.last[0] for m in _layers(model) if m.last is not None]).mean())}
 
 

@@ -19,8 +19,9 @@ from passbench.train.common import init_distributed, make_cfg
 # Per-stage defaults sized for ~15-25 min per stage on 2 CPU cores at 576x320 (docs/training.md).
 STAGE_DEFAULTS: dict[str, dict] = {
     "task": {"steps": 600, "batch_size": 8, "lr": 2e-4, "pretrained": "deepsort"},
-    "pass_p": {"steps": 300, "batch_size": 4, "lr": 1e-3, "pretrained": None, "scale_jitter": 0.0},
-    "pass_f": {"steps": 300, "batch_size": 4, "lr": 5e-5, "pretrained": None},
+    "pass_p": {"steps": 300, "batch_size": 4, "lr": 1e-3, "pretrained": None, "scale_jitter": 0.0,
+               "method": "pass_p"},
+    "pass_f": {"steps": 300, "batch_size": 4, "lr": 5e-5, "pretrained": None, "method": "pass_f"},
     "skipconv": {"steps": 300, "batch_size": 4, "lr": 5e-5, "pretrained": None, "method": "skipconv"},
 }
 

@@ -78,7 +78,7 @@ class StageCfg:
     log_every: int = 10
     ckpt_every: int = 100
     threads: int = 0
-    method: str = "pass"
+    method: str = "pass_p"
     patch_size: int = 8
     skip_params: dict[str, Any] = field(default_factory=dict)
     heads: tuple[str, ...] = ("hm",)

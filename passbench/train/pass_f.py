@@ -32,7 +32,9 @@ class GatedTaskObjective(nn.Module):
 
     Args:
         gates_train: gate modules in train mode (sampled masks; Skip-Conv's Gumbel gates) or eval.
-        budget: ``(weight, target_rate)``: adds ``weight * (skip_prob - target_rate)^2`` when weight > 0.
+        budget: ``(weight, target_rate)``: when weight > 0 adds the sparsity budget hinge
+            ``weight * relu(target_rate - skip_prob)^2`` (penalises computing more than the budget
+            ``1 - target_rate``; Skip-Conv's budget idea, exact form ours: only its abstract is at hand).
     """
 
     def __init__(self, model: nn.Module, loss: FairMOTLoss, *, bn_train: bool, gates_train: bool,
@@ -59,7 +61,7 @@ class GatedTaskObjective(nn.Module):
         weight, target = self.budget
         if weight > 0:
             prob = sk.skip_probability(self.model)
-            loss = loss + weight * (prob - target) ** 2
+            loss = loss + weight * torch.relu(target - prob) ** 2
             logs["skip_prob"] = float(prob.detach())
         return loss, logs
 
@@ -82,6 +84,8 @@ def train_pass_f(cfg: StageCfg, out: str | Path, *, stores: Sequence[FrameStore]
     samples = MotSamples(training_stores(cfg, stores), pairs=True, max_objs=cfg.max_objs, flip=cfg.flip,
                          scale_jitter=cfg.scale_jitter)
     model, skip, extra = build_stage_model(cfg, skippable=True)
+    # Same gates and wrapping as the PASS-P init; recorded under this stage's method name (runner checks it).
+    skip = {"method": cfg.method, "params": dict(skip["params"])}
     sk.freeze(sk.gate_parameters(model))
     backbone = sk.backbone_parameters(model)
     sk.freeze(backbone, False)

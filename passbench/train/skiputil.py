@@ -57,6 +57,16 @@ def skip_probability(model: nn.Module) -> torch.Tensor:
     return _fn("skip_probability")(model)
 
 
+def residual_norms(model: nn.Module) -> list[torch.Tensor]:
+    """Skip-Conv norm gates: per-patch residual norms of each skippable layer in the last forward."""
+    return list(_fn("residual_norms")(model))
+
+
+def set_thresholds(model: nn.Module, thresholds: float | list[float]) -> None:
+    """Skip-Conv norm gates: set one threshold for all layers or one per skippable layer."""
+    _fn("set_thresholds")(model, thresholds)
+
+
 def collect_stats(model: nn.Module) -> Any:
     return _fn("collect_stats")(model)
 
