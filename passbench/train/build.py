@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from passbench.train.common import DistEnv, StageCfg, load_state_strict, read_final
-from passbench.train.data import TRAIN_SEQUENCES, FrameStore, assert_disjoint, eval_frames, load_store
+from passbench.train.data import TRAIN_SEQUENCES, FrameStore, assert_disjoint, eval_frames, load_store, synthetic_store
 
 
 def build_net(name: str, **kw: Any) -> nn.Module:
@@ -78,7 +78,8 @@ def training_stores(cfg: StageCfg, stores: Sequence[FrameStore] | None) -> list[
     """The training stores: given (tests) or the first halves of ``cfg.sequences``, split-checked."""
     if stores is not None:
         return list(stores)
-    loaded = [load_store(n, cfg.input_wh, cfg.data_root) for n in cfg.sequences]
+    loaded = [synthetic_store(n=16, wh=cfg.input_wh) if n == "synthetic" else load_store(n, cfg.input_wh, cfg.data_root)
+              for n in cfg.sequences]
     train = {s.name: [int(f) for f in s.frame_ids] for s in loaded}
     if set(cfg.sequences) & (set(TRAIN_SEQUENCES) | {"TUD-Campus"}):
         assert_disjoint(train, {k: list(v) for k, v in eval_frames(cfg.data_root).items()})

@@ -150,6 +150,26 @@ def load_store(name: str, input_wh: tuple[int, int], data_root: str | None = Non
     return FrameStore(name, np.arange(first, last + 1), np.asarray(images), boxes, ids)
 
 
+def synthetic_store(name: str = "synthetic", n: int = 8, wh: tuple[int, int] = (64, 48), seed: int = 0) -> FrameStore:
+    """A tiny made-up sequence for tests and smoke runs (``sequences=[synthetic]`` on the CLI).
+
+    Grey noisy frames of size ``wh`` with two red boxes (ids 1, 2) moving right by 1 px per frame.
+    """
+    rng = np.random.default_rng(seed)
+    w, h = wh
+    imgs, boxes, ids = [], [], []
+    for t in range(n):
+        im = np.full((h, w, 3), 100, np.uint8) + rng.integers(0, 10, (h, w, 3), dtype=np.uint8)
+        b = np.array([[w * 0.06 + t, h * 0.17, w * 0.25 + t, h * 0.67],
+                      [w * 0.56 + t, h * 0.21, w * 0.75 + t, h * 0.83]], np.float32)
+        for x1, y1, x2, y2 in b.astype(int):
+            im[y1:y2, x1:x2] = (230, 60, 60)
+        imgs.append(im)
+        boxes.append(b)
+        ids.append(np.array([1, 2]))
+    return FrameStore(name, np.arange(1, n + 1), np.stack(imgs), boxes, ids)
+
+
 def identity_labels(stores: Sequence[FrameStore]) -> dict[tuple[str, int], int]:
     """Contiguous labels 0..nID-1 over all (sequence, track id) in the training stores (FairMOT offsets
     each dataset's ids the same way, ``JointDataset.tid_start_index``)."""
