@@ -81,7 +81,7 @@ def _ctdet_inverse(c, s, out_w, out_h):
     return cv2.getAffineTransform(dst, src)
 
 
-@pytest.mark.parametrize("frame_wh", [(640, 480), (768, 576), (1920, 1080), (500, 900)])
+@pytest.mark.parametrize("frame_wh", [(640, 480), (768, 576), (1920, 1080), (500, 900), (1000, 301)])
 def test_letterbox_inverse_matches_ctdet_post_process(frame_wh):
     w, h = frame_wh
     in_w, in_h = 1088, 608

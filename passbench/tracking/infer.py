@@ -6,6 +6,7 @@ decode -> ``JDETracker.update`` -> output filter -> ``frame,id,x,y,w,h``).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +107,7 @@ def track_sequence(
     """
     if frames is not None and (not isinstance(frames, range) or frames.step != 1 or len(frames) == 0):
         raise ValueError(f"frames must be a non-empty contiguous range of 1-based frame numbers; got {frames!r}")
-    cfg = TrackerConfig(**{**(config or TrackerConfig()).__dict__, "conf_thres": conf_thres})
+    cfg = dataclasses.replace(config or TrackerConfig(), conf_thres=conf_thres)
     if device is None:
         device = next(iter(model.parameters()), torch.empty(0)).device
     device = torch.device(device)
