@@ -135,17 +135,22 @@ def sparse_conv2d_functional(
 
     flat = compute_mask.reshape(-1).nonzero().squeeze(1)  # (n_active,) indices into (B, nH, nW)
     n_act = int(flat.numel())
-    out = prev_out if inplace else prev_out.clone()
     if n_act == 0:
-        return out, 0
+        return (prev_out if inplace else prev_out.clone()), 0
     if n_act == B * nH * nW:
         # No skip: the dense conv is exact and cheapest (no halo re-reads, no edge waste).
         y = F.conv2d(x, weight, bias, (sh, sw), (ph, pw), (dh, dw), groups)
         if residual:
-            out.add_(y)
-        else:
-            out.copy_(y)
-        return out, dense_macs(weight, (Ho, Wo), B)
+            y = prev_out.add_(y) if inplace else prev_out + y
+        elif inplace:
+            y = prev_out.copy_(y)
+        return y, dense_macs(weight, (Ho, Wo), B)
+    out = prev_out if inplace else prev_out.clone()
+    macs = int(n_act * P * P * cout * cin_g * kh * kw)
+    geom = (B, H, W, P, kh, kw, sh, sw, ph, pw, dh, dw)
+    if _nhwc_ok(x) and _nhwc_ok(out):
+        _sparse_nhwc(x, weight, bias, groups, out, flat, geom, (Ho, Wo, nH, nW), residual)
+        return out, macs
 
     # 1. pad once: conv padding on top/left, and on bottom/right at least the conv padding, more
     #    when the last (partial) patch's full window reaches past the padded map.
@@ -154,54 +159,169 @@ def sparse_conv2d_functional(
     pb, pr = max(ph, need_h - H - ph), max(pw, need_w - W - pw)
     xp = F.pad(x, (pw, pr, ph, pb)) if (ph or pw or pb or pr) else x  # (B, Cin, Hp, Wp)
 
-    # 2. gather the active windows from a strided (overlapping) view: (B, nH, nW, Cin, win_h, win_w)
-    s_b, s_c, s_h, s_w = xp.stride()
-    windows = xp.as_strided(
-        (B, nH, nW, cin, win_h, win_w), (s_b, P * sh * s_h, P * sw * s_w, s_c, s_h, s_w), xp.storage_offset()
-    )
+    # 2. gather the active windows from a strided (overlapping) view of the padded input. The
+    #    view's dimension order follows the memory format so that the gather copies contiguous runs
+    #    (rows of W in NCHW, pixels of C channels in channels-last).
+    cl = _is_channels_last(xp)
     bi = torch.div(flat, nH * nW, rounding_mode="floor")
     rem = flat - bi * (nH * nW)
     ii = torch.div(rem, nW, rounding_mode="floor")
     jj = rem - ii * nW
-    xg = windows[bi, ii, jj]  # (n_active, Cin, win_h, win_w), a copy
+    s_b, s_c, s_h, s_w = xp.stride()
+    grid = (B, nH, nW)
+    grid_st = (s_b, P * sh * s_h, P * sw * s_w)
+    if cl:
+        windows = xp.as_strided(grid + (win_h, win_w, cin), grid_st + (s_h, s_w, s_c), xp.storage_offset())
+        xg = windows[bi, ii, jj]  # (n_active, win_h, win_w, Cin), a copy
+        if kh == kw == 1 and groups == 1 and sh == sw == 1:
+            # 1x1 conv on the gathered pixels is one matmul: (N*P*P, Cin) @ (Cin, Cout).
+            w2 = weight.reshape(cout, cin).t()
+            flat_x = xg.reshape(-1, cin)
+            y = torch.addmm(bias, flat_x, w2) if bias is not None else flat_x @ w2
+            y = y.view(n_act, P, P, cout).permute(0, 3, 1, 2)  # (n_active, Cout, P, P), channels-last
+        else:
+            xg = xg.permute(0, 3, 1, 2)  # (n_active, Cin, win_h, win_w) as a channels-last tensor
+            y = None
+    else:
+        windows = xp.as_strided(grid + (cin, win_h, win_w), grid_st + (s_c, s_h, s_w), xp.storage_offset())
+        xg = windows[bi, ii, jj]  # (n_active, Cin, win_h, win_w), a copy
+        y = None
 
     # 3. one batched convolution with padding 0 -> (n_active, Cout, P, P)
-    y = F.conv2d(xg, weight, bias, (sh, sw), 0, (dh, dw), groups)
+    if y is None:
+        y = F.conv2d(xg, weight, bias, (sh, sw), 0, (dh, dw), groups)
 
     # 4. scatter. Full patches go through one index_put on a patch view of `out`; patches on the
     #    ragged bottom row / right column (when P does not divide Ho / Wo) are cropped.
     _scatter(out, y, bi, ii, jj, P, nH, nW, Ho, Wo, residual)
-    macs = n_act * P * P * cout * cin_g * kh * kw
-    return out, int(macs)
+    return out, macs
+
+
+def _nhwc_ok(t: torch.Tensor) -> bool:
+    """True when ``t`` is a dense channels-last tensor, so ``t.permute(0, 2, 3, 1)`` is a (B*H*W, C) matrix."""
+    return t.is_contiguous(memory_format=torch.channels_last) and t.shape[1] > 1
+
+
+_TABLES: dict[tuple, tuple] = {}
+
+
+def _nhwc_tables(geom: tuple, out_grid: tuple, device: torch.device) -> tuple:
+    """Row-index tables of the channels-last path, cached per geometry.
+
+    Returns ``(in_rows, in_bad, out_rows, out_ok)``: in_rows (B*nH*nW, win_h*win_w) int64 row of
+    the (B*H*W, Cin) input matrix feeding each window pixel (clamped into the map); in_bad the same
+    shape, True where the pixel is zero padding (None if no window touches padding); out_rows
+    (B*nH*nW, P*P) row of the (B*Ho*Wo, Cout) output matrix per patch pixel (clamped); out_ok, True
+    where that pixel is inside the map (None when P divides Ho and Wo).
+    """
+    key = (geom, out_grid, str(device))
+    hit = _TABLES.get(key)
+    if hit is not None:
+        return hit
+    B, H, W, P, kh, kw, sh, sw, ph, pw, dh, dw = geom
+    Ho, Wo, nH, nW = out_grid
+    win_h, win_w = (P - 1) * sh + (kh - 1) * dh + 1, (P - 1) * sw + (kw - 1) * dw + 1
+    kw_ = dict(device=device, dtype=torch.int64)
+    h = torch.arange(nH, **kw_)[:, None] * (P * sh) - ph + torch.arange(win_h, **kw_)  # (nH, win_h)
+    w = torch.arange(nW, **kw_)[:, None] * (P * sw) - pw + torch.arange(win_w, **kw_)  # (nW, win_w)
+    b = torch.arange(B, **kw_).view(B, 1, 1, 1, 1) * (H * W)
+    in_rows = b + (h.clamp(0, H - 1) * W).view(1, nH, 1, win_h, 1) + w.clamp(0, W - 1).view(1, 1, nW, 1, win_w)
+    bad = ((h < 0) | (h >= H)).view(1, nH, 1, win_h, 1) | ((w < 0) | (w >= W)).view(1, 1, nW, 1, win_w)
+    bad = bad.expand(B, nH, nW, win_h, win_w).reshape(B * nH * nW, win_h * win_w)
+    oh = torch.arange(nH, **kw_)[:, None] * P + torch.arange(P, **kw_)  # (nH, P)
+    ow = torch.arange(nW, **kw_)[:, None] * P + torch.arange(P, **kw_)  # (nW, P)
+    bo = torch.arange(B, **kw_).view(B, 1, 1, 1, 1) * (Ho * Wo)
+    out_rows = bo + (oh.clamp(max=Ho - 1) * Wo).view(1, nH, 1, P, 1) + ow.clamp(max=Wo - 1).view(1, 1, nW, 1, P)
+    ok = ((oh < Ho).view(1, nH, 1, P, 1) & (ow < Wo).view(1, 1, nW, 1, P)).expand(B, nH, nW, P, P)
+    hit = (
+        in_rows.reshape(B * nH * nW, win_h * win_w),
+        bad if bool(bad.any()) else None,
+        out_rows.reshape(B * nH * nW, P * P),
+        None if bool(ok.all()) else ok.reshape(B * nH * nW, P * P),
+    )
+    if len(_TABLES) > 512:  # bounded: a long-running process may see many shapes
+        _TABLES.clear()
+    _TABLES[key] = hit
+    return hit
+
+
+def _sparse_nhwc(x, weight, bias, groups, out, flat, geom, out_grid, residual) -> None:
+    """Channels-last gather - conv - scatter on (pixels, channels) matrices, without padding ``x``.
+
+    Gather is one ``index_select`` of whole pixel rows (C contiguous floats each) from the
+    (B*H*W, Cin) view of ``x``; window pixels in the zero padding are clamped to a real pixel and
+    then zeroed (``index_fill_``), which replaces the full-map ``F.pad`` of the generic path.
+    Scatter is one ``index_copy_`` (``index_add_`` in residual mode) into the (B*Ho*Wo, Cout) view
+    of ``out``; pixels of cropped edge patches are dropped first.
+    """
+    B, H, W, P, kh, kw, sh, sw, ph, pw, dh, dw = geom
+    cout, cin = weight.shape[0], x.shape[1]
+    in_rows, in_bad, out_rows, out_ok = _nhwc_tables(geom, out_grid, x.device)
+    n = flat.numel()
+    win_h, win_w = (P - 1) * sh + (kh - 1) * dh + 1, (P - 1) * sw + (kw - 1) * dw + 1
+    x2d = x.permute(0, 2, 3, 1).reshape(B * H * W, cin)  # a view: x is channels-last
+    xg = x2d.index_select(0, in_rows.index_select(0, flat).reshape(-1))  # (n*win_h*win_w, Cin)
+    if in_bad is not None:
+        bad = in_bad.index_select(0, flat).reshape(-1).nonzero().squeeze(1)
+        if bad.numel():
+            xg.index_fill_(0, bad, 0.0)
+    if kh == kw == 1 and groups == 1 and sh == sw == 1:
+        # 1x1 conv on gathered pixels is one matmul: (n*P*P, Cin) @ (Cin, Cout).
+        w2 = weight.reshape(cout, cin).t()
+        y2d = torch.addmm(bias, xg, w2) if bias is not None else xg @ w2  # (n*P*P, Cout)
+    else:
+        xw = xg.view(n, win_h, win_w, cin).permute(0, 3, 1, 2)  # (n, Cin, win_h, win_w) channels-last
+        y = F.conv2d(xw, weight, bias, (sh, sw), 0, (dh, dw), groups)  # (n, Cout, P, P)
+        y2d = y.permute(0, 2, 3, 1).reshape(n * P * P, cout)
+    rows = out_rows.index_select(0, flat).reshape(-1)
+    if out_ok is not None:
+        keep = out_ok.index_select(0, flat).reshape(-1).nonzero().squeeze(1)
+        rows, y2d = rows.index_select(0, keep), y2d.index_select(0, keep)
+    out2d = out.permute(0, 2, 3, 1).view(-1, cout)  # a view: out is channels-last
+    if residual:
+        out2d.index_add_(0, rows, y2d)
+    else:
+        out2d.index_copy_(0, rows, y2d.to(out.dtype))
+
+
+def _is_channels_last(t: torch.Tensor) -> bool:
+    """True when ``t`` is laid out NHWC (channels-last) rather than NCHW."""
+    return t.stride(1) == 1 and t.shape[1] > 1 and not t.is_contiguous()
 
 
 def _patch_view(out: torch.Tensor, h0: int, w0: int, nh: int, nw: int, ph: int, pw: int, P: int) -> torch.Tensor:
-    """(B, nh, nw, Cout, ph, pw) view of ``out`` over the patch grid starting at pixel (h0, w0)."""
+    """(B, nh, nw, Cout, ph, pw) view of ``out`` over the patch grid starting at pixel (h0, w0).
+
+    In channels-last the view is (B, nh, nw, ph, pw, Cout) instead, so that scatter writes
+    contiguous runs of channels; ``_put`` permutes the values to match.
+    """
     s_b, s_c, s_h, s_w = out.stride()
+    if _is_channels_last(out):
+        shape, st = (ph, pw, out.shape[1]), (s_h, s_w, s_c)
+    else:
+        shape, st = (out.shape[1], ph, pw), (s_c, s_h, s_w)
     return out.as_strided(
-        (out.shape[0], nh, nw, out.shape[1], ph, pw),
-        (s_b, P * s_h, P * s_w, s_c, s_h, s_w),
-        out.storage_offset() + h0 * s_h + w0 * s_w,
+        (out.shape[0], nh, nw) + shape, (s_b, P * s_h, P * s_w) + st, out.storage_offset() + h0 * s_h + w0 * s_w
     )
 
 
-def _put(view: torch.Tensor, idx: tuple[torch.Tensor, ...], val: torch.Tensor, residual: bool) -> None:
-    if residual:
-        view.index_put_(idx, val, accumulate=True)  # patches are distinct, so this is out += conv
-    else:
-        view.index_put_(idx, val)
+def _put(view: torch.Tensor, idx, val: torch.Tensor, cl: bool, residual: bool) -> None:
+    """Write ``val`` (n, Cout, ph, pw) into the indexed patches of ``view`` (add if residual)."""
+    if cl:
+        val = val.permute(0, 2, 3, 1)  # (n, ph, pw, Cout) to match the channels-last patch view
+    view.index_put_(idx, val, accumulate=residual)  # patches are distinct: accumulate is out += y
 
 
 def _scatter(out, y, bi, ii, jj, P, nH, nW, Ho, Wo, residual) -> None:
+    cl = _is_channels_last(out)
     rh, rw = Ho - (nH - 1) * P, Wo - (nW - 1) * P  # size of the last row / column of patches
     if rh == P and rw == P:
-        _put(_patch_view(out, 0, 0, nH, nW, P, P, P), (bi, ii, jj), y, residual)
+        _put(_patch_view(out, 0, 0, nH, nW, P, P, P), (bi, ii, jj), y, cl, residual)
         return
     last_i, last_j = ii == nH - 1, jj == nW - 1
     fi, fj = (nH if rh == P else nH - 1), (nW if rw == P else nW - 1)  # full-size rows / cols
     # Each part: (selector, first patch row i0, rows, crop height, first patch col j0, cols, crop
     # width); the view covers exactly those patches (as_strided must stay inside `out`).
-    parts = [(~last_i & ~last_j if rh < P and rw < P else None, 0, fi, P, 0, fj, P)]
     if rh == P:  # only the right column is ragged
         parts = [(~last_j, 0, nH, P, 0, fj, P), (last_j, 0, nH, P, nW - 1, 1, rw)]
     elif rw == P:  # only the bottom row is ragged
@@ -219,7 +339,7 @@ def _scatter(out, y, bi, ii, jj, P, nH, nW, Ho, Wo, residual) -> None:
             continue
         view = _patch_view(out, i0 * P, j0 * P, nh, nw, hh, ww, P)
         idx = (bi[sel_idx], ii[sel_idx] - i0, jj[sel_idx] - j0)
-        _put(view, idx, y[sel_idx][:, :, :hh, :ww], residual)
+        _put(view, idx, y[sel_idx][:, :, :hh, :ww], cl, residual)
 
 
 def sparse_conv2d(
