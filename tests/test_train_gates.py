@@ -99,6 +99,7 @@ fake.reset = lambda model: [setattr(m, "prev_in", None) or setattr(m, "last", No
 fake.set_mask_mode = lambda model, mode: [setattr(m, "mode", mode) for m in _layers(model)]
 fake.gate_parameters = lambda model: [p for m in _layers(model) for p in m.gate.parameters()]
 fake.skip_probability = lambda model: torch.stack([m.last[1] for m in _layers(model) if m.last is not None]).mean()
+fake.budget_loss = lambda model, target: torch.relu(target - fake.skip_probability(model)) ** 2
 fake.residual_norms = lambda model: [m.norms for m in _layers(model)]
 fake.set_thresholds = set_thresholds
 fake.collect_stats = lambda model: {"patch_skip_rate": float(torch.stack([m.last[0] for m in _layers(model) if m.last is not None]).mean())}

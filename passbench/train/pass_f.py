@@ -32,9 +32,8 @@ class GatedTaskObjective(nn.Module):
 
     Args:
         gates_train: gate modules in train mode (sampled masks; Skip-Conv's Gumbel gates) or eval.
-        budget: ``(weight, target_rate)``: when weight > 0 adds the sparsity budget hinge
-            ``weight * relu(target_rate - skip_prob)^2`` (penalises computing more than the budget
-            ``1 - target_rate``; Skip-Conv's budget idea, exact form ours: only its abstract is at hand).
+        budget: ``(weight, target_rate)``: when weight > 0 adds ``weight * budget_loss(model, target_rate)``,
+            the engine's Skip-Conv sparsity budget term (``passbench.skip.budget_loss``).
     """
 
     def __init__(self, model: nn.Module, loss: FairMOTLoss, *, bn_train: bool, gates_train: bool,
@@ -60,9 +59,10 @@ class GatedTaskObjective(nn.Module):
         logs["skip_rate"] = sk.skip_rate(self.model)
         weight, target = self.budget
         if weight > 0:
-            prob = sk.skip_probability(self.model)
-            loss = loss + weight * torch.relu(target - prob) ** 2
-            logs["skip_prob"] = float(prob.detach())
+            budget = sk.budget_loss(self.model, target)
+            loss = loss + weight * budget
+            logs["budget"] = float(budget.detach())
+            logs["skip_prob"] = float(sk.skip_probability(self.model).detach())
         return loss, logs
 
 

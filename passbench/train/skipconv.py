@@ -8,7 +8,7 @@ Two gate kinds, chosen by the engine's ``skip_params`` (e.g. ``skip_params={gate
   passes) or one global threshold (bisection) so that the skip rate on those pairs hits
   ``target_rate``. No gradient steps.
 * **Gumbel gates** (learned): trained with the FairMOT task loss on gated passes of pairs plus the
-  sparsity budget hinge ``budget_weight * relu(target_rate - skip_prob)^2``; the backbone trains
+  sparsity budget term ``budget_weight * passbench.skip.budget_loss(model, target_rate)``; the backbone trains
   jointly (``train_backbone=true``, as Skip-Conv trains gates with the convolution kernels) or stays
   frozen.
 
