@@ -375,3 +375,140 @@ def sparse_conv2d(
         x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups,
         prev_out, compute_mask, patch, residual=residual, inplace=inplace,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Dense / sparse dispatcher
+# --------------------------------------------------------------------------------------------
+
+#: Above this keep fraction the sparse path is never chosen (halo re-reads + gather/scatter cost
+#: more than the few skipped MACs); measured, see docs/engine-benchmark.md.
+DENSE_ABOVE_KEEP = 0.9
+#: Sparse must be predicted at least this much faster than dense to be chosen (guards the
+#: "never more than 10 % slower than dense" target against calibration noise).
+SPARSE_MARGIN = 0.9
+_CAL_KEEPS = (0.5, 0.125)
+_CAL_REPS = 7
+_DISPATCH: dict[tuple, tuple[float, float, float]] = {}
+
+
+def clear_dispatch_cache() -> None:
+    """Forget all calibrations of ``choose_path`` (and the gather tables)."""
+    _DISPATCH.clear()
+    _TABLES.clear()
+
+
+def _weight_channels_last(conv: nn.Conv2d) -> bool:
+    w = conv.weight
+    return w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+
+
+def _mask_with(B: int, nH: int, nW: int, keep: float, device, gen: torch.Generator) -> torch.Tensor:
+    """Random (B, nH, nW) mask with exactly round(keep * nH * nW) active patches per item (>= 1)."""
+    n = nH * nW
+    m = max(1, min(n, round(keep * n)))
+    order = torch.rand(B, n, generator=gen).argsort(dim=1)[:, :m]
+    mask = torch.zeros(B, n, dtype=torch.bool)
+    mask.scatter_(1, order, True)
+    return mask.view(B, nH, nW).to(device)
+
+
+@torch.no_grad()
+def calibrate(conv: nn.Conv2d, x_shape, patch: int, device=None, channels_last: bool | None = None):
+    """Time dense and sparse for one layer shape; returns ``(t_dense, a, b)`` in seconds.
+
+    The sparse time is modelled as ``a + b * keep`` (fixed overhead + cost per kept patch), fitted
+    through medians at keep 0.5 and 0.125, measured interleaved with the dense conv (``_CAL_REPS``
+    rounds). Results are cached per (geometry, shape, patch, device, format, threads).
+    """
+    device = torch.device(device) if device is not None else conv.weight.device
+    if channels_last is None:
+        channels_last = _weight_channels_last(conv)
+    B, cin, H, W = (int(v) for v in x_shape)
+    key = (
+        tuple(conv.weight.shape), conv.stride, conv.padding, conv.dilation, conv.groups, conv.bias is not None,
+        (B, cin, H, W), int(patch), str(device), bool(channels_last), conv.weight.dtype, torch.get_num_threads(),
+    )
+    hit = _DISPATCH.get(key)
+    if hit is not None:
+        return hit
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    w = conv.weight.detach().to(device)
+    bias = conv.bias.detach().to(device) if conv.bias is not None else None
+    x = torch.randn(B, cin, H, W, device=device, dtype=w.dtype).contiguous(memory_format=fmt)
+    dense = lambda: F.conv2d(x, w, bias, conv.stride, conv.padding, conv.dilation, conv.groups)  # noqa: E731
+    prev = dense().contiguous(memory_format=fmt)
+    Ho, Wo = prev.shape[2:]
+    nH, nW = -(-Ho // patch), -(-Wo // patch)
+    gen = torch.Generator().manual_seed(0)
+    masks = [_mask_with(B, nH, nW, k, device, gen) for k in _CAL_KEEPS]
+    fns = [dense] + [
+        (lambda m=m: sparse_conv2d_functional(
+            x, w, bias, conv.stride, conv.padding, conv.dilation, conv.groups, prev, m, patch, inplace=True))
+        for m in masks
+    ]
+    times = _interleaved_medians(fns, _CAL_REPS, device)
+    keeps = [float(m.float().mean()) for m in masks]
+    b = (times[1] - times[2]) / max(keeps[0] - keeps[1], 1e-9)
+    a = times[2] - b * keeps[1]
+    hit = (times[0], a, b)
+    _DISPATCH[key] = hit
+    return hit
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _interleaved_medians(fns, reps: int, device) -> list[float]:
+    """Median seconds per callable, running them round-robin (after one warm-up each)."""
+    for f in fns:
+        f()
+    ts: list[list[float]] = [[] for _ in fns]
+    for _ in range(reps):
+        for i, f in enumerate(fns):
+            _sync(device)
+            t0 = time.perf_counter()
+            f()
+            _sync(device)
+            ts[i].append(time.perf_counter() - t0)
+    return [statistics.median(v) for v in ts]
+
+
+def choose_path(conv: nn.Conv2d, x_shape, keep_fraction: float, patch: int, device=None) -> str:
+    """Return ``"sparse"`` if block-sparse execution is predicted faster than dense, else ``"dense"``.
+
+    Rules, in order: ``keep_fraction >= DENSE_ABOVE_KEEP`` -> dense; fewer than 4 patches per map
+    -> dense; otherwise a per-shape micro-benchmark (``calibrate``, run once per layer shape at
+    first use and cached) gives ``t_dense`` and ``t_sparse(k) = a + b * k``, and sparse is chosen
+    iff ``t_sparse(keep_fraction) < SPARSE_MARGIN * t_dense``. The memory format timed is that of
+    ``conv.weight`` (convert the model with ``.to(memory_format=torch.channels_last)`` to time
+    channels-last). Set ``PASSBENCH_SPARSE_DISPATCH=dense|sparse`` to force a path.
+
+    Args:
+        conv: the layer.
+        x_shape: (B, Cin, H, W) of its input.
+        keep_fraction: fraction of output patches computed, in [0, 1].
+        patch: output patch size in output pixels.
+        device: where it runs (default: the weight's device).
+    """
+    forced = os.environ.get("PASSBENCH_SPARSE_DISPATCH", "")
+    if forced in ("dense", "sparse"):
+        return forced
+    if forced:
+        raise ValueError(f"PASSBENCH_SPARSE_DISPATCH={forced!r}: expected 'dense' or 'sparse'")
+    if not 0.0 <= keep_fraction <= 1.0:
+        raise ValueError(f"choose_path: keep_fraction must be in [0, 1], got {keep_fraction}")
+    if keep_fraction >= DENSE_ABOVE_KEEP:
+        return "dense"
+    if keep_fraction == 0.0:
+        return "sparse"  # nothing to compute: sparse returns prev_out without a single MAC
+    kh, kw = conv.kernel_size
+    (sh, sw), (ph, pw), (dh, dw) = conv.stride, conv.padding, conv.dilation
+    Ho = conv_out_size(int(x_shape[2]), kh, sh, ph, dh)
+    Wo = conv_out_size(int(x_shape[3]), kw, sw, pw, dw)
+    if math.ceil(Ho / patch) * math.ceil(Wo / patch) < 4:
+        return "dense"
+    t_dense, a, b = calibrate(conv, x_shape, patch, device)
+    return "sparse" if a + b * keep_fraction < SPARSE_MARGIN * t_dense else "dense"
