@@ -19,13 +19,13 @@ def noisy_store(n=8):
 @pytest.mark.parametrize("target", [0.25, 0.6])
 def test_norm_gate_calibration_hits_target(engine, tmp_path, task_final, target):  # noqa: F811
     res = train_skipconv(cfg("skipconv", init=str(task_final), method="skipconv", skip_params={"gate": "norm"},
-                             target_rate=target, calib_pairs=4, batch_size=2, flip=False),
+                             target_rate=target, calib_pairs=4, batch_size=2, flip=False, calib="per_layer"),
                          tmp_path / f"sc{target}", stores=[noisy_store()])
     assert res["history"] == [] and len(res["thresholds"]) == 3
     # Quantile thresholds on the calibration pairs: measured rate within patch-count granularity.
     assert res["skip_rate"] == pytest.approx(target, abs=0.05)
     final = torch.load(res["final"], weights_only=False)
-    assert final["skip"]["params"]["thresholds"] == res["thresholds"]
+    assert final["extra"]["thresholds"] == res["thresholds"]
 
 
 def test_gumbel_gates_train_with_task_loss(engine, tmp_path, task_final):  # noqa: F811

@@ -126,8 +126,12 @@ def train_skipconv(cfg: StageCfg, out: str | Path, *, stores: Sequence[FrameStor
     thresholds = None
     if not gates:  # norm gates: calibration only (identical on every rank: same seed, same pairs)
         model.eval()
-        thresholds = calibrate_norm_thresholds(model, pairs, cfg.target_rate, per_layer=True)
-        skip = {**skip, "params": {**skip["params"], "thresholds": thresholds}}
+        if cfg.calib not in ("global", "per_layer"):
+            raise ValueError(f"calib must be 'global' or 'per_layer', got {cfg.calib!r}")
+        thresholds = calibrate_norm_thresholds(model, pairs, cfg.target_rate, per_layer=cfg.calib == "per_layer")
+        if cfg.calib == "global":
+            # NormGate.threshold is a plain attribute (not in the state_dict): carry it in the spec.
+            skip = {**skip, "params": {**skip["params"], "threshold": thresholds[0]}}
     else:
         backbone = sk.backbone_parameters(model)
         sk.freeze(backbone, not cfg.train_backbone)
