@@ -1,1 +1,76 @@
-"""passbench.skip"""
+"""passbench.skip: which output patches of each convolution to skip, and how to skip them.
+
+Public API (stable names; ``models/``, ``train/`` and ``runner.py`` code against these)::
+
+    make_skippable(model, method, *, patch_size=8, layers=None, exclude=None, execution="auto",
+                   refresh_every=None, input_shape=None, **gate_params) -> model
+        Swap every nn.Conv2d (or those whose qualified name matches a glob in ``layers``, minus
+        ``exclude``) for a ``SkipConv2d`` wrapper, in place; returns the model. ``method`` is a name in
+        ``METHODS``: ``dense``, ``pass`` (= ``pass_p`` = ``pass_f``: the PASS gate), ``skipconv``
+        (``gate="norm"|"gumbel"``), ``skipconv_norm``, ``skipconv_gumbel``, ``fixed`` (seeded random
+        mask at ``keep`` fraction). ``execution``: ``reference`` (dense conv + blend; the oracle and the
+        differentiable training path), ``sparse`` (``skip.sparse.sparse_conv2d``), ``auto``
+        (``skip.sparse.choose_path`` per layer and frame). Training mode always uses ``reference``.
+    reset(model)                  forget every stream's state (call at a new sequence)
+    skip_session(model)           context manager: reset on entry and on exit
+    set_mask_mode(model, mode)    "normal" (mask 1 = skip), "inverted" (mask 0 = skip), "off" (dense)
+    set_thresholds(model, th)     norm gates: one float, or one per skippable layer (module order)
+    gate_parameters(model)        list of the gates' parameters
+    skip_probability(model)       differentiable mean skip probability of the last forward (scalar)
+    residual_norms(model)         norm gates: per-patch residual norms of the last forward, per layer
+    budget_loss(model, target)    Skip-Conv sparsity budget term (MAC-weighted hinge), differentiable
+    skippable_layers(model)       [(qualified name, SkipConv2d), ...] in module order
+    collect_stats(model) -> dict  per-layer rows + totals: dense_macs, executed_macs, gate_macs,
+                                  patch_skip_rate, mac_reduction (since the last reset)
+    GATES, METHODS                registries (passbench.registry.Registry)
+    SkipConv2d                    the wrapper (original conv kept as child ``.conv``)
+
+Mask convention everywhere (the paper's): 1 = skip (take the previous output), 0 = compute; masks
+are (B, Hp, Wp) over the *output* patch grid of each layer. ``skip.sparse.sparse_conv2d`` takes the
+opposite polarity (True = compute); the wrapper converts.
+
+MAC accounting (``skip.macs``): the paper's Eq. 1-3 (``eq1_vanilla_macs``, ``eq2_patch_skip_rate``,
+``eq3_mac_reduction``) and per-layer dense / executed / gate MACs.
+"""
+
+from passbench.skip.gates import GATES, FixedGate, GumbelGate, NormGate, PassGate, gumbel_normalization
+from passbench.skip.macs import collect_stats, eq1_vanilla_macs, eq2_patch_skip_rate, eq3_mac_reduction
+from passbench.skip.methods import METHODS
+from passbench.skip.wrapper import (
+    SkipConv2d,
+    budget_loss,
+    gate_parameters,
+    make_skippable,
+    reset,
+    residual_norms,
+    set_mask_mode,
+    set_thresholds,
+    skip_probability,
+    skip_session,
+    skippable_layers,
+)
+
+__all__ = [
+    "GATES",
+    "METHODS",
+    "FixedGate",
+    "GumbelGate",
+    "NormGate",
+    "PassGate",
+    "SkipConv2d",
+    "budget_loss",
+    "collect_stats",
+    "eq1_vanilla_macs",
+    "eq2_patch_skip_rate",
+    "eq3_mac_reduction",
+    "gate_parameters",
+    "gumbel_normalization",
+    "make_skippable",
+    "reset",
+    "residual_norms",
+    "set_mask_mode",
+    "set_thresholds",
+    "skip_probability",
+    "skip_session",
+    "skippable_layers",
+]

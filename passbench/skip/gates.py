@@ -1,0 +1,303 @@
+"""Gates: per-patch skip decisions for one convolution (mask 1 = skip, 0 = compute; the PASS paper's
+convention). Every gate maps the layer's current and previous input to a ``GateOut``.
+
+* ``PassGate``: PASS (Zhou et al., AAAI-23, "Construction of Binary Mask Gate", Fig. 2): patch
+  embedding of concat(X_t, X_{t-1}), stacked ConvMixer blocks, patch classifier, Gumbel
+  Normalization (Eq. 4), Bernoulli sampling (Eq. 5) with a straight-through estimator.
+* ``NormGate``: Skip-Convolutions (Habibian et al., CVPR-21) magnitude gate on the residual.
+* ``GumbelGate``: Skip-Convolutions' learned gate (small conv on the residual, Gumbel sigmoid, STE).
+* ``FixedGate``: a seeded random mask at a fixed keep fraction (benchmarks and tests only).
+
+Geometry: a gate is built for one layer; the layer's output patch of ``p`` output pixels covers
+``p_in = p * stride`` input pixels, so every gate works on input patches of ``p_in`` (the PASS
+patch embedding has kernel = stride = ``p_in``). Frames whose size is not a multiple of ``p_in``
+get partial edge patches: the input is zero-padded (both X_t and X_{t-1}, so the residual there is
+0) up to the grid the wrapper asks for, ``(ceil(Ho / p), ceil(Wo / p))``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from passbench.registry import Registry
+
+GATES = Registry("gates")
+
+__all__ = [
+    "GATES",
+    "GateOut",
+    "PassGate",
+    "NormGate",
+    "GumbelGate",
+    "FixedGate",
+    "gumbel_noise",
+    "gumbel_normalization",
+    "bernoulli_ste",
+    "fit_grid",
+]
+
+
+@dataclass
+class GateOut:
+    """What a gate returns for one forward.
+
+    Attributes:
+        mask: (B, Hp, Wp) float in {0, 1}, 1 = skip. In training it carries the straight-through
+            gradient of ``prob`` (forward value: the hard 0/1 sample; backward: d prob).
+        prob: (B, Hp, Wp) skip probability in [0, 1] (differentiable where the gate is learned).
+        norm: (B, Hp, Wp) per-patch residual magnitude (norm gates only), else None.
+    """
+
+    mask: torch.Tensor
+    prob: torch.Tensor
+    norm: torch.Tensor | None = None
+
+
+def fit_grid(x: torch.Tensor, p_in: int, grid: tuple[int, int]) -> torch.Tensor:
+    """Zero-pad (or crop) ``x`` (B, C, H, W) to exactly ``grid`` patches of ``p_in`` pixels.
+
+    Returns:
+        (B, C, grid[0] * p_in, grid[1] * p_in).
+    """
+    th, tw = grid[0] * p_in, grid[1] * p_in
+    h, w = x.shape[-2:]
+    x = x[..., : min(h, th), : min(w, tw)]
+    if h < th or w < tw:
+        x = F.pad(x, (0, max(0, tw - w), 0, max(0, th - h)))
+    return x
+
+
+def patch_mean(x: torch.Tensor, p_in: int, grid: tuple[int, int]) -> torch.Tensor:
+    """Mean of ``x`` (B, C, H, W) over channels and each input patch -> (B, Hp, Wp).
+
+    Partial edge patches are averaged over their real pixels only (zero padding is divided out).
+    """
+    ones = fit_grid(torch.ones_like(x[:, :1]), p_in, grid)  # (B, 1, Hg, Wg)
+    s = F.avg_pool2d(fit_grid(x.mean(1, keepdim=True), p_in, grid), p_in)  # (B, 1, Hp, Wp)
+    frac = F.avg_pool2d(ones, p_in).clamp_min(1e-12)
+    return (s / frac)[:, 0]
+
+
+def gumbel_noise(shape, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """eps = -ln(-ln u), u ~ Uniform(0, 1) (PASS, text before Eq. 4; Jang et al. 2017)."""
+    u = torch.rand(shape, generator=generator, device=like.device, dtype=like.dtype)
+    u = u.clamp(1e-10, 1.0 - 1e-7)  # keep both logs finite
+    return -torch.log(-torch.log(u))
+
+
+def gumbel_normalization(x: torch.Tensor, tau: float = 0.6, noise: bool = True,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+    """PASS Gumbel Normalization (Eq. 4): X^ = (X + eps) / tau, then per-sample min-max to [0, 1].
+
+    Args:
+        x: (B, ...) logits; min and max are taken per sample over all other dims (the patch grid).
+        tau: temperature, the paper uses 0.5-0.7.
+        noise: add Gumbel noise (training); False at inference (deterministic).
+
+    Returns:
+        Same shape as ``x``, values in [0, 1]. A sample whose values are all equal maps to 0.5
+        (the paper leaves 0/0 undefined; 0.5 is the uninformative value).
+    """
+    if tau <= 0:
+        raise ValueError(f"gumbel_normalization: tau must be > 0, got {tau}")
+    xh = x + gumbel_noise(x.shape, x, generator) if noise else x
+    xh = xh / tau
+    flat = xh.flatten(1)
+    lo = flat.min(1, keepdim=True).values
+    hi = flat.max(1, keepdim=True).values
+    rng = hi - lo
+    out = torch.where(rng > 0, (flat - lo) / rng.clamp_min(1e-12), torch.full_like(flat, 0.5))
+    return out.view_as(x)
+
+
+def bernoulli_ste(prob: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """PASS Eq. 5 with a straight-through estimator: forward Bernoulli(prob), backward d prob."""
+    hard = torch.bernoulli(prob.detach(), generator=generator)
+    return hard + prob - prob.detach()
+
+
+def threshold_ste(prob: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Deterministic hard decision (prob > threshold -> 1) with a straight-through gradient."""
+    hard = (prob.detach() > threshold).to(prob.dtype)
+    return hard + prob - prob.detach()
+
+
+class _MixerBlock(nn.Module):
+    """ConvMixer block (Trockman & Kolter 2022), as PASS Fig. 2 describes it: depthwise conv + act +
+    BN with a residual around the depthwise part, then pointwise 1x1 + act + BN."""
+
+    def __init__(self, dim: int, kernel_size: int) -> None:
+        super().__init__()
+        self.dw = nn.Sequential(nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim),
+                                nn.GELU(), nn.BatchNorm2d(dim))
+        self.pw = nn.Sequential(nn.Conv2d(dim, dim, 1), nn.GELU(), nn.BatchNorm2d(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, Hp, Wp)
+        return self.pw(x + self.dw(x))
+
+
+@GATES.register("pass")
+class PassGate(nn.Module):
+    """The PASS binary-mask gate (Zhou et al., AAAI-23, Fig. 2).
+
+    Two heads:
+
+    * ``head="patch"`` (passbench default, resolution-agnostic): a per-patch classifier, 1x1 convs
+      C -> hidden -> 1 on the patch grid. Deviation from the paper, so that one gate serves videos
+      of any size.
+    * ``head="linear"`` (the paper's variant): two Linear layers on the flattened (C * Hp * Wp)
+      feature, hidden 4096 -> Hp * Wp logits. This ties the gate to the patch grid ``grid`` it was
+      built for; another input resolution raises ``ValueError``.
+
+    Args:
+        in_channels: Cin of the gated layer's input (the gate sees 2 * Cin channels).
+        patch_in: input patch size p_in = output patch * stride (kernel = stride of the embedding).
+        embed_dim: C, 64-256 in the paper (default 64 for speed).
+        depth: number of ConvMixer blocks, 2-16 in the paper.
+        kernel_size: depthwise kernel (3 or 5).
+        hidden: hidden units of the classifier (4096 in the paper's linear head; 64 by default for
+            the patch head).
+        tau: Gumbel temperature (0.5-0.7 in the paper).
+        threshold: inference threshold on the normalised value (skip where value > threshold).
+        head: "patch" or "linear".
+        grid: (Hp, Wp) patch grid, required for ``head="linear"``.
+    """
+
+    def __init__(self, in_channels: int, patch_in: int, embed_dim: int = 64, depth: int = 2,
+                 kernel_size: int = 3, hidden: int | None = None, tau: float = 0.6, threshold: float = 0.5,
+                 head: str = "patch", grid: tuple[int, int] | None = None) -> None:
+        super().__init__()
+        if head not in ("patch", "linear"):
+            raise ValueError(f"PassGate: head must be 'patch' or 'linear', got {head!r}")
+        if depth < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"PassGate: need depth >= 1 and an odd kernel_size, got {depth}, {kernel_size}")
+        self.patch_in, self.tau, self.threshold, self.head_kind = int(patch_in), float(tau), float(threshold), head
+        self.embed = nn.Sequential(nn.Conv2d(2 * in_channels, embed_dim, patch_in, stride=patch_in),
+                                   nn.GELU(), nn.BatchNorm2d(embed_dim))  # patch embedding, K = S = P
+        self.blocks = nn.Sequential(*[_MixerBlock(embed_dim, kernel_size) for _ in range(depth)])
+        if head == "linear":
+            if grid is None:
+                raise ValueError("PassGate(head='linear') needs grid=(Hp, Wp): the paper's classifier is "
+                                 "built for one input resolution (pass input_shape to make_skippable)")
+            self.grid = (int(grid[0]), int(grid[1]))
+            n = self.grid[0] * self.grid[1]
+            hidden = 4096 if hidden is None else hidden
+            self.head = nn.Sequential(nn.Flatten(1), nn.Linear(embed_dim * n, hidden), nn.GELU(),
+                                      nn.Linear(hidden, n))
+        else:
+            self.grid = None
+            hidden = 64 if hidden is None else hidden
+            self.head = nn.Sequential(nn.Conv2d(embed_dim, hidden, 1), nn.GELU(), nn.Conv2d(hidden, 1, 1))
+
+    def logits(self, x: torch.Tensor, prev: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """(B, Hp, Wp) patch logits for current / previous input (B, Cin, H, W)."""
+        if self.grid is not None and tuple(grid) != self.grid:
+            raise ValueError(
+                f"PassGate(head='linear') was built for a {self.grid[0]}x{self.grid[1]} patch grid "
+                f"(the paper's fixed-resolution classifier), got {grid[0]}x{grid[1]}; rebuild the gate "
+                "for this resolution or use head='patch'")
+        z = fit_grid(torch.cat([x, prev], 1), self.patch_in, grid)  # (B, 2Cin, Hp*p_in, Wp*p_in)
+        f = self.blocks(self.embed(z))  # (B, C, Hp, Wp)
+        out = self.head(f)
+        return out.view(x.shape[0], grid[0], grid[1])
+
+    def forward(self, x: torch.Tensor, prev: torch.Tensor, grid: tuple[int, int], **_) -> GateOut:
+        logit = self.logits(x, prev, grid)
+        # Training: Eq. 4 with Gumbel noise, then Eq. 5 Bernoulli sampling + STE. Inference: no noise,
+        # deterministic threshold on the normalised value.
+        prob = gumbel_normalization(logit, self.tau, noise=self.training)
+        mask = bernoulli_ste(prob) if self.training else threshold_ste(prob, self.threshold)
+        return GateOut(mask, prob)
+
+
+@GATES.register("norm")
+class NormGate(nn.Module):
+    """Skip-Convolutions norm gate (Habibian et al., CVPR-21, "norm gates"): skip a patch where the
+    residual magnitude is below ``threshold``.
+
+    The magnitude is the mean absolute value over channels and the patch (an L1 mean; Skip-Conv
+    uses an Lp norm of the residual, any monotone norm calibrated by threshold works alike):
+
+    * ``variant="input"``: |X_t - X_{t-1}| on the input patch (p_in pixels);
+    * ``variant="output"``: |W * (X_t - X_{t-1})| on the output patch (costs a dense conv of the
+      residual, counted in the gate MACs).
+    """
+
+    def __init__(self, patch_in: int, patch_out: int, threshold: float = 0.0, variant: str = "input") -> None:
+        super().__init__()
+        if variant not in ("input", "output"):
+            raise ValueError(f"NormGate: variant must be 'input' or 'output', got {variant!r}")
+        self.patch_in, self.patch_out, self.variant = int(patch_in), int(patch_out), variant
+        self.threshold = float(threshold)
+
+    def residual_norm(self, x: torch.Tensor, prev: torch.Tensor, grid: tuple[int, int],
+                      conv: nn.Conv2d | None = None) -> torch.Tensor:
+        """(B, Hp, Wp) mean |residual| per patch."""
+        r = x - prev
+        if self.variant == "output":
+            if conv is None:
+                raise ValueError("NormGate(variant='output') needs the layer's conv")
+            r = F.conv2d(r, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+            return patch_mean(r.abs(), self.patch_out, grid)
+        return patch_mean(r.abs(), self.patch_in, grid)
+
+    def forward(self, x, prev, grid, conv=None, **_) -> GateOut:
+        norm = self.residual_norm(x, prev, grid, conv)
+        mask = (norm < self.threshold).to(x.dtype)
+        return GateOut(mask, mask, norm)
+
+
+@GATES.register("gumbel")
+class GumbelGate(nn.Module):
+    """Skip-Convolutions learned gate (Habibian et al., CVPR-21, "gating functions"): a small conv
+    on the residual, pooled to the patch grid (block structure, block = patch), a Gumbel sigmoid in
+    training with a straight-through hard decision, and sigmoid > 0.5 at inference.
+
+    Skip-Conv's gate outputs the probability to *compute*; here ``prob`` is the skip probability
+    ``1 - sigmoid(logit)`` to keep one convention. The conv is initialised with a positive bias so
+    that a fresh gate computes most patches.
+    """
+
+    def __init__(self, in_channels: int, patch_in: int, kernel_size: int = 3, tau: float = 2.0 / 3.0,
+                 init_bias: float = 3.0) -> None:
+        super().__init__()
+        self.patch_in, self.tau = int(patch_in), float(tau)
+        self.proj = nn.Conv2d(in_channels, 1, kernel_size, padding=kernel_size // 2)
+        nn.init.normal_(self.proj.weight, std=0.01)
+        nn.init.constant_(self.proj.bias, init_bias)
+
+    def forward(self, x, prev, grid, **_) -> GateOut:
+        r = fit_grid(x - prev, self.patch_in, grid)
+        logit = F.avg_pool2d(self.proj(r), self.patch_in)[:, 0]  # (B, Hp, Wp) compute logit
+        if self.training:
+            g = gumbel_noise(logit.shape, logit) - gumbel_noise(logit.shape, logit)  # logistic noise
+            p_compute = torch.sigmoid((logit + g) / self.tau)
+        else:
+            p_compute = torch.sigmoid(logit)
+        prob = 1.0 - p_compute
+        return GateOut(threshold_ste(prob, 0.5), prob)
+
+
+@GATES.register("fixed")
+class FixedGate(nn.Module):
+    """Random mask at a fixed keep (compute) fraction, reproducible from ``seed``: each call draws
+    the next mask of one torch.Generator stream. For benchmarks and tests, not a method."""
+
+    def __init__(self, keep: float = 0.5, seed: int = 0) -> None:
+        super().__init__()
+        if not 0.0 <= keep <= 1.0:
+            raise ValueError(f"FixedGate: keep must be in [0, 1], got {keep}")
+        self.keep, self.seed = float(keep), int(seed)
+        self.gen = torch.Generator().manual_seed(self.seed)
+
+    def reset(self) -> None:
+        self.gen.manual_seed(self.seed)
+
+    def forward(self, x, prev, grid, **_) -> GateOut:
+        u = torch.rand((x.shape[0], *grid), generator=self.gen)  # CPU generator: same masks on any device
+        mask = (u >= self.keep).to(device=x.device, dtype=x.dtype)
+        return GateOut(mask, mask)

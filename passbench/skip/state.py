@@ -1,0 +1,41 @@
+"""Per-stream state and per-layer counters of one ``SkipConv2d``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class StreamState:
+    """What a layer remembers between frames, for B independent streams (one per batch row).
+
+    Attributes:
+        prev_in: (B, Cin, H, W) the previous frame's input (a private copy), or None after reset.
+        prev_out: (B, Cout, Ho, Wo) the previous frame's output (a private copy), or None.
+        t: frames seen since the last reset (frame 0 runs densely).
+    """
+
+    prev_in: torch.Tensor | None = None
+    prev_out: torch.Tensor | None = None
+    t: int = 0
+
+
+@dataclass
+class LayerStats:
+    """Counters summed over the forwards since the last reset (see ``skip.macs``).
+
+    Attributes:
+        frames: forwards run; gated_frames: forwards where the gate decided (not dense).
+        dense_macs / executed_macs / gate_macs: MACs summed over batch and frames.
+        px_gated / px_skipped: output pixels in gated forwards / of them skipped (Eq. 2 numerators).
+    """
+
+    frames: int = 0
+    gated_frames: int = 0
+    dense_macs: int = 0
+    executed_macs: int = 0
+    gate_macs: int = 0
+    px_gated: int = 0
+    px_skipped: int = 0

@@ -1,0 +1,418 @@
+"""``SkipConv2d``: a Conv2d that skips output patches between consecutive frames, and
+``make_skippable`` which swaps it into any model (timm, torchvision, passbench.models).
+
+Per layer and frame t (B independent streams, one per batch row):
+
+1. frame 0 after a reset (and every ``refresh_every``-th frame, and mask mode ``off``) runs densely;
+2. otherwise the gate sees the layer's input X_t and X_{t-1} and returns a (B, Hp, Wp) mask over
+   the *output* patch grid, 1 = skip, with Hp = ceil(Ho / p), Wp = ceil(Wo / p) (partial edge
+   patches where p does not divide the map; a map smaller than p is one patch, i.e. p is clamped
+   to the map);
+3. computed patches get ``conv(X_t)`` (PASS blend) or, in the Skip-Conv residual formulation,
+   ``prev_out + conv_nobias(X_t - X_{t-1})`` (Habibian et al., CVPR-21, Eq. 2-3: exact for a linear
+   conv where prev_out = conv(X_{t-1})); skipped patches keep ``prev_out``.
+
+Execution paths: ``reference`` (dense conv + blend ``mask * prev_out + (1 - mask) * dense``; the
+oracle and the differentiable path: the mask's straight-through gradient reaches the gate),
+``sparse`` (``skip.sparse.sparse_conv2d``), ``auto`` (``skip.sparse.choose_path`` per layer and
+frame: sparse, or dense conv + hard blend). All three give the same output. The reference path is
+used whenever gradients are wanted (module in training mode, or autograd enabled and the mask, the
+input or the weights require grad): run benchmarks under ``torch.no_grad()`` /
+``torch.inference_mode()`` to get the sparse path.
+
+Deviation from the paper (documented): PASS's positive sample replaces *input* patches of X_t by
+X_{t-1}; here the *output* patches are skipped (they take the previous output). The two differ only
+at patch borders, where an output patch's receptive field (the halo of (k - 1) * dilation input
+pixels) reaches into neighbouring input patches. Skipping outputs is what saves the layer's MACs
+(Eq. 1-3) and what block-sparse execution computes, so it is the one implemented.
+
+State-dict keys: the wrapper keeps the original conv as child ``conv`` and the gate as ``gate``, so
+a wrapped layer ``backbone.conv1`` has ``backbone.conv1.conv.weight`` and ``backbone.conv1.gate.*``.
+A dense checkpoint (``backbone.conv1.weight``) still loads: a load pre-hook maps the old keys (use
+``strict=False``, since the gate keys are then missing, or load before ``make_skippable``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import math
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from passbench.skip import sparse as _sparse
+from passbench.skip.gates import FixedGate, GateOut, NormGate
+from passbench.skip.macs import conv_dense_macs, sparse_equivalent_macs
+from passbench.skip.methods import METHODS
+from passbench.skip.state import LayerStats, StreamState
+
+MASK_MODES = ("normal", "inverted", "off")
+EXECUTIONS = ("reference", "sparse", "auto")
+
+
+def _out_hw(conv: nn.Conv2d, h: int, w: int) -> tuple[int, int]:
+    (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
+    ph, pw = conv.padding
+    return _sparse.conv_out_size(h, kh, sh, ph, dh), _sparse.conv_out_size(w, kw, sw, pw, dw)
+
+
+class SkipConv2d(nn.Module):
+    """A skippable wrapper around one ``nn.Conv2d`` (see the module docstring).
+
+    Args:
+        conv: the original layer, kept as child ``conv`` (any stride / padding / dilation / groups /
+            bias; integer zero padding).
+        gate: a gate from ``skip.gates`` (called ``gate(x, prev, grid, conv=conv) -> GateOut``) or
+            None (dense pass-through that only counts MACs).
+        patch_size: output patch size p in output pixels.
+        residual: Skip-Conv residual formulation instead of the PASS blend.
+        execution: "reference", "sparse" or "auto".
+        refresh_every: run densely every N frames (frames 0, N, 2N, ... after a reset); None: never.
+        name: qualified name in the model, for error messages.
+    """
+
+    def __init__(self, conv: nn.Conv2d, gate: nn.Module | None, patch_size: int = 8, residual: bool = False,
+                 execution: str = "auto", refresh_every: int | None = None, name: str = "") -> None:
+        super().__init__()
+        if execution not in EXECUTIONS:
+            raise ValueError(f"SkipConv2d({name}): execution must be one of {EXECUTIONS}, got {execution!r}")
+        if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+            raise ValueError(f"SkipConv2d({name}): only integer zero padding is supported, got padding="
+                             f"{conv.padding!r}, padding_mode={conv.padding_mode!r}")
+        if refresh_every is not None and refresh_every < 1:
+            raise ValueError(f"SkipConv2d({name}): refresh_every must be >= 1 or None, got {refresh_every}")
+        self.conv = conv
+        self.gate = gate
+        self.patch_size = int(patch_size)
+        self.residual = bool(residual)
+        self.execution = execution
+        self.refresh_every = refresh_every
+        self.name = name
+        self.mask_mode = "normal"
+        self.state = StreamState()
+        self.stats = LayerStats()
+        self.last: GateOut | None = None  # gate output of the last forward (None when it ran densely)
+        self.last_norm: torch.Tensor | None = None  # norm gates: residual norms of the last forward
+        self.last_path = "dense"
+        self._gate_macs: dict[tuple, int] = {}
+        self.register_load_state_dict_pre_hook(_remap_dense_keys)
+
+    # Read-only views of the wrapped conv, for code that inspects layers (e.g. weight init loops).
+    weight = property(lambda self: self.conv.weight)
+    bias = property(lambda self: self.conv.bias)
+    in_channels = property(lambda self: self.conv.in_channels)
+    out_channels = property(lambda self: self.conv.out_channels)
+    kernel_size = property(lambda self: self.conv.kernel_size)
+    stride = property(lambda self: self.conv.stride)
+    padding = property(lambda self: self.conv.padding)
+    dilation = property(lambda self: self.conv.dilation)
+    groups = property(lambda self: self.conv.groups)
+
+    def extra_repr(self) -> str:
+        gate = type(self.gate).__name__ if self.gate is not None else "None"
+        return (f"patch={self.patch_size}, gate={gate}, residual={self.residual}, execution={self.execution}, "
+                f"refresh_every={self.refresh_every}")
+
+    def reset(self, stats: bool = True) -> None:
+        """Forget the stream state (and the counters unless ``stats=False``)."""
+        self.state = StreamState()
+        self.last, self.last_norm = None, None
+        if stats:
+            self.stats = LayerStats()
+        if isinstance(self.gate, FixedGate):
+            self.gate.reset()
+
+    def _check_stream(self, x: torch.Tensor) -> None:
+        prev = self.state.prev_in
+        if prev is None:
+            return
+        if prev.shape != x.shape:
+            raise ValueError(
+                f"SkipConv2d '{self.name}': input changed mid-stream from {tuple(prev.shape)} to {tuple(x.shape)} "
+                "(resolution or batch size); call passbench.skip.reset(model) before a new sequence")
+        if prev.device != x.device or prev.dtype != x.dtype:
+            raise ValueError(f"SkipConv2d '{self.name}': input moved from {prev.device}/{prev.dtype} to "
+                             f"{x.device}/{x.dtype} mid-stream; call passbench.skip.reset(model)")
+
+    def _run_gate(self, x: torch.Tensor, prev: torch.Tensor, grid: tuple[int, int]) -> GateOut:
+        key = (tuple(x.shape), str(x.dtype), self.gate.training)
+        if key in self._gate_macs:
+            return self.gate(x, prev, grid, conv=self.conv)
+        # Count the gate once per input shape, on the real call (no extra run): FLOPs / 2 = MACs.
+        with FlopCounterMode(display=False) as fc:
+            out = self.gate(x, prev, grid, conv=self.conv)
+        self._gate_macs[key] = int(fc.get_total_flops()) // 2
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_stream(x)
+        st, conv = self.state, self.conv
+        B, _, H, W = x.shape
+        Ho, Wo = _out_hw(conv, H, W)
+        dense_macs = conv_dense_macs(conv, (Ho, Wo), B)
+        p = self.patch_size
+        grid = (math.ceil(Ho / p), math.ceil(Wo / p))
+        have_prev = st.prev_in is not None
+        refresh = self.refresh_every is not None and st.t % self.refresh_every == 0
+        self.last, self.last_norm = None, None
+        if have_prev and isinstance(self.gate, NormGate) and (self.mask_mode == "off" or refresh):
+            with torch.no_grad():  # calibration reads norms even on dense passes
+                self.last_norm = self.gate.residual_norm(x, st.prev_in, grid, conv)
+
+        if self.gate is None or not have_prev or refresh or self.mask_mode == "off":
+            y = conv(x)
+            self._count(dense_macs, dense_macs, 0, gated=False)
+            self.last_path = "dense"
+            return self._remember(x, y)
+
+        g = self._run_gate(x, st.prev_in, grid)
+        gate_macs = self._gate_macs[(tuple(x.shape), str(x.dtype), self.gate.training)]
+        self.last, self.last_norm = g, g.norm
+        mask = g.mask if self.mask_mode == "normal" else 1.0 - g.mask  # (B, Hp, Wp), 1 = skip
+        compute = mask.detach() < 0.5  # (B, Hp, Wp) bool, True = compute (sparse_conv2d's polarity)
+        n_act, n_tot = int(compute.sum()), compute.numel()
+        px_skip = int(_upsample(mask.detach().unsqueeze(1), p, Ho, Wo).sum())
+
+        path = self._choose(x, mask, n_act / n_tot)
+        self.last_path = path
+        xin = x - st.prev_in if self.residual else x  # Skip-Conv: the conv runs on the residual
+        if path == "reference":
+            mu = _upsample(mask.unsqueeze(1), p, Ho, Wo)  # (B, 1, Ho, Wo), keeps the STE gradient
+            if self.residual:
+                d = F.conv2d(xin, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+                y = st.prev_out + (1.0 - mu) * d
+            else:
+                y = mu * st.prev_out + (1.0 - mu) * conv(x)
+            exe = sparse_equivalent_macs(conv, (Ho, Wo), B, n_act, n_tot, p)
+        elif path == "sparse":
+            y, exe = _sparse.sparse_conv2d(xin, conv, st.prev_out, compute, p, residual=self.residual)
+        else:  # dense conv, hard blend: same output as sparse, dense cost
+            keep = _upsample(compute.unsqueeze(1).to(x.dtype), p, Ho, Wo) > 0.5
+            if self.residual:
+                d = F.conv2d(xin, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+                y = torch.where(keep, st.prev_out + d, st.prev_out)
+            else:
+                y = torch.where(keep, conv(x), st.prev_out)
+            exe = dense_macs if n_act else 0
+        self._count(dense_macs, exe, gate_macs, gated=True, px=B * Ho * Wo, px_skip=px_skip)
+        return self._remember(x, y)
+
+    def _choose(self, x: torch.Tensor, mask: torch.Tensor, keep: float) -> str:
+        wants_grad = torch.is_grad_enabled() and (
+            mask.requires_grad or x.requires_grad or any(q.requires_grad for q in self.conv.parameters()))
+        if self.execution == "reference" or self.training or wants_grad:
+            return "reference"
+        if self.execution == "sparse":
+            return "sparse"
+        return _sparse.choose_path(self.conv, tuple(x.shape), keep, self.patch_size)
+
+    def _count(self, dense: int, exe: int, gate: int, gated: bool, px: int = 0, px_skip: int = 0) -> None:
+        s = self.stats
+        s.frames += 1
+        s.gated_frames += int(gated)
+        s.dense_macs += dense
+        s.executed_macs += exe
+        s.gate_macs += gate
+        s.px_gated += px
+        s.px_skipped += px_skip
+
+    def _remember(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # Private copies: later layers may modify activations in place (ReLU(inplace=True), +=).
+        self.state = StreamState(x.detach().clone(), y.detach().clone(), self.state.t + 1)
+        return y
+
+
+def _upsample(m: torch.Tensor, p: int, ho: int, wo: int) -> torch.Tensor:
+    """(B, 1, Hp, Wp) patch mask -> (B, 1, Ho, Wo) pixel mask (edge patches cropped)."""
+    return m.repeat_interleave(p, 2).repeat_interleave(p, 3)[:, :, :ho, :wo]
+
+
+def _remap_dense_keys(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors) -> None:
+    """Let a dense checkpoint's ``<layer>.weight`` / ``<layer>.bias`` load into ``<layer>.conv.*``."""
+    for k in ("weight", "bias"):
+        old = prefix + k
+        if old in state_dict and prefix + "conv." + k not in state_dict:
+            state_dict[prefix + "conv." + k] = state_dict.pop(old)
+
+
+def skippable_layers(model: nn.Module) -> list[tuple[str, SkipConv2d]]:
+    """``[(qualified name, SkipConv2d), ...]`` in module order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, SkipConv2d)]
+
+
+def _layers(model: nn.Module) -> list[SkipConv2d]:
+    layers = [m for _, m in skippable_layers(model)]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no SkipConv2d layer: call passbench.skip.make_skippable first")
+    return layers
+
+
+def make_skippable(model: nn.Module, method: str, *, patch_size: int = 8, layers: list[str] | str | None = None,
+                   exclude: list[str] | str | None = None, execution: str = "auto", refresh_every: int | None = None,
+                   input_shape: tuple[int, ...] | None = None, thresholds: float | list[float] | None = None,
+                   **gate_params) -> nn.Module:
+    """Swap the model's Conv2d layers for ``SkipConv2d`` wrappers, in place; returns the model.
+
+    Args:
+        model: any nn.Module holding nn.Conv2d layers (timm, torchvision, passbench.models).
+        method: a name in ``METHODS`` (dense, pass, pass_p, pass_f, skipconv, skipconv_norm,
+            skipconv_gumbel, fixed).
+        patch_size: output patch size p in output pixels, per layer (the gate's input patch is
+            p * stride input pixels). Maps smaller than p are one (partial) patch.
+        layers: glob(s) over qualified module names to wrap (default: every Conv2d).
+        exclude: glob(s) of names not to wrap.
+        execution: "reference", "sparse" or "auto" (see module docstring).
+        refresh_every: dense refresh every N frames (None: only the first frame of a stream).
+        input_shape: (C, H, W) or (B, C, H, W) of the model input; when given, a dry run records each
+            layer's map size (needed by the paper's fixed-resolution PASS head, ``head="linear"``).
+        thresholds: norm gates: one threshold, or one per wrapped layer (module order).
+        **gate_params: the method's own parameters (see ``skip.methods``).
+
+    Raises:
+        ValueError: the model has no Conv2d, the globs match none, or it is already skippable.
+        TypeError: a parameter the method does not take.
+    """
+    builder = METHODS.get(method)
+    if patch_size < 1:
+        raise ValueError(f"make_skippable: patch_size must be >= 1, got {patch_size}")
+    if skippable_layers(model):
+        raise ValueError(f"make_skippable: {type(model).__name__} already has SkipConv2d layers")
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError(f"make_skippable: {type(model).__name__} has no nn.Conv2d layer to make skippable")
+    inc = [layers] if isinstance(layers, str) else layers
+    exc = [exclude] if isinstance(exclude, str) else (exclude or [])
+    chosen = [(n, m) for n, m in convs
+              if (inc is None or any(fnmatch.fnmatch(n, g) for g in inc)) and not any(fnmatch.fnmatch(n, g) for g in exc)]
+    if not chosen:
+        raise ValueError(f"make_skippable: layers={layers!r} / exclude={exclude!r} match no Conv2d "
+                         f"(names look like: {', '.join(n for n, _ in convs[:5])}, ...)")
+    in_hw = _dry_run_sizes(model, [m for _, m in chosen], input_shape) if input_shape is not None else {}
+    for i, (name, conv) in enumerate(chosen):
+        sh, sw = conv.stride
+        if sh != sw:
+            raise ValueError(f"make_skippable: layer '{name}' has a non-square stride {conv.stride}; exclude it")
+        grid = None
+        if id(conv) in in_hw:
+            ho, wo = _out_hw(conv, *in_hw[id(conv)])
+            grid = (math.ceil(ho / patch_size), math.ceil(wo / patch_size))
+        try:
+            plan = builder(conv, patch_in=patch_size * sh, patch_out=patch_size, grid=grid, index=i, **gate_params)
+        except TypeError as e:
+            raise TypeError(f"make_skippable(method={method!r}): {e}") from None
+        wrapped = SkipConv2d(conv, plan.gate, patch_size, plan.residual, execution, refresh_every, name)
+        wrapped.to(device=conv.weight.device)
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, wrapped)
+    if thresholds is not None:
+        set_thresholds(model, thresholds)
+    return model
+
+
+@torch.no_grad()
+def _dry_run_sizes(model: nn.Module, convs: list[nn.Conv2d], input_shape) -> dict[int, tuple[int, int]]:
+    """Input (H, W) of each conv for one zero input of ``input_shape``."""
+    shape = tuple(input_shape) if len(input_shape) == 4 else (1, *input_shape)
+    sizes: dict[int, tuple[int, int]] = {}
+    hooks = [c.register_forward_pre_hook(lambda m, a: sizes.setdefault(id(m), tuple(a[0].shape[-2:]))) for c in convs]
+    was = model.training
+    p = next(model.parameters())
+    try:
+        model.eval()
+        model(torch.zeros(shape, device=p.device, dtype=p.dtype))
+    finally:
+        model.train(was)
+        for h in hooks:
+            h.remove()
+    return sizes
+
+
+def reset(model: nn.Module, stats: bool = True) -> None:
+    """Forget every layer's stream state (call at a new sequence); also zero the MAC / skip counters
+    unless ``stats=False`` (to aggregate ``collect_stats`` over several sequences)."""
+    for m in _layers(model):
+        m.reset(stats)
+
+
+@contextlib.contextmanager
+def skip_session(model: nn.Module) -> Iterator[nn.Module]:
+    """``with skip_session(model): ...``: a fresh stream (state and counters reset) on entry; the
+    stream state is dropped on exit, the counters are kept for ``collect_stats``."""
+    reset(model)
+    try:
+        yield model
+    finally:
+        reset(model, stats=False)
+
+
+def set_mask_mode(model: nn.Module, mode: str) -> None:
+    """PASS-P training samples: "normal" (positive: mask-1 patches take the previous output),
+    "inverted" (negative: mask-0 patches take it), "off" (anchor: dense)."""
+    if mode not in MASK_MODES:
+        raise ValueError(f"set_mask_mode: mode must be one of {MASK_MODES}, got {mode!r}")
+    for m in _layers(model):
+        m.mask_mode = mode
+
+
+def _norm_layers(model: nn.Module) -> list[SkipConv2d]:
+    return [m for m in _layers(model) if isinstance(m.gate, NormGate)]
+
+
+def set_thresholds(model: nn.Module, thresholds: float | list[float]) -> None:
+    """Norm gates: one threshold for all, or one per norm-gated layer (module order)."""
+    layers = _norm_layers(model)
+    if not layers:
+        raise ValueError("set_thresholds: the model has no norm-gated layer (method skipconv / skipconv_norm)")
+    ths = [float(thresholds)] * len(layers) if isinstance(thresholds, (int, float)) else list(thresholds)
+    if len(ths) != len(layers):
+        raise ValueError(f"set_thresholds: {len(ths)} thresholds for {len(layers)} norm-gated layers")
+    for m, t in zip(layers, ths):
+        m.gate.threshold = float(t)
+
+
+def residual_norms(model: nn.Module) -> list[torch.Tensor]:
+    """Norm gates: (B, Hp, Wp) residual norms of the last forward, one per norm-gated layer."""
+    out = []
+    for m in _norm_layers(model):
+        if m.last_norm is None:
+            raise RuntimeError(f"residual_norms: layer '{m.name}' has no previous frame (run two frames first)")
+        out.append(m.last_norm)
+    return out
+
+
+def gate_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters of every gate (empty for parameter-free gates)."""
+    return [q for m in _layers(model) if m.gate is not None for q in m.gate.parameters()]
+
+
+def _gated(model: nn.Module) -> list[SkipConv2d]:
+    layers = [m for m in _layers(model) if m.last is not None]
+    if not layers:
+        raise RuntimeError("no layer was gated in the last forward (first frame, mask mode 'off', or refresh)")
+    return layers
+
+
+def skip_probability(model: nn.Module) -> torch.Tensor:
+    """Mean skip probability over all gated patches of the last forward (scalar, differentiable)."""
+    probs = [m.last.prob.flatten() for m in _gated(model)]
+    return torch.cat(probs).mean()
+
+
+def budget_loss(model: nn.Module, target: float) -> torch.Tensor:
+    """Skip-Conv sparsity budget (Habibian et al., CVPR-21, "budget"), as implemented here:
+
+    ``sum_l w_l * relu(f_l - target)`` with f_l = mean *compute* (firing) probability of layer l in
+    the last forward and w_l = layer l's dense MACs / the sum over gated layers. ``target`` is the
+    allowed compute fraction in [0, 1] (skip rate 1 - target). Differentiable through the gates.
+    """
+    if not 0.0 <= target <= 1.0:
+        raise ValueError(f"budget_loss: target must be in [0, 1], got {target}")
+    layers = _gated(model)
+    w = torch.tensor([float(conv_dense_macs(m.conv, m.state.prev_out.shape[-2:])) for m in layers])
+    w = w / w.sum()
+    fire = torch.stack([1.0 - m.last.prob.mean() for m in layers])
+    return (w.to(fire) * torch.relu(fire - target)).sum()
