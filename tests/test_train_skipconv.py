@@ -25,7 +25,7 @@ def test_norm_gate_calibration_hits_target(engine, tmp_path, task_final, target)
     # Quantile thresholds on the calibration pairs: measured rate within patch-count granularity.
     assert res["skip_rate"] == pytest.approx(target, abs=0.05)
     final = torch.load(res["final"], weights_only=False)
-    assert final["extra"]["thresholds"] == res["thresholds"]
+    assert final["skip"]["params"]["thresholds"] == res["thresholds"]
 
 
 def test_gumbel_gates_train_with_task_loss(engine, tmp_path, task_final):  # noqa: F811

@@ -55,8 +55,8 @@ class StageCfg:
         bn_train: BatchNorm layers in train mode while fine-tuning (PASS-F / Skip-Conv).
         train_backbone: Skip-Conv trains backbone + gates jointly (True) or gates only.
         calib_pairs: frame pairs used to calibrate Skip-Conv norm-gate thresholds.
-        calib: ``global`` (one threshold, stored as the ``threshold`` make_skippable parameter) or
-            ``per_layer`` (stored in ``final.pt`` ``extra.thresholds``; apply with ``set_thresholds``).
+        calib: ``global`` (one threshold for every layer, by bisection) or ``per_layer`` (sequential
+            quantiles); either way stored as ``thresholds`` in the ``final.pt`` skip spec.
         budget_weight: weight of the Skip-Conv sparsity budget term.
     """
 

@@ -32,8 +32,9 @@ class GatedTaskObjective(nn.Module):
 
     Args:
         gates_train: gate modules in train mode (sampled masks; Skip-Conv's Gumbel gates) or eval.
-        budget: ``(weight, target_rate)``: when weight > 0 adds ``weight * budget_loss(model, target_rate)``,
-            the engine's Skip-Conv sparsity budget term (``passbench.skip.budget_loss``).
+        budget: ``(weight, target_rate)``: when weight > 0 adds ``weight * budget_loss(model, 1 - target_rate)``,
+            the engine's Skip-Conv sparsity budget (``passbench.skip.budget_loss``: a MAC-weighted hinge on
+            the compute fraction above the allowed ``1 - target_rate``).
     """
 
     def __init__(self, model: nn.Module, loss: FairMOTLoss, *, bn_train: bool, gates_train: bool,
@@ -59,7 +60,7 @@ class GatedTaskObjective(nn.Module):
         logs["skip_rate"] = sk.skip_rate(self.model)
         weight, target = self.budget
         if weight > 0:
-            budget = sk.budget_loss(self.model, target)
+            budget = sk.budget_loss(self.model, 1.0 - target)
             loss = loss + weight * budget
             logs["budget"] = float(budget.detach())
             logs["skip_prob"] = float(sk.skip_probability(self.model).detach())

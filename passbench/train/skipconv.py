@@ -8,13 +8,13 @@ Two gate kinds, chosen by the engine's ``skip_params`` (e.g. ``skip_params={gate
   passes) or one global threshold (bisection) so that the skip rate on those pairs hits
   ``target_rate``. No gradient steps.
 * **Gumbel gates** (learned): trained with the FairMOT task loss on gated passes of pairs plus the
-  sparsity budget term ``budget_weight * passbench.skip.budget_loss(model, target_rate)``; the backbone trains
+  sparsity budget ``budget_weight * passbench.skip.budget_loss(model, 1 - target_rate)``; the backbone trains
   jointly (``train_backbone=true``, as Skip-Conv trains gates with the convolution kernels) or stays
   frozen.
 
-Engine calls beyond ``skiputil``'s basic set: ``passbench.skip.residual_norms(model)`` -> one tensor
-of per-patch residual norms per skippable layer (last forward) and
-``passbench.skip.set_thresholds(model, thresholds)`` (a float or one per layer).
+Engine calls beyond ``skiputil``'s basic set: ``passbench.skip.residual_norms(model)`` (per-patch
+residual norms per norm-gated layer, last forward), ``set_thresholds(model, thresholds)`` and
+``budget_loss``. The thresholds travel in ``final.pt``'s skip spec (``make_skippable(thresholds=...)``).
 """
 
 from __future__ import annotations
@@ -129,9 +129,9 @@ def train_skipconv(cfg: StageCfg, out: str | Path, *, stores: Sequence[FrameStor
         if cfg.calib not in ("global", "per_layer"):
             raise ValueError(f"calib must be 'global' or 'per_layer', got {cfg.calib!r}")
         thresholds = calibrate_norm_thresholds(model, pairs, cfg.target_rate, per_layer=cfg.calib == "per_layer")
-        if cfg.calib == "global":
-            # NormGate.threshold is a plain attribute (not in the state_dict): carry it in the spec.
-            skip = {**skip, "params": {**skip["params"], "threshold": thresholds[0]}}
+        # NormGate.threshold is a plain attribute (not in the state_dict): carry the thresholds in the
+        # make_skippable spec (its ``thresholds`` argument) so the runner rebuilds the same gates.
+        skip = {**skip, "params": {**skip["params"], "thresholds": thresholds}}
     else:
         backbone = sk.backbone_parameters(model)
         sk.freeze(backbone, not cfg.train_backbone)

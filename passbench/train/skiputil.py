@@ -67,9 +67,9 @@ def set_thresholds(model: nn.Module, thresholds: float | list[float]) -> None:
     _fn("set_thresholds")(model, thresholds)
 
 
-def budget_loss(model: nn.Module, target_rate: float) -> torch.Tensor:
-    """Skip-Conv sparsity budget term of the last forward (the engine's MAC-weighted hinge)."""
-    return _fn("budget_loss")(model, target_rate)
+def budget_loss(model: nn.Module, compute_target: float) -> torch.Tensor:
+    """Skip-Conv sparsity budget of the last forward; ``compute_target`` = allowed compute fraction."""
+    return _fn("budget_loss")(model, compute_target)
 
 
 def collect_stats(model: nn.Module) -> Any:
