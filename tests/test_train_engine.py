@@ -79,3 +79,12 @@ def test_skipconv_norm_calibration_real_engine(chain):
     res = train_skipconv(cfg("skipconv", init=str(task), method="skipconv", skip_params={"gate": "norm"},
                              target_rate=0.4, calib_pairs=4, calib="per_layer"), tmp / "sc", stores=stores)
     assert res["skip_rate"] == pytest.approx(0.4, abs=0.1)
+
+
+def test_skipconv_gumbel_real_engine_trains_with_budget(chain):
+    tmp, stores, task, _, _ = chain
+    res = train_skipconv(cfg("skipconv", init=str(task), method="skipconv", skip_params={"gate": "gumbel"},
+                             lr=1e-2, budget_weight=1.0, target_rate=0.5), tmp / "scg", stores=stores)
+    last = res["history"][-1]
+    assert {"budget", "skip_prob", "skip_rate", "hm", "id"} <= set(last) and last["budget"] >= 0.0
+    assert _m(res["final"])["skip"]["params"]["gate"] == "gumbel" and 0.0 <= res["skip_rate"] <= 1.0
