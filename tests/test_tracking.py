@@ -346,3 +346,15 @@ def test_end_to_end_fairmot_mbv2_on_tud_campus(tmp_path):
     np.testing.assert_allclose(back[["x", "y", "w", "h"]].to_numpy(float), res[["x", "y", "w", "h"]].to_numpy(float),
                                atol=0.01)
     assert Path(path).read_text().count("\n") == len(res)
+
+
+def test_track_sequence_rejects_bad_frame_ranges():
+    from passbench.tracking.infer import track_sequence
+
+    d = _seq_dir("TUD-Campus")
+    gt, rate = _gt_and_rate("TUD-Campus")
+    model = _GTHeads(gt, (640, 480), (1088, 608))
+    with pytest.raises(ValueError, match="contiguous range"):
+        track_sequence(model, _VideoSeq(d, rate), frames=range(1, 10, 2))
+    with pytest.raises(ValueError, match="yielded frames 70-71"):  # TUD-Campus has 71 frames
+        track_sequence(_GTHeads(gt, (640, 480), (1088, 608), first_frame=70), _VideoSeq(d, rate), frames=range(70, 80))

@@ -136,8 +136,9 @@ def track_sequence(
         info.append((frame, len(dets), len(online), (t2 - t1) * 1e3, (t3 - t0) * 1e3))
         if on_frame is not None:
             on_frame(FrameEvent(frame, x, out, dets, online))
-    if not info:
-        raise ValueError(f"sequence {getattr(seq, 'name', seq)!r} yielded no frames for frames={frames!r}")
+    if not info or (last is not None and info[-1][0] != last):
+        got = f"frames {info[0][0]}-{info[-1][0]}" if info else "no frames"
+        raise ValueError(f"sequence {getattr(seq, 'name', seq)!r} yielded {got}; frames={frames!r} was asked for")
     results = pd.DataFrame(rows, columns=RESULT_COLUMNS).astype({"frame": int, "id": int})
     per_frame = pd.DataFrame(info, columns=["frame", "n_dets", "n_tracks", "model_ms", "latency_ms"])
     return SequenceTracking(results, per_frame)
