@@ -30,6 +30,7 @@ import math
 import os
 import statistics
 import time
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -388,14 +389,18 @@ DENSE_ABOVE_KEEP = 0.9
 #: "never more than 10 % slower than dense" target against calibration noise).
 SPARSE_MARGIN = 0.9
 _CAL_KEEPS = (0.5, 0.125)
-_CAL_REPS = 7
+_CAL_REPS = 9
 _DISPATCH: dict[tuple, tuple[float, float, float]] = {}
+# Per-module memo in front of _DISPATCH: choose_path runs per layer and frame, so its lookup must
+# cost a few microseconds, not a key of a dozen fields.
+_MEMO: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
 def clear_dispatch_cache() -> None:
     """Forget all calibrations of ``choose_path`` (and the gather tables)."""
     _DISPATCH.clear()
     _TABLES.clear()
+    _MEMO.clear()
 
 
 def _weight_channels_last(conv: nn.Conv2d) -> bool:
@@ -504,11 +509,24 @@ def choose_path(conv: nn.Conv2d, x_shape, keep_fraction: float, patch: int, devi
         return "dense"
     if keep_fraction == 0.0:
         return "sparse"  # nothing to compute: sparse returns prev_out without a single MAC
+    memo = _MEMO.get(conv)
+    mkey = (tuple(x_shape), patch, device, torch.get_num_threads())
+    cal = memo.get(mkey) if memo is not None else None
+    if cal is None:
+        cal = _calibration_or_none(conv, x_shape, patch, device)
+        _MEMO.setdefault(conv, {})[mkey] = cal
+    if cal is None:
+        return "dense"
+    t_dense, a, b = cal
+    return "sparse" if a + b * keep_fraction < SPARSE_MARGIN * t_dense else "dense"
+
+
+def _calibration_or_none(conv: nn.Conv2d, x_shape, patch: int, device):
+    """``calibrate(...)``, or None when the map has fewer than 4 patches (always dense)."""
     kh, kw = conv.kernel_size
     (sh, sw), (ph, pw), (dh, dw) = conv.stride, conv.padding, conv.dilation
     Ho = conv_out_size(int(x_shape[2]), kh, sh, ph, dh)
     Wo = conv_out_size(int(x_shape[3]), kw, sw, pw, dw)
     if math.ceil(Ho / patch) * math.ceil(Wo / patch) < 4:
-        return "dense"
-    t_dense, a, b = calibrate(conv, x_shape, patch, device)
-    return "sparse" if a + b * keep_fraction < SPARSE_MARGIN * t_dense else "dense"
+        return None
+    return calibrate(conv, x_shape, patch, device)
