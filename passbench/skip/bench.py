@@ -1,0 +1,204 @@
+"""Wall-clock benchmark of block-sparse execution: per conv layer shape, and end to end.
+
+Run ``python -m passbench.skip.bench --quick`` (about a minute on 2 CPU threads) or without
+``--quick`` for the full grid (3x3 / 1x1 / depthwise 3x3 x C {32, 64, 128, 256} x maps {32, 64,
+128, 256} x patch {4, 8, 16} x keep {1, .75, .5, .25, .1}); ``--csv PATH`` saves the rows.
+
+Timed region, per layer: one call of the convolution on a (1, C, H, H) input (``torch.no_grad``),
+after warm-up; dense in NCHW and channels-last (the best of the two is the baseline), sparse
+(``sparse_conv2d``, channels-last, ``inplace=True``: the caller hands over ``prev_out``, as a
+wrapper holding the previous output does) and "auto" (``choose_path`` then the chosen path, the
+dispatcher's calibration excluded from the timed region). All variants of one shape run
+round-robin in the same process and the medians are reported (the machine is shared).
+End to end (``--e2e``): see ``run_e2e``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from passbench.skip.sparse import _mask_with, calibrate, choose_path, dense_macs, sparse_conv2d
+
+KEEPS = (1.0, 0.75, 0.5, 0.25, 0.1)
+FULL = dict(kinds=("3x3", "1x1", "dw3x3"), channels=(32, 64, 128, 256), maps=(32, 64, 128, 256), patches=(4, 8, 16))
+QUICK = dict(kinds=("3x3", "1x1", "dw3x3"), channels=(64, 256), maps=(32, 64), patches=(8,))
+
+
+def make_conv(kind: str, c: int) -> nn.Conv2d:
+    """The benchmarked layer: C -> C channels, stride 1, 'same' zero padding, with bias."""
+    if kind == "3x3":
+        return nn.Conv2d(c, c, 3, padding=1)
+    if kind == "1x1":
+        return nn.Conv2d(c, c, 1)
+    if kind == "dw3x3":
+        return nn.Conv2d(c, c, 3, padding=1, groups=c)
+    raise ValueError(f"unknown layer kind {kind!r}; expected 3x3, 1x1 or dw3x3")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved(fns: list, reps: int, device: torch.device) -> list[float]:
+    """Median seconds of each callable, run round-robin ``reps`` times after 2 warm-up rounds."""
+    for _ in range(2):
+        for f in fns:
+            f()
+    ts: list[list[float]] = [[] for _ in fns]
+    for _ in range(reps):
+        for i, f in enumerate(fns):
+            _sync(device)
+            t0 = time.perf_counter()
+            f()
+            _sync(device)
+            ts[i].append(time.perf_counter() - t0)
+    return [statistics.median(v) for v in ts]
+
+
+@torch.no_grad()
+def bench_shape(kind: str, c: int, hw: int, patch: int, keeps, reps: int, device: torch.device) -> list[dict]:
+    """Time dense (NCHW, channels-last), sparse and auto at each keep fraction for one layer shape."""
+    conv = make_conv(kind, c).to(device).eval()
+    conv_cl = make_conv(kind, c).to(device).eval()
+    conv_cl.load_state_dict(conv.state_dict())
+    conv_cl = conv_cl.to(memory_format=torch.channels_last)
+    w, b = conv.weight, conv.bias
+    w_cl = conv_cl.weight
+    x = torch.randn(1, c, hw, hw, device=device)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    prev = conv_cl(x_cl).contiguous(memory_format=torch.channels_last)  # (1, C, H, W), the state
+    n = -(-hw // patch)
+    gen = torch.Generator().manual_seed(0)
+    masks = [_mask_with(1, n, n, k, device, gen) for k in keeps]
+    calibrate(conv_cl, x.shape, patch, device)  # dispatcher calibration: outside the timed region
+
+    def dense_nchw():
+        return F.conv2d(x, w, b, 1, conv.padding, 1, conv.groups)
+
+    def dense_cl():
+        return F.conv2d(x_cl, w_cl, b, 1, conv.padding, 1, conv.groups)
+
+    def sparse(m):
+        return sparse_conv2d(x_cl, conv_cl, prev, m, patch, inplace=True)
+
+    def auto(m, k):
+        if choose_path(conv_cl, x.shape, k, patch, device) == "sparse":
+            return sparse(m)
+        return dense_cl()
+
+    fns = [dense_nchw, dense_cl]
+    for m, k in zip(masks, keeps):
+        fns += [lambda m=m: sparse(m), lambda m=m, k=k: auto(m, k)]
+    t = interleaved(fns, reps, device)
+    t_best = min(t[0], t[1])
+    rows = []
+    dmacs = dense_macs(w, (hw, hw))
+    for i, (m, k) in enumerate(zip(masks, keeps)):
+        keep = float(m.float().mean())
+        _, emacs = sparse(m)
+        t_s, t_a = t[2 + 2 * i], t[3 + 2 * i]
+        rows.append(dict(
+            kind=kind, channels=c, map=hw, patch=patch, keep_target=k, keep=round(keep, 4),
+            dense_nchw_ms=t[0] * 1e3, dense_cl_ms=t[1] * 1e3, sparse_ms=t_s * 1e3, auto_ms=t_a * 1e3,
+            auto_path=choose_path(conv_cl, x.shape, k, patch, device),
+            sparse_over_dense=t_s / t_best, auto_over_dense=t_a / t_best,
+            speedup=t_best / t_s, mac_ideal=1.0 / keep, exec_mac_ideal=dmacs / max(emacs, 1),
+            efficiency=(t_best / t_s) * keep,
+        ))
+    return rows
+
+
+def conditions(device: torch.device) -> str:
+    return (
+        f"torch {torch.__version__}, python {platform.python_version()}, threads {torch.get_num_threads()}, "
+        f"device {device} ({platform.processor() or platform.machine()}), dtype float32, batch 1, "
+        "dense baseline = best of NCHW / channels-last, sparse + auto in channels-last (inplace)"
+    )
+
+
+def print_rows(rows: list[dict], header: bool = True) -> None:
+    hdr = (f"{'layer':6} {'C':>4} {'map':>4} {'P':>3} {'keep':>5} {'dNCHW':>8} {'dCL':>8} {'sparse':>8} "
+           f"{'s/d':>5} {'speedup':>7} {'1/k':>5} {'execI':>5} {'eff':>5} {'auto/d':>6} path")
+    if header:
+        print(hdr)
+    for r in rows:
+        print(f"{r['kind']:6} {r['channels']:4d} {r['map']:4d} {r['patch']:3d} {r['keep']:5.2f} "
+              f"{r['dense_nchw_ms']:8.3f} {r['dense_cl_ms']:8.3f} {r['sparse_ms']:8.3f} "
+              f"{r['sparse_over_dense']:5.2f} {r['speedup']:7.2f} {r['mac_ideal']:5.1f} "
+              f"{r['exec_mac_ideal']:5.1f} {r['efficiency']:5.2f} {r['auto_over_dense']:6.2f} {r['auto_path']}",
+              flush=True)
+
+
+def summarize(rows: list[dict]) -> None:
+    """The targets: efficiency >= 0.7 at keep <= 0.5 (C >= 32, map >= 32); auto never > 1.10 x dense."""
+    print("\nsummary (targets: speedup >= 0.7 x 1/k at k <= 0.5; auto <= 1.10 x best dense at every k)")
+    for kind in sorted({r["kind"] for r in rows}):
+        sub = [r for r in rows if r["kind"] == kind and r["keep_target"] <= 0.5]
+        if sub:
+            met = sum(r["efficiency"] >= 0.7 for r in sub)
+            eff = statistics.median(r["efficiency"] for r in sub)
+            print(f"  {kind:6} k<=0.5: efficiency >= 0.7 in {met}/{len(sub)} rows, median efficiency {eff:.2f}")
+        allk = [r for r in rows if r["kind"] == kind]
+        bad = [r for r in allk if r["auto_over_dense"] > 1.10]
+        worst = max(allk, key=lambda r: r["auto_over_dense"])
+        print(f"  {kind:6} auto > 1.10 x dense in {len(bad)}/{len(allk)} rows; worst {worst['auto_over_dense']:.2f} "
+              f"(C {worst['channels']} map {worst['map']} P {worst['patch']} k {worst['keep_target']})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m passbench.skip.bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a subset that runs in about a minute")
+    ap.add_argument("--csv", help="write the per-layer rows to this CSV file")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    ap.add_argument("--reps", type=int, default=None, help="timed rounds per shape (default 9 quick, 7 full)")
+    ap.add_argument("--no-layers", action="store_true", help="skip the per-layer grid")
+    ap.add_argument("--e2e", action="store_true", help="also run the end-to-end networks on real frames")
+    ap.add_argument("--frames", type=int, default=None, help="e2e: frames per run (default 8 quick, 24 full)")
+    ap.add_argument("--data-root", default=None, help="e2e: data root (default: passbench.paths)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device available")
+    grid = QUICK if args.quick else FULL
+    reps = args.reps or (9 if args.quick else 7)
+    print("conditions:", conditions(device))
+    print("command:", "python -m passbench.skip.bench " + " ".join(sys.argv[1:] if argv is None else argv))
+    rows: list[dict] = []
+    if not args.no_layers:
+        print(f"\nper layer (ms = median of {reps} interleaved rounds; s/d = sparse / best dense; "
+              "execI = dense MACs / executed MACs; eff = speedup / (1/k))")
+        first = True
+        for kind in grid["kinds"]:
+            for c in grid["channels"]:
+                for hw in grid["maps"]:
+                    for p in grid["patches"]:
+                        r = bench_shape(kind, c, hw, p, KEEPS, reps, device)
+                        print_rows(r, header=first)
+                        first = False
+                        rows += r
+        summarize(rows)
+        if args.csv:
+            with open(args.csv, "w", newline="") as f:
+                wr = csv.DictWriter(f, fieldnames=list(rows[0]))
+                wr.writeheader()
+                wr.writerows(rows)
+            print(f"wrote {len(rows)} rows to {args.csv}")
+    if args.e2e:
+        run_e2e(quick=args.quick, frames=args.frames, device=device, data_root=args.data_root)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
