@@ -117,13 +117,13 @@ def gumbel_normalization(x: torch.Tensor, tau: float = 0.6, noise: bool = True,
 def bernoulli_ste(prob: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """PASS Eq. 5 with a straight-through estimator: forward Bernoulli(prob), backward d prob."""
     hard = torch.bernoulli(prob.detach(), generator=generator)
-    return hard + prob - prob.detach()
+    return hard + (prob - prob.detach())  # exactly 0/1 forward (x - x == 0)
 
 
 def threshold_ste(prob: torch.Tensor, threshold: float) -> torch.Tensor:
     """Deterministic hard decision (prob > threshold -> 1) with a straight-through gradient."""
     hard = (prob.detach() > threshold).to(prob.dtype)
-    return hard + prob - prob.detach()
+    return hard + (prob - prob.detach())  # exactly 0/1 forward (x - x == 0)
 
 
 class _MixerBlock(nn.Module):

@@ -305,7 +305,7 @@ def make_skippable(model: nn.Module, method: str, *, patch_size: int = 8, layers
         except TypeError as e:
             raise TypeError(f"make_skippable(method={method!r}): {e}") from None
         wrapped = SkipConv2d(conv, plan.gate, patch_size, plan.residual, execution, refresh_every, name)
-        wrapped.to(device=conv.weight.device)
+        wrapped.to(device=conv.weight.device).train(conv.training)  # a new gate follows the model's mode
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, wrapped)
     if thresholds is not None:
@@ -318,7 +318,11 @@ def _dry_run_sizes(model: nn.Module, convs: list[nn.Conv2d], input_shape) -> dic
     """Input (H, W) of each conv for one zero input of ``input_shape``."""
     shape = tuple(input_shape) if len(input_shape) == 4 else (1, *input_shape)
     sizes: dict[int, tuple[int, int]] = {}
-    hooks = [c.register_forward_pre_hook(lambda m, a: sizes.setdefault(id(m), tuple(a[0].shape[-2:]))) for c in convs]
+
+    def record(m: nn.Module, args: tuple) -> None:  # a pre-hook must return None (else: new args)
+        sizes.setdefault(id(m), tuple(args[0].shape[-2:]))
+
+    hooks = [c.register_forward_pre_hook(record) for c in convs]
     was = model.training
     p = next(model.parameters())
     try:

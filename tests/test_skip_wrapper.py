@@ -1,0 +1,304 @@
+"""SkipConv2d / make_skippable: reference path vs the dense conv, sparse vs reference, residual
+formulation, per-stream state, refresh, mask modes, STE gradients, timm / torchvision models."""
+
+import pytest
+import timm
+import torch
+import torchvision
+from torch import nn
+
+from passbench import skip
+from passbench.skip import sparse
+from passbench.skip.wrapper import SkipConv2d
+
+CONVS = {  # (conv kwargs, input H, W): stride, padding, dilation, groups / depthwise, 1x1, bias, odd sizes
+    "3x3": (dict(in_channels=4, out_channels=6, kernel_size=3, padding=1), 16, 16),
+    "stride2_odd": (dict(in_channels=4, out_channels=6, kernel_size=3, stride=2, padding=1, bias=False), 19, 13),
+    "dilated": (dict(in_channels=4, out_channels=5, kernel_size=3, padding=2, dilation=2), 15, 17),
+    "depthwise": (dict(in_channels=6, out_channels=6, kernel_size=5, padding=2, groups=6), 16, 12),
+    "grouped_valid": (dict(in_channels=4, out_channels=8, kernel_size=3, groups=2), 14, 14),
+    "1x1": (dict(in_channels=4, out_channels=7, kernel_size=1), 9, 16),
+}
+
+
+def _frames(n, c, h, w, b=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(b, c, h, w, generator=g) for _ in range(n)]
+
+
+def _single(conv_kw, method, patch=4, **kw):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(**conv_kw))
+    ref = nn.Conv2d(**conv_kw)
+    ref.load_state_dict(model[0].state_dict())
+    skip.make_skippable(model, method, patch_size=patch, **kw)
+    return model.eval(), ref.eval()
+
+
+@pytest.mark.parametrize("name", list(CONVS))
+@pytest.mark.parametrize("execution", ["reference", "sparse", "auto"])
+@torch.no_grad()
+def test_no_skip_is_dense_and_all_skip_is_previous_output(name, execution):
+    kw, h, w = CONVS[name]
+    xs = _frames(3, kw["in_channels"], h, w)
+    model, ref = _single(kw, "fixed", keep=1.0, execution=execution)
+    for x in xs:
+        torch.testing.assert_close(model(x), ref(x))
+    model, _ = _single(kw, "fixed", keep=0.0, execution=execution)
+    first = model(xs[0])
+    for x in xs[1:]:
+        torch.testing.assert_close(model(x), first, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", list(CONVS))
+@pytest.mark.parametrize("residual", [False, True])
+@torch.no_grad()
+def test_sparse_path_equals_reference_path(name, residual):
+    kw, h, w = CONVS[name]
+    xs = _frames(4, kw["in_channels"], h, w, seed=1)
+    outs, stats = {}, {}
+    for execution in ("reference", "sparse"):
+        model, _ = _single(kw, "fixed", keep=0.4, seed=7, execution=execution)
+        model[0].residual = residual
+        outs[execution] = [model(x) for x in xs]
+        stats[execution] = skip.collect_stats(model)
+    for a, b in zip(outs["reference"], outs["sparse"]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    # the reference path books the MACs the sparse kernel reports
+    assert stats["reference"]["executed_macs"] == stats["sparse"]["executed_macs"]
+    assert 0 < stats["sparse"]["executed_macs"] < stats["sparse"]["dense_macs"]
+
+
+@torch.no_grad()
+def test_skipconv_residual_formulation_exact_without_skips():
+    kw, h, w = CONVS["stride2_odd"]
+    kw = {**kw, "bias": True}
+    xs = _frames(3, 4, h, w)
+    # threshold 0: "norm < 0" never holds, nothing skipped: prev_out + W * (x_t - x_{t-1}) == conv(x_t)
+    model, ref = _single(kw, "skipconv_norm", threshold=0.0, execution="reference")
+    assert model[0].residual
+    for x in xs:
+        torch.testing.assert_close(model(x), ref(x), rtol=1e-5, atol=1e-5)
+    model, ref = _single(kw, "skipconv_norm", threshold=1e9, execution="sparse")
+    first = model(xs[0])
+    for x in xs[1:]:
+        torch.testing.assert_close(model(x), first, rtol=0, atol=0)
+    assert skip.collect_stats(model)["patch_skip_rate"] == 1.0
+
+
+@torch.no_grad()
+def test_batch_streams_are_independent():
+    kw, h, w = CONVS["3x3"]
+    model, ref = _single(kw, "skipconv_norm", threshold=1e-3, execution="sparse")
+    x0 = torch.rand(2, 4, h, w)
+    x1 = x0.clone()
+    x1[0] += 0.5  # stream 0 changes everywhere, stream 1 is static
+    model(x0)
+    y = model(x1)
+    mask = model[0].last.mask
+    assert mask[0].sum() == 0 and mask[1].min() == 1  # stream 0 computed, stream 1 skipped
+    torch.testing.assert_close(y, ref(x1), rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_reset_resolution_change_and_refresh():
+    kw, h, w = CONVS["3x3"]
+    model, ref = _single(kw, "fixed", keep=0.0, execution="reference")
+    xs = _frames(3, 4, h, w)
+    model(xs[0])
+    with pytest.raises(ValueError, match="changed mid-stream"):
+        model(torch.rand(2, 4, h + 8, w))
+    with pytest.raises(ValueError, match="changed mid-stream"):
+        model(torch.rand(3, 4, h, w))  # batch size is part of the stream
+    skip.reset(model)
+    big = torch.rand(2, 4, h + 8, w)
+    torch.testing.assert_close(model(big), ref(big))  # first frame of the new stream: dense
+    assert model[0].last is None
+    # refresh every 2 frames: frames 0, 2 dense (exact), 1, 3 gated (all skipped with keep 0)
+    model, ref = _single(kw, "fixed", keep=0.0, refresh_every=2)
+    outs = [model(x) for x in _frames(4, 4, h, w, seed=3)]
+    torch.testing.assert_close(outs[2], ref(_frames(4, 4, h, w, seed=3)[2]))
+    assert torch.equal(outs[1], outs[0]) and torch.equal(outs[3], outs[2])
+    assert model[0].stats.gated_frames == 2 and model[0].stats.frames == 4
+
+
+@torch.no_grad()
+def test_skip_session_keeps_counters_and_drops_state():
+    kw, h, w = CONVS["3x3"]
+    model, _ = _single(kw, "fixed", keep=0.5)
+    with skip.skip_session(model):
+        for x in _frames(3, 4, h, w):
+            model(x)
+    assert model[0].state.prev_in is None
+    st = skip.collect_stats(model)
+    assert st["frames"] == 3 and 0 < st["patch_skip_rate"] < 1
+
+
+@torch.no_grad()
+def test_mask_modes():
+    kw, h, w = CONVS["3x3"]
+    xs = _frames(2, 4, h, w)
+    model, ref = _single(kw, "fixed", keep=1.0, execution="reference")  # gate: skip nothing
+    first = model(xs[0])
+    skip.set_mask_mode(model, "inverted")  # skip what the gate keeps -> everything
+    torch.testing.assert_close(model(xs[1]), first, rtol=0, atol=0)
+    skip.set_mask_mode(model, "off")
+    torch.testing.assert_close(model(xs[0]), ref(xs[0]))
+    assert model[0].last is None
+    with pytest.raises(ValueError, match="mode must be one of"):
+        skip.set_mask_mode(model, "positive")
+
+
+def test_ste_gradients_reach_pass_gate_in_reference_path():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3, stride=2, padding=1))
+    skip.make_skippable(model, "pass", patch_size=2, embed_dim=8, hidden=16, execution="sparse")
+    x0, x1 = _frames(2, 3, 16, 16)
+    model.train()
+    with torch.no_grad():
+        model(x0)
+    for mode in ("normal", "inverted"):
+        skip.set_mask_mode(model, mode)
+        for q in skip.gate_parameters(model):
+            q.grad = None
+        y = model(x1)
+        assert all(m.last_path == "reference" for _, m in skip.skippable_layers(model))
+        (y.square().mean() + skip.skip_probability(model)).backward()
+        grads = [q.grad for q in skip.gate_parameters(model)]
+        assert all(g is not None for g in grads) and all(torch.isfinite(g).all() for g in grads)
+        assert sum(g.abs().sum() for g in grads) > 0
+        with torch.no_grad():  # keep the stream at frame t-1 for the next mode
+            skip.reset(model)
+            skip.set_mask_mode(model, "off")
+            model(x0)
+
+
+def test_budget_loss_is_mac_weighted_hinge():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 1))
+    skip.make_skippable(model, "skipconv_gumbel", patch_size=4)
+    x0, x1 = _frames(2, 3, 16, 16)
+    model.train()
+    model(x0)
+    model(x1)
+    layers = [m for _, m in skip.skippable_layers(model)]
+    w = torch.tensor([16 * 16 * 8 * 3 * 9, 16 * 16 * 4 * 8 * 1], dtype=torch.float)
+    fire = torch.stack([1 - m.last.prob.mean() for m in layers])
+    expect = (w / w.sum() * torch.relu(fire - 0.3)).sum()
+    loss = skip.budget_loss(model, 0.3)
+    torch.testing.assert_close(loss, expect)
+    loss.backward()
+    assert all(q.grad is not None for q in skip.gate_parameters(model))
+
+
+@torch.no_grad()
+def test_norm_thresholds_and_residual_norms():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 3, padding=1))
+    skip.make_skippable(model, "skipconv", gate="norm", thresholds=[0.1, 0.2])
+    assert [m.gate.threshold for _, m in skip.skippable_layers(model)] == [0.1, 0.2]
+    x0, x1 = _frames(2, 3, 16, 16)
+    model(x0)
+    skip.set_mask_mode(model, "off")
+    model(x1)  # norms are read on dense passes too (threshold calibration)
+    norms = skip.residual_norms(model)
+    assert [tuple(n.shape) for n in norms] == [(2, 2, 2), (2, 2, 2)]
+    torch.testing.assert_close(norms[0], (x1 - x0).abs().mean(1).view(2, 2, 8, 2, 8).mean((2, 4)))
+    with pytest.raises(ValueError, match="2 norm-gated layers"):
+        skip.set_thresholds(model, [1.0])
+
+
+def _assert_wrapped_model_matches(model, x_shape):
+    torch.manual_seed(0)
+    model.eval()
+    frames = [torch.rand(*x_shape) for _ in range(3)]
+    with torch.no_grad():
+        dense = [model(x) for x in frames]
+        n_conv = sum(isinstance(m, nn.Conv2d) for m in model.modules())
+        skip.make_skippable(model, "fixed", keep=1.0, patch_size=4)
+        assert len(skip.skippable_layers(model)) == n_conv
+        with skip.skip_session(model):
+            for x, d in zip(frames, dense):
+                torch.testing.assert_close(model(x), d, rtol=1e-4, atol=1e-4)
+        skip.reset(model)
+        for m in skip.skippable_layers(model):
+            m[1].gate.keep = 0.5
+        with skip.skip_session(model):
+            outs = [model(x) for x in frames]
+    assert outs[-1].shape == dense[-1].shape and torch.isfinite(outs[-1]).all()
+    st = skip.collect_stats(model)
+    assert 0.3 < st["patch_skip_rate"] < 0.7 and st["executed_macs"] < st["dense_macs"]
+
+
+def test_timm_mobilenetv2_wraps_and_runs():
+    _assert_wrapped_model_matches(timm.create_model("mobilenetv2_100", pretrained=False), (1, 3, 64, 64))
+
+
+def test_torchvision_resnet18_wraps_and_runs():
+    _assert_wrapped_model_matches(torchvision.models.resnet18(), (2, 3, 64, 64))
+
+
+def test_pass_gates_on_torchvision_model_three_frames():
+    model = torchvision.models.resnet18().eval()
+    skip.make_skippable(model, "pass_p", patch_size=4, layers=["layer*"], exclude=["*downsample*"])
+    names = [n for n, _ in skip.skippable_layers(model)]
+    assert names and all(n.startswith("layer") and "downsample" not in n for n in names)
+    with torch.no_grad(), skip.skip_session(model):
+        for _ in range(3):
+            y = model(torch.rand(1, 3, 48, 48))
+    assert y.shape == (1, 1000)
+    assert skip.collect_stats(model)["gate_macs"] > 0
+
+
+def test_paper_linear_head_via_input_shape_and_resolution_error():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, stride=2, padding=1))
+    skip.make_skippable(model, "pass", patch_size=4, head="linear", embed_dim=8, hidden=32, input_shape=(3, 32, 32))
+    assert [m.gate.grid for _, m in skip.skippable_layers(model)] == [(8, 8), (4, 4)]
+    model.eval()
+    with torch.no_grad():
+        model(torch.rand(1, 3, 32, 32))
+        model(torch.rand(1, 3, 32, 32))
+        skip.reset(model)
+        model(torch.rand(1, 3, 48, 32))
+        with pytest.raises(ValueError, match="fixed-resolution classifier"):
+            model(torch.rand(1, 3, 48, 32))
+
+
+def test_clear_errors():
+    with pytest.raises(ValueError, match="has no nn.Conv2d"):
+        skip.make_skippable(nn.Sequential(nn.Linear(3, 3)), "pass")
+    with pytest.raises(ValueError, match="match no Conv2d"):
+        skip.make_skippable(nn.Sequential(nn.Conv2d(3, 3, 1)), "pass", layers=["backbone.*"])
+    with pytest.raises(TypeError, match="method='fixed'"):
+        skip.make_skippable(nn.Sequential(nn.Conv2d(3, 3, 1)), "fixed", threshold=0.1)
+    with pytest.raises(KeyError, match="unknown methods"):
+        skip.make_skippable(nn.Sequential(nn.Conv2d(3, 3, 1)), "nope")
+    m = skip.make_skippable(nn.Sequential(nn.Conv2d(3, 3, 1)), "dense")
+    with pytest.raises(ValueError, match="already has SkipConv2d"):
+        skip.make_skippable(m, "pass")
+    with pytest.raises(ValueError, match="no SkipConv2d"):
+        skip.reset(nn.Sequential(nn.Conv2d(3, 3, 1)))
+
+
+def test_state_dict_keys_and_dense_checkpoint_loading():
+    torch.manual_seed(0)
+    dense = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    sd = dense.state_dict()
+    model = skip.make_skippable(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1)), "skipconv_gumbel")
+    assert {"0.conv.weight", "0.conv.bias", "0.gate.proj.weight", "2.conv.weight"} <= set(model.state_dict())
+    res = model.load_state_dict(sd, strict=False)
+    assert all(".gate." in k for k in res.missing_keys) and not res.unexpected_keys
+    assert torch.equal(model[0].conv.weight, dense[0].weight)
+    again = skip.make_skippable(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1)), "skipconv_gumbel")
+    again.load_state_dict(model.state_dict(), strict=True)
+    assert isinstance(model[0], SkipConv2d) and model[0].weight is model[0].conv.weight
+
+
+def test_auto_path_uses_choose_path(monkeypatch):
+    kw, h, w = CONVS["3x3"]
+    model, _ = _single(kw, "fixed", keep=0.5, execution="auto")
+    calls = []
+    monkeypatch.setattr(sparse, "choose_path", lambda *a, **k: calls.append(a) or "sparse")
+    with torch.no_grad():
+        for x in _frames(2, 4, h, w):
+            model(x)
+    assert len(calls) == 1 and model[0].last_path == "sparse"
