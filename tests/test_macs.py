@@ -1,0 +1,114 @@
+"""MAC accounting: PASS Eq. 1-3 on hand-worked numbers; dense / executed / gate MACs against
+torch.utils.flop_counter; count_macs against a hand count."""
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from passbench import skip
+from passbench.metrics.cost import count_macs, macs_by_module
+from passbench.skip.macs import eq1_vanilla_macs, eq2_patch_skip_rate, eq3_mac_reduction
+
+
+def test_eq1_vanilla_macs_hand_worked():
+    # 3x3 kernel, stride 1, 6x6 input -> 4x4 outputs of 9 MACs = 144
+    assert eq1_vanilla_macs(6, 6, 3, 1) == 144
+    # K = S = P (patch embedding): MAC = Xw * Xh (the paper's simplification)
+    assert eq1_vanilla_macs(8, 12, 4, 4) == 96
+    # 3x3, stride 2, 7x5 input -> 3x2 outputs of 9 MACs = 54
+    assert eq1_vanilla_macs(7, 5, 3, 2) == 54
+
+
+def test_eq2_eq3_hand_worked():
+    # 8x8 input, 2x2 patches (K = S = 2): 16 patches; skipping 4 covers 16 of 64 pixels
+    assert eq2_patch_skip_rate(4, 2, 8, 8) == 0.25
+    # Eq. 3 with K = S: 1 - 4 * (64 - 16) / (4 * 8 * 8) = 0.25 = R_p
+    assert eq3_mac_reduction(4, 2, 2, 8, 8) == 0.25
+    assert eq3_mac_reduction(0, 2, 2, 8, 8) == 0.0
+    assert eq3_mac_reduction(16, 2, 2, 8, 8) == 1.0
+    # K = 3, S = 1 on 6x6, N = 2: 1 - 1 * (36 - 18) / (9 * 4 * 4) = 1 - 18 / 144 = 0.875
+    assert eq3_mac_reduction(2, 3, 1, 6, 6) == pytest.approx(0.875)
+
+
+def test_count_macs_hand_count():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=4),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+    x = torch.rand(2, 3, 16, 12)
+    conv1 = 2 * 8 * 16 * 12 * 3 * 9  # B Cout Ho Wo Cin k^2
+    conv2 = 2 * 8 * 8 * 6 * 2 * 9  # groups 4: Cin / g = 2, stride 2 -> 8x6
+    fc = 2 * 8 * 5
+    assert count_macs(model, x) == conv1 + conv2 + fc
+    per = macs_by_module(model, x)
+    assert per["0"] == conv1 and per["2"] == conv2 and per["5"] == fc and per[""] == conv1 + conv2 + fc
+
+
+@torch.no_grad()
+def test_dense_macs_match_flop_counter_on_resnet18():
+    model = torchvision.models.resnet18().eval()
+    x = torch.rand(2, 3, 64, 80)
+    per = macs_by_module(model, x)
+    conv_macs = sum(per[n] for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
+    assert conv_macs == count_macs(model, x) - per["fc"]
+    skip.make_skippable(model, "fixed", keep=0.5, patch_size=4)
+    with skip.skip_session(model):
+        for _ in range(3):
+            model(x)
+    st = skip.collect_stats(model)
+    assert st["dense_macs"] == 3 * conv_macs
+    rows = {r["name"]: r for r in st["layers"]}
+    assert rows["layer1.0.conv1"]["dense_macs"] == 3 * per["layer1.0.conv1"]
+
+
+@pytest.mark.parametrize("execution", ["sparse", "reference"])
+@torch.no_grad()
+def test_executed_macs_match_what_the_sparse_kernel_runs(execution):
+    # The sparse path's own convolution (gathered windows) counted by FlopCounterMode is the oracle.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.Conv2d(6, 6, 3, padding=1, groups=6))
+    x0, x1 = torch.rand(2, 4, 30, 22), torch.rand(2, 4, 30, 22)
+    counted = {}
+    for ex in ("sparse", execution):
+        m = skip.make_skippable(nn.Sequential(*[nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride,
+                                                          c.padding, groups=c.groups) for c in model]),
+                                "fixed", keep=0.4, seed=1, execution=ex, patch_size=4).eval()
+        m(x0)
+        fc = FlopCounterMode(display=False)
+        with fc:
+            m(x1)
+        st = skip.collect_stats(m)
+        counted[ex] = (fc.get_total_flops() // 2, st)
+    flops_sparse, st_sparse = counted["sparse"]
+    frame0 = count_macs(model, x0)  # first frame dense
+    assert st_sparse["executed_macs"] - frame0 == flops_sparse
+    assert counted[execution][1]["executed_macs"] == st_sparse["executed_macs"]
+    assert st_sparse["gate_macs"] == 0  # the fixed gate runs no MAC
+    assert 0 < st_sparse["patch_skip_rate"] < 1
+
+
+@torch.no_grad()
+def test_pass_gate_macs_hand_count():
+    # one 3x3 conv 4 -> 6 on 16x16, patch 4 -> grid 4x4; gate: embed (2*4 -> C=8, k=s=4), 2 mixer
+    # blocks (dw 3x3 + pw 1x1), head 1x1 8 -> 16 -> 1; all on the 4x4 grid, B = 1
+    model = skip.make_skippable(nn.Sequential(nn.Conv2d(4, 6, 3, padding=1)), "pass", patch_size=4,
+                                embed_dim=8, depth=2, hidden=16).eval()
+    model(torch.rand(1, 4, 16, 16))
+    model(torch.rand(1, 4, 16, 16))
+    n = 4 * 4
+    expect = n * 8 * 8 * 4 * 4 + 2 * (n * 8 * 9 + n * 8 * 8) + n * 16 * 8 + n * 1 * 16
+    st = skip.collect_stats(model)
+    assert st["gate_macs"] == expect
+    assert st["mac_reduction"] == pytest.approx(1 - (st["executed_macs"] + expect) / st["dense_macs"])
+
+
+@torch.no_grad()
+def test_gate_counting_does_not_double_count_under_an_outer_counter():
+    model = skip.make_skippable(nn.Sequential(nn.Conv2d(4, 6, 3, padding=1)), "pass", patch_size=4,
+                                embed_dim=8, hidden=16, execution="reference").eval()
+    x = torch.rand(1, 4, 16, 16)
+    model(x)
+    outer = count_macs(model, x)  # the gate is counted by its own inner FlopCounterMode as well
+    st = skip.collect_stats(model)
+    assert outer == 6 * 16 * 16 * 4 * 9 + st["gate_macs"]
