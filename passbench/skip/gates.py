@@ -247,7 +247,8 @@ class NormGate(nn.Module):
 
     def forward(self, x, prev, grid, conv=None, **_) -> GateOut:
         norm = self.residual_norm(x, prev, grid, conv)
-        mask = (norm < self.threshold).to(x.dtype)
+        # Compare in float64: a threshold such as nextafter(0, inf) would round to 0 in float32.
+        mask = (norm.double() < self.threshold).to(x.dtype)
         return GateOut(mask, mask, norm)
 
 
