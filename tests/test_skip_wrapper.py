@@ -302,3 +302,15 @@ def test_auto_path_uses_choose_path(monkeypatch):
         for x in _frames(2, 4, h, w):
             model(x)
     assert len(calls) == 1 and model[0].last_path == "sparse"
+
+
+@torch.no_grad()
+def test_dense_method_passes_through_and_counts():
+    kw, h, w = CONVS["stride2_odd"]
+    model, ref = _single(kw, "dense")
+    xs = _frames(2, 4, h, w)
+    for x in xs:
+        assert torch.equal(model(x), ref(x))
+    st = skip.collect_stats(model)
+    assert st["dense_macs"] == st["executed_macs"] == 2 * 2 * 6 * 10 * 7 * 4 * 9  # frames B Cout Ho Wo Cin k^2
+    assert st["patch_skip_rate"] == 0.0 and st["mac_reduction"] == 0.0 and st["gate_macs"] == 0

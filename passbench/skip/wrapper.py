@@ -26,6 +26,11 @@ at patch borders, where an output patch's receptive field (the halo of (k - 1) *
 pixels) reaches into neighbouring input patches. Skipping outputs is what saves the layer's MACs
 (Eq. 1-3) and what block-sparse execution computes, so it is the one implemented.
 
+Gate geometry (an approximation, documented): the gate scores input patch (i, j) of ``p * stride``
+pixels, i.e. input pixels ``[i p s, (i + 1) p s)``, for output patch (i, j). The output patch's true
+receptive field is that window shifted by ``-padding`` and widened by the halo; the gate does not
+see the halo (neither does the paper's patch embedding, kernel = stride = P).
+
 State-dict keys: the wrapper keeps the original conv as child ``conv`` and the gate as ``gate``, so
 a wrapped layer ``backbone.conv1`` has ``backbone.conv1.conv.weight`` and ``backbone.conv1.gate.*``.
 A dense checkpoint (``backbone.conv1.weight``) still loads: a load pre-hook maps the old keys (use
@@ -163,7 +168,11 @@ class SkipConv2d(nn.Module):
             with torch.no_grad():  # calibration reads norms even on dense passes
                 self.last_norm = self.gate.residual_norm(x, st.prev_in, grid, conv)
 
-        if self.gate is None or not have_prev or refresh or self.mask_mode == "off":
+        if self.gate is None:  # method "dense": count only, keep no state
+            self._count(dense_macs, dense_macs, 0, gated=False)
+            self.last_path = "dense"
+            return conv(x)
+        if not have_prev or refresh or self.mask_mode == "off":
             y = conv(x)
             self._count(dense_macs, dense_macs, 0, gated=False)
             self.last_path = "dense"
