@@ -34,7 +34,7 @@ from passbench.train.pass_f import GatedTaskObjective, task_loss_from
 
 @torch.no_grad()
 def calibrate_norm_thresholds(model: torch.nn.Module, pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
-                              target_rate: float, per_layer: bool = True, iters: int = 30) -> list[float]:
+                              target_rate: float, per_layer: bool = True, iters: int = 20) -> list[float]:
     """Thresholds so that a ``target_rate`` fraction of training patches is skipped in gated passes.
 
     ``per_layer=True``: layer by layer, front to back, with the layers before already gated (their
