@@ -50,6 +50,16 @@ def test_decode_hand_built_heatmap():
         assert np.linalg.norm(dets.embeddings[i]) == pytest.approx(1.0, abs=1e-6)
 
 
+def test_degenerate_boxes_are_dropped():
+    tf = letterbox_transform((96, 64), (96, 64))
+    out = _heads()
+    _peak(out, 5, 5, 3.0, ltrb=(-1.0, 1.0, 0.5, 1.0))  # width -0.5 cells
+    _peak(out, 15, 5, 3.0, ltrb=(1.0, 0.0, 1.0, 0.0))  # height 0
+    _peak(out, 10, 12, 3.0)
+    dets = decode_frame(out, tf, conf_thres=0.4)
+    np.testing.assert_allclose(dets.boxes[:, :4], [[36, 44, 44, 52]])
+
+
 def test_nms_keeps_only_local_maxima():
     hm = torch.zeros(1, 1, 5, 5)
     hm[0, 0, 2, 2], hm[0, 0, 2, 3], hm[0, 0, 0, 0] = 0.9, 0.8, 0.3

@@ -138,4 +138,8 @@ def decode_frame(
     # ctdet_post_process: grid -> input pixels (x stride) -> original pixels (letterbox inverse).
     boxes = transform.to_original(dets[:, :4] * stride)
     keep = dets[:, 4] > conf_thres  # multitracker.py: remain_inds = dets[:, 4] > conf_thres
+    # Deviation: also drop boxes with non-positive width or height. Upstream keeps them; an untrained
+    # or diverged wh head makes them, and h = 0 turns the Kalman state (x, y, w/h, h) into NaN/inf.
+    # Boxes from a trained ltrb head (distances > 0) are never affected.
+    keep &= (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     return Detections(np.concatenate([boxes, dets[:, 4:5]], 1)[keep], emb[keep])
