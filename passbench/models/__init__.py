@@ -1,1 +1,193 @@
-"""passbench.models"""
+"""passbench.models: MOT backbones with FairMOT heads, registered by name.
+
+Every model maps x (B, 3, H, W) RGB in [0, 1] (no mean/std, as FairMOT) to
+``{hm (B,1,H/4,W/4) logits, wh (B,4,..) ltrb, reg (B,2,..), id (B,128,..)}``.
+
+    MODELS                      Registry name -> builder(**kw) (``passbench.registry.Registry``)
+    MODEL_SPECS                 name -> ModelSpec (input size, family, paper row, description)
+    build_model(name, **kw)     -> nn.Module (``pretrained``: False / None, or "deepsort" for fairmot_mbv2)
+    model_table(names=None, measure=True) -> pandas.DataFrame [name, params_m, gmacs, input_wh, ...]
+
+Family modules (and timm) are imported only when a model is built, so importing this package is cheap.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from passbench.registry import Registry
+
+__all__ = ["MODELS", "MODEL_SPECS", "ModelSpec", "build_model", "count_params", "model_table"]
+
+MODELS = Registry("models")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Metadata of a registered model.
+
+    Attributes:
+        name: registry name.
+        input_wh: benchmark input (width, height) in pixels.
+        family: source file / backbone family.
+        paper_row: the Table 3 row it stands for (None: no paper row).
+        description: one line.
+    """
+
+    name: str
+    input_wh: tuple[int, int]
+    family: str
+    paper_row: str | None
+    description: str
+
+
+MODEL_SPECS: dict[str, ModelSpec] = {}
+FAIRMOT_WH = (1088, 608)  # FairMOT opt.img_size (w, h)
+LIGHT_WH = (576, 320)
+
+
+def _register(name: str, input_wh: tuple[int, int], family: str, paper_row: str | None, description: str
+              ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        MODELS.register(name)(fn)
+        MODEL_SPECS[name] = ModelSpec(name, tuple(input_wh), family, paper_row, description)
+        return fn
+
+    return deco
+
+
+def _no_pretrained(name: str, pretrained: Any) -> None:
+    if pretrained not in (False, None):
+        raise ValueError(f"{name}: pretrained={pretrained!r} is not available offline (use False and load a "
+                         "checkpoint with passbench.models.checkpoint.load_checkpoint)")
+
+
+@_register("fairmot_dla34", FAIRMOT_WH, "fairmot_dla", "FairMOT",
+           "FairMOT DLASeg dla_34: DLA-34 + DLAUp/IDAUp with DCNv2 (torchvision deform_conv2d) + heads")
+def fairmot_dla34(pretrained: Any = False, **kw: Any):
+    from passbench.models.fairmot_dla import FairMOTDLA
+
+    _no_pretrained("fairmot_dla34", pretrained)
+    return FairMOTDLA(dcn=True, **kw)
+
+
+@_register("fairmot_dla34_conv", FAIRMOT_WH, "fairmot_dla", None,
+           "FairMOT dlaconv_34: the same DLASeg with plain 3x3 convs instead of DCN (fully skippable)")
+def fairmot_dla34_conv(pretrained: Any = False, **kw: Any):
+    from passbench.models.fairmot_dla import FairMOTDLA
+
+    _no_pretrained("fairmot_dla34_conv", pretrained)
+    return FairMOTDLA(dcn=False, **kw)
+
+
+@_register("dla34", FAIRMOT_WH, "dla", "DLA-34",
+           "timm dla34 body (strides 4-32) + plain IDA-style UpNeck (64 ch) + FairMOT heads")
+def dla34(pretrained: Any = False, **kw: Any):
+    from passbench.models.regnet import TimmUpNet
+
+    _no_pretrained("dla34", pretrained)
+    return TimmUpNet("dla34", out_indices=(2, 3, 4, 5), **kw)
+
+
+@_register("hrnet_w32", FAIRMOT_WH, "hrnet", "HRNet-W32",
+           "timm hrnet_w32 raw branches, upsampled + concatenated (480 ch) at stride 4 + FairMOT heads")
+def hrnet_w32(pretrained: Any = False, **kw: Any):
+    from passbench.models.hrnet import HRNetFairMOT
+
+    _no_pretrained("hrnet_w32", pretrained)
+    return HRNetFairMOT(width=32, **kw)
+
+
+@_register("regnety_040", FAIRMOT_WH, "regnet", "RegNetY-4.0GF",
+           "timm regnety_040 (strides 4-32) + UpNeck (64 ch) + FairMOT heads")
+def regnety_040(pretrained: Any = False, **kw: Any):
+    from passbench.models.regnet import TimmUpNet
+
+    _no_pretrained("regnety_040", pretrained)
+    return TimmUpNet("regnety_040", **kw)
+
+
+@_register("fpn_resnet34", FAIRMOT_WH, "fpn", "FPN",
+           "torchvision ResNet-34 (BatchNorm) + torchvision FeaturePyramidNetwork (64 ch), P2 -> FairMOT heads")
+def fpn_resnet34(pretrained: Any = False, **kw: Any):
+    from passbench.models.fpn import ResNetFPN
+
+    _no_pretrained("fpn_resnet34", pretrained)
+    return ResNetFPN(depth=34, **kw)
+
+
+@_register("hardnet85", FAIRMOT_WH, "hardnet", "HarDNet-85",
+           "HarDNet-85 (ported from PingoLH/Pytorch-HarDNet) + UpNeck (64 ch) + FairMOT heads")
+def hardnet85(pretrained: Any = False, **kw: Any):
+    from passbench.models.hardnet import HarDNetFairMOT
+
+    _no_pretrained("hardnet85", pretrained)
+    return HarDNetFairMOT(**kw)
+
+
+@_register("fairmot_mbv2", LIGHT_WH, "mobilenet", None,
+           "light FairMOT: torchvision MobileNetV2 + UpNeck (32 ch) + heads (head_conv 64); CPU demo / PASS base")
+def fairmot_mbv2(pretrained: Any = False, **kw: Any):
+    from passbench.models.mobilenet import MobileNetV2FairMOT
+
+    return MobileNetV2FairMOT(pretrained=pretrained, **kw)
+
+
+def build_model(name: str, /, **kw: Any):
+    """Build a registered model (``pretrained=False`` by default: nothing is downloaded).
+
+    Raises:
+        KeyError: unknown name (with close matches).
+    """
+    return MODELS.build(name, **kw)
+
+
+def count_params(model) -> int:
+    """Number of parameters (buffers excluded)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def _select(names: str | Iterable[str] | None) -> list[str]:
+    if names is None:
+        return MODELS.names()
+    pats = [names] if isinstance(names, str) else list(names)
+    out = [n for n in MODELS.names() if any(fnmatch.fnmatch(n, p) for p in pats)]
+    if not out:
+        raise KeyError(f"model_table: {names!r} matches no registered model (known: {', '.join(MODELS.names())})")
+    return out
+
+
+def model_table(names: str | Iterable[str] | None = None, measure: bool = True, input_wh: tuple[int, int] | None = None):
+    """Params and MACs of registered models, one row each.
+
+    Args:
+        names: glob(s) over registry names (None: all).
+        measure: build each model (random init) and count params, and MACs of one forward at the
+            model's benchmark input (or ``input_wh``), batch 1, with ``passbench.metrics.cost.count_macs``
+            (FlopCounterMode FLOPs / 2). False: metadata only (params_m / gmacs are NaN).
+        input_wh: override the input (width, height) for every row (e.g. a small size in tests).
+
+    Returns:
+        pandas.DataFrame with columns name, params_m, gmacs, input_wh, family, paper_row.
+        Costs ~seconds per model at 1088x608 on CPU.
+    """
+    import pandas as pd  # noqa: PLC0415
+
+    rows = []
+    for name in _select(names):
+        spec = MODEL_SPECS[name]
+        wh = tuple(input_wh) if input_wh else spec.input_wh
+        params_m = gmacs = float("nan")
+        if measure:
+            import torch  # noqa: PLC0415
+
+            from passbench.metrics.cost import count_macs  # noqa: PLC0415
+
+            model = build_model(name, pretrained=False).eval()
+            params_m = count_params(model) / 1e6
+            gmacs = count_macs(model, torch.zeros(1, 3, wh[1], wh[0])) / 1e9
+        rows.append({"name": name, "params_m": params_m, "gmacs": gmacs, "input_wh": f"{wh[0]}x{wh[1]}",
+                     "family": spec.family, "paper_row": spec.paper_row})
+    return pd.DataFrame(rows, columns=["name", "params_m", "gmacs", "input_wh", "family", "paper_row"])
