@@ -492,8 +492,9 @@ class Human36M:
         jw = np.empty((len(rows), 17, 3))
         for n, f in enumerate(fidx):
             where = f"{p_j}: ['{key.action}']['{key.subaction}']"
+            val = _field(sub, str(int(f)), where)
             try:
-                jw[n] = np.asarray(_field(sub, str(int(f)), where), dtype=np.float64)
+                jw[n] = np.asarray(val, dtype=np.float64)
             except (ValueError, TypeError):
                 raise H36MFormatError(f"{where}['{f}']: expected 17x3 numbers") from None
         bboxes = np.empty((len(rows), 4))
