@@ -159,7 +159,7 @@ def write_mot_results(path: str | os.PathLike[str], df: pd.DataFrame) -> Path:
         raise ValueError(f"write_mot_results({path}): frame must be an integer >= 1 and id an integer")
     dup = out.duplicated(["frame", "id"])
     if dup.any():
-        f, i = out.loc[dup.idxmax(), ["frame", "id"]]
+        f, i = vals[int(np.argmax(dup.to_numpy())), :2]
         raise ValueError(f"write_mot_results({path}): id {int(i)} appears twice in frame {int(f)} "
                          "(TrackEval requires unique ids per frame)")
     order = np.lexsort((vals[:, 1], vals[:, 0]))
