@@ -108,6 +108,15 @@ def test_p_and_pa_match_scipy_oracle_on_noisy_poses(seed):
     np.testing.assert_allclose(P.pa_mpjpe(pred, gt).per_sample, _kabsch_oracle(pred, gt, scale=False), rtol=1e-7)
 
 
+def test_reflected_prediction_matches_oracle():
+    # det(R) < 0 branch: VideoPose3D flips V's last column AND the last singular value (the scale).
+    rng = np.random.default_rng(7)
+    gt = _skeleton(rng, n=5)
+    pred = 0.9 * gt * np.array([1.0, -1.0, 1.0]) + rng.normal(0, 10.0, size=gt.shape)
+    np.testing.assert_allclose(P.p_mpjpe(pred, gt).per_sample, _kabsch_oracle(pred, gt, scale=True), rtol=1e-7)
+    np.testing.assert_allclose(P.pa_mpjpe(pred, gt).per_sample, _kabsch_oracle(pred, gt, scale=False), rtol=1e-7)
+
+
 def test_torch_input_and_shape_errors():
     torch = pytest.importorskip("torch")
     gt = torch.zeros(2, 17, 3)
