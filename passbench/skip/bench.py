@@ -166,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--e2e", action="store_true", help="also run the end-to-end networks on real frames")
     ap.add_argument("--frames", type=int, default=None, help="e2e: frames per run (default 8 quick, 24 full)")
     ap.add_argument("--data-root", default=None, help="e2e: data root (default: passbench.paths)")
+    ap.add_argument("--size", type=int, nargs=2, default=(384, 288), metavar=("W", "H"), help="e2e frame size")
+    ap.add_argument("--patch", type=int, default=8, help="e2e: output patch size of every layer")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -196,8 +198,204 @@ def main(argv: list[str] | None = None) -> int:
                 wr.writerows(rows)
             print(f"wrote {len(rows)} rows to {args.csv}")
     if args.e2e:
-        run_e2e(quick=args.quick, frames=args.frames, device=device, data_root=args.data_root)
+        run_e2e(quick=args.quick, frames=args.frames, device=device, data_root=args.data_root,
+                size=tuple(args.size), patch=args.patch)
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# End to end: torchvision MobileNetV2 / ResNet-18 on consecutive real frames
+# --------------------------------------------------------------------------------------------
+
+VIDEO = "MOT15/train/PETS09-S2L1/PETS09-S2L1.avi"
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def load_frames(n: int, size: tuple[int, int] = (384, 288), data_root=None, start: int = 0) -> list[torch.Tensor]:
+    """``n`` consecutive frames of PETS09-S2L1 (PyAV), resized to ``size`` = (W, H).
+
+    Returns: list of (1, 3, H, W) float32 in [0, 1], RGB.
+    """
+    import av
+
+    from passbench.paths import resolve_data_root
+
+    path = resolve_data_root(data_root) / VIDEO
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the e2e benchmark needs the PETS09-S2L1 video (see data README)")
+    frames = []
+    with av.open(str(path)) as container:
+        for i, fr in enumerate(container.decode(video=0)):
+            if i < start:
+                continue
+            rgb = fr.to_ndarray(format="rgb24", width=size[0], height=size[1])  # (H, W, 3) uint8
+            frames.append(torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255.0))
+            if len(frames) == n:
+                break
+    if len(frames) < n:
+        raise ValueError(f"{path}: only {len(frames)} frames from {start}, asked for {n}")
+    return frames
+
+
+def build_net(name: str) -> nn.Module:
+    """torchvision classifier, random init (no weights offline), eval mode."""
+    import torchvision
+
+    torch.manual_seed(0)
+    net = {"mobilenet_v2": torchvision.models.mobilenet_v2, "resnet18": torchvision.models.resnet18}[name](weights=None)
+    return net.eval()
+
+
+class _HookState:
+    __slots__ = ("prev", "gen", "keep", "patch")
+
+
+def attach_engine_hooks(net: nn.Module, keep: float, patch: int, seed: int = 0) -> list[dict]:
+    """Minimal skipping without ``passbench.skip.make_skippable``: every Conv2d keeps its previous
+    output and, from the second frame on, computes a random ``keep`` fraction of its output patches
+    with ``sparse_conv2d(inplace=True)`` when ``choose_path`` says so (else dense + blend).
+
+    Kernel-only reference for the wrapper's numbers: no gate, no state copies. ``inplace=True`` is
+    safe here because torchvision's ResNet-18 / MobileNetV2 never modify a conv output in place (a
+    BatchNorm always follows). Returns per-conv counters ``{dense_macs, executed_macs}``.
+    """
+    counters = []
+    for i, conv in enumerate(m for m in net.modules() if isinstance(m, nn.Conv2d)):
+        st = {"prev": None, "gen": torch.Generator().manual_seed(seed + i), "dense_macs": 0, "executed_macs": 0}
+        counters.append(st)
+
+        def fwd(x, conv=conv, st=st):
+            if st["prev"] is None:
+                y = conv._conv_forward(x, conv.weight, conv.bias)
+                st["prev"] = y
+                dm = dense_macs(conv.weight, y.shape[2:], y.shape[0])
+                st["dense_macs"] += dm
+                st["executed_macs"] += dm
+                return y
+            prev = st["prev"]
+            B, _, Ho, Wo = prev.shape
+            grid = (B, -(-Ho // patch), -(-Wo // patch))
+            compute = torch.rand(grid, generator=st["gen"]) < keep
+            dm = dense_macs(conv.weight, (Ho, Wo), B)
+            st["dense_macs"] += dm
+            k = float(compute.float().mean())
+            if choose_path(conv, tuple(x.shape), k, patch) == "sparse":
+                y, em = sparse_conv2d(x, conv, prev, compute, patch, inplace=True)
+            else:
+                m = compute.repeat_interleave(patch, 1).repeat_interleave(patch, 2)[:, None, :Ho, :Wo]
+                y, em = torch.where(m, conv._conv_forward(x, conv.weight, conv.bias), prev), dm
+            st["prev"] = y
+            st["executed_macs"] += em
+            return y
+
+        conv.forward = fwd
+    return counters
+
+
+def _norm_thresholds(net: nn.Module, frames: list[torch.Tensor], skip: float) -> list[float]:
+    """Per-layer norm-gate thresholds at the ``skip`` quantile of the frame-0 -> frame-1 residual norms."""
+    from passbench.skip import reset, residual_norms, set_mask_mode
+
+    set_mask_mode(net, "off")
+    reset(net)
+    with torch.no_grad():
+        net(frames[0])
+        net(frames[1])
+    th = [float(torch.quantile(n.flatten().float(), skip)) for n in residual_norms(net)]
+    set_mask_mode(net, "normal")
+    reset(net)
+    return th
+
+
+def _macs_now(variant: dict) -> tuple[int, int]:
+    """(dense, executed incl. gate) MACs counted so far by a variant."""
+    if variant["kind"] == "hooks":
+        return (sum(c["dense_macs"] for c in variant["counters"]),
+                sum(c["executed_macs"] for c in variant["counters"]))
+    from passbench.skip import collect_stats
+
+    st = collect_stats(variant["net"])
+    return st["dense_macs"], st["executed_macs"] + st["gate_macs"]
+
+
+def run_e2e(quick: bool = False, frames: int | None = None, device=torch.device("cpu"), data_root=None,
+            size: tuple[int, int] = (384, 288), patch: int = 8, nets=("mobilenet_v2", "resnet18")) -> list[dict]:
+    """FPS dense vs skipped on consecutive PETS09-S2L1 frames; prints one row per variant.
+
+    Timed region: one ``net(frame)`` forward (``torch.no_grad``, batch 1, channels-last for the
+    skipped variants), frames 2..n-1 (frame 0 runs dense in every skipped variant, frame 1 holds the
+    dispatcher's one-off calibration); all variants run round-robin per frame. MACs are counted over
+    the same frames. ``mac_red`` = dense MACs / (executed + gate MACs); ``ratio`` = speedup / mac_red
+    (target >= 0.6).
+    """
+    import copy
+
+    from passbench.skip import make_skippable, reset
+
+    n = frames or (8 if quick else 24)
+    clip = [f.to(device) for f in load_frames(n, size, data_root)]
+    clip_cl = [f.contiguous(memory_format=torch.channels_last) for f in clip]
+    keeps = (0.25,) if quick else (0.5, 0.25, 0.1)
+    print(f"\nend to end: {n} consecutive frames of {VIDEO} at {size[0]}x{size[1]}, patch {patch}, "
+          f"timed frames 2..{n - 1}, torch.no_grad, batch 1")
+    print(f"{'net':13} {'variant':28} {'ms':>8} {'fps':>6} {'speedup':>7} {'mac_red':>7} {'ratio':>5} {'skip':>5}")
+    all_rows = []
+    for name in nets:
+        base = build_net(name).to(device)
+        variants: dict[str, dict] = {
+            "dense nchw": dict(kind="dense", net=base, cl=False),
+            "dense channels-last": dict(kind="dense", net=copy.deepcopy(base).to(memory_format=torch.channels_last),
+                                        cl=True),
+        }
+        for k in keeps:
+            for ex in ("sparse", "auto"):
+                net = make_skippable(copy.deepcopy(base).to(memory_format=torch.channels_last), "fixed",
+                                     patch_size=patch, execution=ex, keep=k)
+                variants[f"fixed k={k} {ex}"] = dict(kind="skip", net=net, cl=True)
+            hooked = copy.deepcopy(base).to(memory_format=torch.channels_last)
+            variants[f"hooks k={k} auto"] = dict(kind="hooks", net=hooked, cl=True,
+                                                  counters=attach_engine_hooks(hooked, k, patch))
+        for q in ((0.5,) if quick else (0.5, 0.8)):
+            net = make_skippable(copy.deepcopy(base).to(memory_format=torch.channels_last), "skipconv_norm",
+                                 patch_size=patch, execution="auto")
+            from passbench.skip import set_thresholds
+
+            set_thresholds(net, _norm_thresholds(net, clip_cl, q))
+            variants[f"norm gate q={q} auto"] = dict(kind="skip", net=net, cl=True)
+        for v in variants.values():
+            if v["kind"] == "skip":
+                reset(v["net"])
+            v["times"] = []
+        with torch.no_grad():
+            for t in range(n):
+                for v in variants.values():
+                    x = clip_cl[t] if v["cl"] else clip[t]
+                    if t == 2 and v["kind"] != "dense":
+                        v["macs0"] = _macs_now(v)
+                    _sync(device)
+                    t0 = time.perf_counter()
+                    v["net"](x)
+                    _sync(device)
+                    if t >= 2:
+                        v["times"].append(time.perf_counter() - t0)
+        t_dense = min(statistics.median(v["times"]) for v in variants.values() if v["kind"] == "dense")
+        for vname, v in variants.items():
+            ms = statistics.median(v["times"]) * 1e3
+            row = dict(net=name, variant=vname, ms=ms, fps=1e3 / ms, speedup=t_dense * 1e3 / ms,
+                       mac_reduction=1.0, ratio=float("nan"), skip=0.0)
+            if v["kind"] != "dense":
+                d1, e1 = _macs_now(v)
+                d0, e0 = v["macs0"]
+                row["mac_reduction"] = (d1 - d0) / max(e1 - e0, 1)
+                row["ratio"] = row["speedup"] / row["mac_reduction"]
+                if v["kind"] == "skip":
+                    from passbench.skip import collect_stats
+
+                    row["skip"] = collect_stats(v["net"])["patch_skip_rate"]
+            all_rows.append(row)
+            print(f"{name:13} {vname:28} {ms:8.1f} {row['fps']:6.2f} {row['speedup']:7.2f} "
+                  f"{row['mac_reduction']:7.2f} {row['ratio']:5.2f} {row['skip']:5.2f}", flush=True)
+    return all_rows
 
 
 if __name__ == "__main__":
