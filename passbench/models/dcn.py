@@ -74,6 +74,9 @@ class DCN(nn.Module):
         om = self.conv_offset_mask(x)  # (B, 3*k*k, Ho, Wo)
         o1, o2, mask = torch.chunk(om, 3, dim=1)
         offset = torch.cat((o1, o2), dim=1)  # (B, 2*k*k, Ho, Wo), DCNv2's (dy, dx) interleave kept as is
+        # torchvision's CPU kernel segfaults on NaN offsets (floor(NaN) -> garbage index; measured with
+        # torchvision 0.29.1); a diverged network must give NaN outputs, not kill the process.
+        offset = torch.nan_to_num(offset, nan=0.0)
         return deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride, padding=self.padding,
                              dilation=self.dilation, mask=torch.sigmoid(mask))
 
