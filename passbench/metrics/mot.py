@@ -24,9 +24,15 @@ Backends (same preprocessed data for both):
   motmetrics 1.4.0's ``distances.iou_matrix`` calls ``np.asfarray``, removed in NumPy 2. Rather than
   patching NumPy (a global side effect on every other module), we compute the IoU matrix ourselves,
   with TrackEval's formula, and hand motmetrics the distance matrix ``1 - IoU`` (NaN = no match
-  possible), as ``MOTAccumulator.update`` accepts. Deviation: motmetrics counts MT as covered
-  ratio >= 0.8 where TrackEval uses > 0.8, and its fragmentation count differs on gaps; the record
-  says which backend produced the numbers.
+  possible), as ``MOTAccumulator.update`` accepts.
+  Deviation (why ``"trackeval"`` is the default): the two libraries match frames differently.
+  TrackEval (``clear.py``) gives a 1000 bonus in its Hungarian score only to the tracker a GT was
+  matched to at the *immediately previous* timestep; motmetrics (``mot.py::update``) first
+  re-establishes a GT's *last ever* match, even across frames where it was missed. After a gap they
+  can pick different pairs, so IDSW / FP / FN / MOTA / MOTP / Frag may differ slightly (measured on
+  perturbed PETS09-S2L1: MOTA 0.7534 vs 0.7538, IDSW 4 vs 0). motmetrics also counts MT at a covered
+  ratio >= 0.8 where TrackEval uses > 0.8. Identity (IDF1/IDP/IDR) is a global assignment and
+  agrees exactly; HOTA is always trackeval's. Both reproduce motmetrics' own TUD numbers.
 
 MOTP is reported as TrackEval does: the mean IoU of matched pairs (higher is better), i.e.
 ``1 - motmetrics.motp``.
