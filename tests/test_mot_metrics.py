@@ -70,6 +70,8 @@ def test_preprocessing_hand_example():
     assert (r["num_gt"], r["tp"], r["fp"], r["fn"]) == (1, 1, 2, 0)
     r15 = evaluate_sequence(gt.assign(conf=1), res, benchmark="MOT15")  # MOT15: no classes, all considered
     assert (r15["num_gt"], r15["tp"], r15["fp"]) == (3, 3, 1)
+    empty = evaluate_sequence(gt, res.iloc[:0], frames=range(1, 4))
+    assert (empty["fn"], empty["fp"], empty["mota"], empty["num_frames"]) == (1, 0, 0.0, 3)
     with pytest.raises(ValueError, match="id appears twice in frame 1"):
         evaluate_sequence(gt, pd.concat([res, res.iloc[:1]]))
     with pytest.raises(ValueError, match="class 2 in frame 1"):

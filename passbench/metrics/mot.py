@@ -202,8 +202,10 @@ def _raw(data: dict[str, Any], iou: float, backend: str, metrics: dict[str, Any]
     """Per-sequence TrackEval-format results ``{clear, identity, hota}``."""
     hota = metrics["hota"].eval_sequence(data)
     if backend == "trackeval":
-        return {"clear": metrics["clear"].eval_sequence(data), "identity": metrics["identity"].eval_sequence(data),
-                "hota": hota}
+        clear = metrics["clear"].eval_sequence(data)
+        # CLEAR returns early without setting CLR_Frames when there are no tracker or no GT boxes
+        clear["CLR_Frames"] = data["num_timesteps"]
+        return {"clear": clear, "identity": metrics["identity"].eval_sequence(data), "hota": hota}
     clear, ident = _motmetrics_counts(data, iou)
     # Derived ratios from the counts with TrackEval's own formulas (``_compute_final_fields``).
     return {"clear": metrics["clear"]._compute_final_fields(clear),
