@@ -16,13 +16,16 @@ import torch
 
 from passbench.train.common import init_distributed, make_cfg
 
-# Per-stage defaults sized for ~15-25 min per stage on 2 CPU cores at 576x320 (docs/training.md).
+# Per-stage defaults for the ~15-25 min/stage CPU budget, from steps timed here on 2 *shared* cores at
+# 576x320 with fairmot_mbv2 (docs/training.md): task ~25 s/step at batch 8 (so batch 4), PASS-P
+# ~80 s/step at batch 4 (PASS gates on every conv; so batch 2). Scale ``steps`` to the machine.
 STAGE_DEFAULTS: dict[str, dict] = {
-    "task": {"steps": 600, "batch_size": 8, "lr": 2e-4, "pretrained": "deepsort"},
-    "pass_p": {"steps": 300, "batch_size": 4, "lr": 1e-3, "pretrained": None, "scale_jitter": 0.0,
+    "task": {"steps": 150, "batch_size": 4, "lr": 2e-4, "pretrained": "deepsort"},
+    "pass_p": {"steps": 30, "batch_size": 2, "lr": 1e-3, "pretrained": None, "scale_jitter": 0.0,
                "method": "pass_p"},
-    "pass_f": {"steps": 300, "batch_size": 4, "lr": 5e-5, "pretrained": None, "method": "pass_f"},
-    "skipconv": {"steps": 300, "batch_size": 4, "lr": 5e-5, "pretrained": None, "method": "skipconv"},
+    "pass_f": {"steps": 60, "batch_size": 2, "lr": 5e-5, "pretrained": None, "method": "pass_f"},
+    "skipconv": {"steps": 60, "batch_size": 2, "lr": 5e-5, "pretrained": None, "method": "skipconv",
+                 "calib_pairs": 8},
 }
 
 
