@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from passbench.skip.sparse import (
+    blend_skipped,
     calibrate,
     choose_path,
     clear_dispatch_cache,
@@ -166,3 +167,15 @@ def test_choose_path_calibrates_once_per_shape():
     t_dense, a, b = cal = calibrate(conv, (1, 8, 32, 32), 4)
     assert t_dense > 0 and calibrate(conv, (1, 8, 32, 32), 4) is cal  # cached
     assert path == ("sparse" if a + 0.3 * b < 0.9 * t_dense else "dense")
+
+
+@pytest.mark.parametrize("fmt", [None, CL], ids=["nchw", "cl"])
+@pytest.mark.parametrize("hw,patch", [((16, 16), 4), ((15, 13), 4)], ids=["even", "ragged"])
+def test_blend_skipped_matches_where(fmt, hw, patch):
+    torch.manual_seed(1)
+    y, prev = torch.randn(2, 6, *hw), torch.randn(2, 6, *hw)
+    if fmt is not None:
+        y, prev = y.contiguous(memory_format=fmt), prev.contiguous(memory_format=fmt)
+    mask = torch.rand(2, -(-hw[0] // patch), -(-hw[1] // patch)) < 0.5
+    ref = torch.where(upsample_mask(mask, patch, hw), y, prev)
+    assert torch.equal(blend_skipped(y.clone(), prev, mask, patch), ref)

@@ -7,8 +7,9 @@ Run ``python -m passbench.skip.bench --quick`` (about a minute on 2 CPU threads)
 Timed region, per layer: one call of the convolution on a (1, C, H, H) input (``torch.no_grad``),
 after warm-up; dense in NCHW and channels-last (the best of the two is the baseline), sparse
 (``sparse_conv2d``, channels-last, ``inplace=True``: the caller hands over ``prev_out``, as a
-wrapper holding the previous output does) and "auto" (``choose_path`` then the chosen path, the
-dispatcher's calibration excluded from the timed region). All variants of one shape run
+wrapper holding the previous output does) and "auto" (``choose_path`` then the chosen path; the dense
+path includes ``blend_skipped``, since it must still return prev_out on skipped patches; the
+dispatcher's calibration is excluded from the timed region). All variants of one shape run
 round-robin in the same process and the medians are reported (the machine is shared).
 End to end (``--e2e``): see ``run_e2e``.
 """
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from passbench.skip.sparse import _mask_with, calibrate, choose_path, dense_macs, sparse_conv2d
+from passbench.skip.sparse import _mask_with, blend_skipped, calibrate, choose_path, dense_macs, sparse_conv2d
 
 KEEPS = (1.0, 0.75, 0.5, 0.25, 0.1)
 FULL = dict(kinds=("3x3", "1x1", "dw3x3"), channels=(32, 64, 128, 256), maps=(32, 64, 128, 256), patches=(4, 8, 16))
@@ -95,7 +96,7 @@ def bench_shape(kind: str, c: int, hw: int, patch: int, keeps, reps: int, device
     def auto(m, k):
         if choose_path(conv_cl, x.shape, k, patch, device) == "sparse":
             return sparse(m)
-        return dense_cl()
+        return blend_skipped(dense_cl(), prev, m, patch)  # the dense path still honours the mask
 
     fns = [dense_nchw, dense_cl]
     for m, k in zip(masks, keeps):
@@ -269,7 +270,8 @@ class _HookState:
 def attach_engine_hooks(net: nn.Module, keep: float, patch: int, seed: int = 0) -> list[dict]:
     """Minimal skipping without ``passbench.skip.make_skippable``: every Conv2d keeps its previous
     output and, from the second frame on, computes a random ``keep`` fraction of its output patches
-    with ``sparse_conv2d(inplace=True)`` when ``choose_path`` says so (else dense + blend).
+    with ``sparse_conv2d(inplace=True)`` when ``choose_path`` says so (else dense conv +
+    ``blend_skipped``).
 
     Kernel-only reference for the wrapper's numbers: no gate, no state copies. ``inplace=True`` is
     safe here because torchvision's ResNet-18 / MobileNetV2 never modify a conv output in place (a
@@ -298,8 +300,7 @@ def attach_engine_hooks(net: nn.Module, keep: float, patch: int, seed: int = 0) 
             if choose_path(conv, tuple(x.shape), k, patch) == "sparse":
                 y, em = sparse_conv2d(x, conv, prev, compute, patch, inplace=True)
             else:
-                m = compute.repeat_interleave(patch, 1).repeat_interleave(patch, 2)[:, None, :Ho, :Wo]
-                y, em = torch.where(m, conv._conv_forward(x, conv.weight, conv.bias), prev), dm
+                y, em = blend_skipped(conv._conv_forward(x, conv.weight, conv.bias), prev, compute, patch), dm
             st["prev"] = y
             st["executed_macs"] += em
             return y

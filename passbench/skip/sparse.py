@@ -38,6 +38,7 @@ from torch import nn
 __all__ = [
     "sparse_conv2d",
     "sparse_conv2d_functional",
+    "blend_skipped",
     "choose_path",
     "conv_out_size",
     "dense_macs",
@@ -228,21 +229,64 @@ def _nhwc_tables(geom: tuple, out_grid: tuple, device: torch.device) -> tuple:
     in_rows = b + (h.clamp(0, H - 1) * W).view(1, nH, 1, win_h, 1) + w.clamp(0, W - 1).view(1, 1, nW, 1, win_w)
     bad = ((h < 0) | (h >= H)).view(1, nH, 1, win_h, 1) | ((w < 0) | (w >= W)).view(1, 1, nW, 1, win_w)
     bad = bad.expand(B, nH, nW, win_h, win_w).reshape(B * nH * nW, win_h * win_w)
-    oh = torch.arange(nH, **kw_)[:, None] * P + torch.arange(P, **kw_)  # (nH, P)
-    ow = torch.arange(nW, **kw_)[:, None] * P + torch.arange(P, **kw_)  # (nW, P)
-    bo = torch.arange(B, **kw_).view(B, 1, 1, 1, 1) * (Ho * Wo)
-    out_rows = bo + (oh.clamp(max=Ho - 1) * Wo).view(1, nH, 1, P, 1) + ow.clamp(max=Wo - 1).view(1, 1, nW, 1, P)
-    ok = ((oh < Ho).view(1, nH, 1, P, 1) & (ow < Wo).view(1, 1, nW, 1, P)).expand(B, nH, nW, P, P)
-    hit = (
-        in_rows.reshape(B * nH * nW, win_h * win_w),
-        bad if bool(bad.any()) else None,
-        out_rows.reshape(B * nH * nW, P * P),
-        None if bool(ok.all()) else ok.reshape(B * nH * nW, P * P),
-    )
+    out_rows, out_ok = _out_tables(B, Ho, Wo, P, device)
+    hit = (in_rows.reshape(B * nH * nW, win_h * win_w), bad if bool(bad.any()) else None, out_rows, out_ok)
     if len(_TABLES) > 512:  # bounded: a long-running process may see many shapes
         _TABLES.clear()
     _TABLES[key] = hit
     return hit
+
+
+def _out_tables(B: int, Ho: int, Wo: int, P: int, device) -> tuple:
+    """``(out_rows, out_ok)``: (B*nH*nW, P*P) row of the (B*Ho*Wo, C) channels-last matrix per
+    patch pixel (clamped into the map), and True where that pixel is inside the map (None when P
+    divides Ho and Wo). Cached."""
+    key = ("out", B, Ho, Wo, P, str(device))
+    hit = _TABLES.get(key)
+    if hit is not None:
+        return hit
+    nH, nW = -(-Ho // P), -(-Wo // P)
+    kw_ = dict(device=device, dtype=torch.int64)
+    oh = torch.arange(nH, **kw_)[:, None] * P + torch.arange(P, **kw_)  # (nH, P)
+    ow = torch.arange(nW, **kw_)[:, None] * P + torch.arange(P, **kw_)  # (nW, P)
+    bo = torch.arange(B, **kw_).view(B, 1, 1, 1, 1) * (Ho * Wo)
+    rows = bo + (oh.clamp(max=Ho - 1) * Wo).view(1, nH, 1, P, 1) + ow.clamp(max=Wo - 1).view(1, 1, nW, 1, P)
+    ok = ((oh < Ho).view(1, nH, 1, P, 1) & (ow < Wo).view(1, 1, nW, 1, P)).expand(B, nH, nW, P, P)
+    hit = (rows.reshape(B * nH * nW, P * P), None if bool(ok.all()) else ok.reshape(B * nH * nW, P * P))
+    _TABLES[key] = hit
+    return hit
+
+
+def blend_skipped(y: torch.Tensor, prev_out: torch.Tensor, compute_mask: torch.Tensor, patch: int) -> torch.Tensor:
+    """``where(mask_upsampled, y, prev_out)`` for the dense path of a dispatcher, cheaply.
+
+    With both tensors channels-last the skipped patches of ``prev_out`` are copied into ``y`` in
+    place (one ``index_select`` + ``index_copy_`` over the skipped pixels only, instead of
+    upsampling the mask and a three-tensor ``torch.where`` over the whole map); otherwise it falls
+    back to ``torch.where``. ``y`` must be owned by the caller (it may be modified and returned).
+
+    Args:
+        y: (B, C, Ho, Wo) the dense convolution output.
+        prev_out: (B, C, Ho, Wo) previous output.
+        compute_mask: bool (B, ceil(Ho / patch), ceil(Wo / patch)); True = computed patch (keep y).
+        patch: output patch size.
+    """
+    B, C, Ho, Wo = y.shape
+    if tuple(prev_out.shape) != tuple(y.shape):
+        raise ValueError(f"blend_skipped: prev_out {tuple(prev_out.shape)} != y {tuple(y.shape)}")
+    if _nhwc_ok(y) and _nhwc_ok(prev_out):
+        skip = (~compute_mask.bool()).reshape(-1).nonzero().squeeze(1)
+        if skip.numel() == 0:
+            return y
+        rows_t, ok_t = _out_tables(B, Ho, Wo, patch, y.device)
+        rows = rows_t.index_select(0, skip).reshape(-1)
+        if ok_t is not None:
+            rows = rows[ok_t.index_select(0, skip).reshape(-1)]
+        y2d, p2d = y.permute(0, 2, 3, 1).view(-1, C), prev_out.permute(0, 2, 3, 1).view(-1, C)
+        y2d.index_copy_(0, rows, p2d.index_select(0, rows))
+        return y
+    m = compute_mask.bool().repeat_interleave(patch, 1).repeat_interleave(patch, 2)[:, None, :Ho, :Wo]
+    return torch.where(m, y, prev_out)
 
 
 def _sparse_nhwc(x, weight, bias, groups, out, flat, geom, out_grid, residual) -> None:
@@ -440,12 +484,15 @@ def calibrate(conv: nn.Conv2d, x_shape, patch: int, device=None, channels_last: 
     w = conv.weight.detach().to(device)
     bias = conv.bias.detach().to(device) if conv.bias is not None else None
     x = torch.randn(B, cin, H, W, device=device, dtype=w.dtype).contiguous(memory_format=fmt)
-    dense = lambda: F.conv2d(x, w, bias, conv.stride, conv.padding, conv.dilation, conv.groups)  # noqa: E731
-    prev = dense().contiguous(memory_format=fmt)
+    conv_ = lambda: F.conv2d(x, w, bias, conv.stride, conv.padding, conv.dilation, conv.groups)  # noqa: E731
+    prev = conv_().contiguous(memory_format=fmt)
     Ho, Wo = prev.shape[2:]
     nH, nW = -(-Ho // patch), -(-Wo // patch)
     gen = torch.Generator().manual_seed(0)
     masks = [_mask_with(B, nH, nW, k, device, gen) for k in _CAL_KEEPS]
+    # The dense alternative of a dispatcher must still honour the mask: dense conv + blend (timed
+    # with half of the patches skipped).
+    dense = lambda: blend_skipped(conv_(), prev, masks[0], patch)  # noqa: E731
     fns = [dense] + [
         (lambda m=m: sparse_conv2d_functional(
             x, w, bias, conv.stride, conv.padding, conv.dilation, conv.groups, prev, m, patch, inplace=True))
