@@ -98,9 +98,14 @@ def bench_shape(kind: str, c: int, hw: int, patch: int, keeps, reps: int, device
             return sparse(m)
         return blend_skipped(dense_cl(), prev, m, patch)  # the dense path still honours the mask
 
+    def auto_recompute(m, k):  # "dense" = recompute every patch (exact dense output, no blend)
+        if choose_path(conv_cl, x.shape, k, patch, device) == "sparse":
+            return sparse(m)
+        return dense_cl()
+
     fns = [dense_nchw, dense_cl]
     for m, k in zip(masks, keeps):
-        fns += [lambda m=m: sparse(m), lambda m=m, k=k: auto(m, k)]
+        fns += [lambda m=m: sparse(m), lambda m=m, k=k: auto(m, k), lambda m=m, k=k: auto_recompute(m, k)]
     raw = interleaved(fns, reps, device, stat=None)
     t = [statistics.median(v) for v in raw]
     tmin = [min(v) for v in raw]  # the machine is shared: minima show the intrinsic ratio
@@ -110,16 +115,16 @@ def bench_shape(kind: str, c: int, hw: int, patch: int, keeps, reps: int, device
     for i, (m, k) in enumerate(zip(masks, keeps)):
         keep = float(m.float().mean())
         _, emacs = sparse(m)
-        t_s, t_a = t[2 + 2 * i], t[3 + 2 * i]
+        t_s, t_a, t_r = t[2 + 3 * i], t[3 + 3 * i], t[4 + 3 * i]
         rows.append(dict(
             kind=kind, channels=c, map=hw, patch=patch, keep_target=k, keep=round(keep, 4),
             dense_nchw_ms=t[0] * 1e3, dense_cl_ms=t[1] * 1e3, sparse_ms=t_s * 1e3, auto_ms=t_a * 1e3,
             auto_path=choose_path(conv_cl, x.shape, k, patch, device),
-            sparse_over_dense=t_s / t_best, auto_over_dense=t_a / t_best,
+            sparse_over_dense=t_s / t_best, auto_over_dense=t_a / t_best, auto_recompute_over_dense=t_r / t_best,
             speedup=t_best / t_s, mac_ideal=1.0 / keep, exec_mac_ideal=dmacs / max(emacs, 1),
             efficiency=(t_best / t_s) * keep,
-            speedup_min=min(tmin[0], tmin[1]) / tmin[2 + 2 * i],
-            auto_over_dense_min=tmin[3 + 2 * i] / min(tmin[0], tmin[1]),
+            speedup_min=min(tmin[0], tmin[1]) / tmin[2 + 3 * i],
+            auto_over_dense_min=tmin[3 + 3 * i] / min(tmin[0], tmin[1]),
         ))
     return rows
 
@@ -141,14 +146,15 @@ def conditions(device: torch.device) -> str:
 
 def print_rows(rows: list[dict], header: bool = True) -> None:
     hdr = (f"{'layer':6} {'C':>4} {'map':>4} {'P':>3} {'keep':>5} {'dNCHW':>8} {'dCL':>8} {'sparse':>8} "
-           f"{'s/d':>5} {'speedup':>7} {'1/k':>5} {'execI':>5} {'eff':>5} {'auto/d':>6} path")
+           f"{'s/d':>5} {'speedup':>7} {'1/k':>5} {'execI':>5} {'eff':>5} {'auto/d':>6} {'autoR/d':>7} path")
     if header:
         print(hdr)
     for r in rows:
         print(f"{r['kind']:6} {r['channels']:4d} {r['map']:4d} {r['patch']:3d} {r['keep']:5.2f} "
               f"{r['dense_nchw_ms']:8.3f} {r['dense_cl_ms']:8.3f} {r['sparse_ms']:8.3f} "
               f"{r['sparse_over_dense']:5.2f} {r['speedup']:7.2f} {r['mac_ideal']:5.1f} "
-              f"{r['exec_mac_ideal']:5.1f} {r['efficiency']:5.2f} {r['auto_over_dense']:6.2f} {r['auto_path']}",
+              f"{r['exec_mac_ideal']:5.1f} {r['efficiency']:5.2f} {r['auto_over_dense']:6.2f} "
+              f"{r['auto_recompute_over_dense']:7.2f} {r['auto_path']}",
               flush=True)
 
 
@@ -167,8 +173,9 @@ def summarize(rows: list[dict]) -> None:
         bad = [r for r in allk if r["auto_over_dense"] > 1.10]
         worst = max(allk, key=lambda r: r["auto_over_dense"])
         bad_m = [r for r in allk if r["auto_over_dense_min"] > 1.10]
+        bad_r = [r for r in allk if r["auto_recompute_over_dense"] > 1.10]
         print(f"  {kind:6} auto > 1.10 x dense in {len(bad)}/{len(allk)} rows (medians; {len(bad_m)} with min "
-              f"times); worst {worst['auto_over_dense']:.2f} "
+              f"times; autoR: {len(bad_r)}); worst {worst['auto_over_dense']:.2f} "
               f"(C {worst['channels']} map {worst['map']} P {worst['patch']} k {worst['keep_target']})")
 
 
@@ -180,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     ap.add_argument("--reps", type=int, default=None, help="timed rounds per shape (default 9 quick, 7 full)")
     ap.add_argument("--no-layers", action="store_true", help="skip the per-layer grid")
+    ap.add_argument("--kinds", nargs="+", choices=FULL["kinds"], help="override the grid's layer kinds")
+    ap.add_argument("--channels", nargs="+", type=int, help="override the grid's channel counts")
+    ap.add_argument("--maps", nargs="+", type=int, help="override the grid's map sizes (px)")
+    ap.add_argument("--patches", nargs="+", type=int, help="override the grid's patch sizes")
     ap.add_argument("--e2e", action="store_true", help="also run the end-to-end networks on real frames")
     ap.add_argument("--frames", type=int, default=None, help="e2e: frames per run (default 8 quick, 24 full)")
     ap.add_argument("--data-root", default=None, help="e2e: data root (default: passbench.paths)")
@@ -190,14 +201,18 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device available")
-    grid = QUICK if args.quick else FULL
+    grid = dict(QUICK if args.quick else FULL)
+    for key in ("kinds", "channels", "maps", "patches"):
+        if getattr(args, key):
+            grid[key] = tuple(getattr(args, key))
     reps = args.reps or (9 if args.quick else 7)
     print("conditions:", conditions(device))
     print("command:", "python -m passbench.skip.bench " + " ".join(sys.argv[1:] if argv is None else argv))
     rows: list[dict] = []
     if not args.no_layers:
         print(f"\nper layer (ms = median of {reps} interleaved rounds; s/d = sparse / best dense; "
-              "execI = dense MACs / executed MACs; eff = speedup / (1/k))")
+              "execI = dense MACs / executed MACs; eff = speedup / (1/k); auto = dispatcher, dense path "
+              "with blend_skipped; autoR = dispatcher, dense path recomputes all patches)")
         first = True
         for kind in grid["kinds"]:
             for c in grid["channels"]:
