@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-root", default=None, help="e2e: data root (default: passbench.paths)")
     ap.add_argument("--size", type=int, nargs=2, default=(384, 288), metavar=("W", "H"), help="e2e frame size")
     ap.add_argument("--patch", type=int, default=8, help="e2e: output patch size of every layer")
+    ap.add_argument("--fold-bn", action="store_true", help="e2e: fold BatchNorm into the convs (all variants)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {len(rows)} rows to {args.csv}")
     if args.e2e:
         run_e2e(quick=args.quick, frames=args.frames, device=device, data_root=args.data_root,
-                size=tuple(args.size), patch=args.patch)
+                size=tuple(args.size), patch=args.patch, fold=args.fold_bn)
     return 0
 
 
@@ -278,8 +279,19 @@ def build_net(name: str) -> nn.Module:
     return net.eval()
 
 
-class _HookState:
-    __slots__ = ("prev", "gen", "keep", "patch")
+def fold_bn(net: nn.Module) -> nn.Module:
+    """Fold every BatchNorm2d that directly follows a Conv2d (sibling order) into the conv, in place
+    (``torch.nn.utils.fusion.fuse_conv_bn_eval``; the BN becomes ``nn.Identity``). The standard
+    inference-engine step: the per-pixel BN pass is dense and would not shrink with skipping."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for parent in list(net.modules()):
+        kids = list(parent.named_children())
+        for (n1, a), (n2, b) in zip(kids, kids[1:]):
+            if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d):
+                setattr(parent, n1, fuse_conv_bn_eval(a.eval(), b.eval()))
+                setattr(parent, n2, nn.Identity())
+    return net
 
 
 def attach_engine_hooks(net: nn.Module, keep: float, patch: int, seed: int = 0) -> list[dict]:
@@ -351,14 +363,15 @@ def _macs_now(variant: dict) -> tuple[int, int]:
 
 
 def run_e2e(quick: bool = False, frames: int | None = None, device=torch.device("cpu"), data_root=None,
-            size: tuple[int, int] = (384, 288), patch: int = 8, nets=("mobilenet_v2", "resnet18")) -> list[dict]:
+            size: tuple[int, int] = (384, 288), patch: int = 8, nets=("mobilenet_v2", "resnet18"),
+            fold: bool = False) -> list[dict]:
     """FPS dense vs skipped on consecutive PETS09-S2L1 frames; prints one row per variant.
 
     Timed region: one ``net(frame)`` forward (``torch.no_grad``, batch 1, channels-last for the
     skipped variants), frames 2..n-1 (frame 0 runs dense in every skipped variant, frame 1 holds the
     dispatcher's one-off calibration); all variants run round-robin per frame. MACs are counted over
     the same frames. ``mac_red`` = dense MACs / (executed + gate MACs); ``ratio`` = speedup / mac_red
-    (target >= 0.6).
+    (target >= 0.6). ``fold``: fold BatchNorm into the convs first (all variants, dense included).
     """
     import copy
 
@@ -369,11 +382,13 @@ def run_e2e(quick: bool = False, frames: int | None = None, device=torch.device(
     clip_cl = [f.contiguous(memory_format=torch.channels_last) for f in clip]
     keeps = (0.25,) if quick else (0.5, 0.25, 0.1)
     print(f"\nend to end: {n} consecutive frames of {VIDEO} at {size[0]}x{size[1]}, patch {patch}, "
-          f"timed frames 2..{n - 1}, torch.no_grad, batch 1")
+          f"timed frames 2..{n - 1}, torch.no_grad, batch 1, BatchNorm {'folded' if fold else 'kept'}")
     print(f"{'net':13} {'variant':28} {'ms':>8} {'fps':>6} {'speedup':>7} {'mac_red':>7} {'ratio':>5} {'skip':>5}")
     all_rows = []
     for name in nets:
         base = build_net(name).to(device)
+        if fold:
+            base = fold_bn(base)
         variants: dict[str, dict] = {
             "dense nchw": dict(kind="dense", net=base, cl=False),
             "dense channels-last": dict(kind="dense", net=copy.deepcopy(base).to(memory_format=torch.channels_last),
