@@ -88,7 +88,7 @@ def dla34(pretrained: Any = False, **kw: Any):
     from passbench.models.regnet import TimmUpNet
 
     _no_pretrained("dla34", pretrained)
-    return TimmUpNet("dla34", out_indices=(2, 3, 4, 5), **kw)
+    return TimmUpNet("dla34", out_indices=(2, 3, 4, 5), size_multiple=32, **kw)
 
 
 @_register("hrnet_w32", FAIRMOT_WH, "hrnet", "HRNet-W32",

@@ -73,7 +73,9 @@ class DCN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         om = self.conv_offset_mask(x)  # (B, 3*k*k, Ho, Wo)
         o1, o2, mask = torch.chunk(om, 3, dim=1)
-        offset = torch.cat((o1, o2), dim=1)  # (B, 2*k*k, Ho, Wo), DCNv2's (dy, dx) interleave kept as is
+        # (B, 2*k*k, Ho, Wo); both DCNv2's kernel and torchvision read channel 2j as the y and 2j+1 as
+        # the x offset of tap j, so cat(o1, o2) keeps its meaning (o1/o2 are not the y/x halves).
+        offset = torch.cat((o1, o2), dim=1)
         # torchvision's CPU kernel segfaults on NaN offsets (floor(NaN) -> garbage index; measured with
         # torchvision 0.29.1); a diverged network must give NaN outputs, not kill the process.
         offset = torch.nan_to_num(offset, nan=0.0)

@@ -30,6 +30,15 @@ from passbench.models.heads import FairMOTHeadsMixin, bilinear_up
 DLA34_CHANNELS = (16, 32, 64, 128, 256, 512)
 
 
+def check_multiple(x: torch.Tensor, m: int, what: str) -> None:
+    """DLA's trees add a max-pooled and a strided-conv branch, whose sizes differ unless H, W are
+    multiples of 32 (FairMOT always letterboxes to 1088x608): fail with a clear message instead."""
+    h, w = x.shape[-2:]
+    if h % m or w % m:
+        raise ValueError(f"{what}: input height and width must be multiples of {m}, got {h}x{w} (h x w); "
+                         "letterbox to e.g. 1088x608 or 576x320 (w x h)")
+
+
 class DeformConv(nn.Module):
     """FairMOT ``DeformConv``: (DCN | Conv2d) 3x3 -> BN -> ReLU; keys ``conv.*``, ``actf.0.*``."""
 
@@ -121,6 +130,7 @@ class FairMOTDLA(FairMOTHeadsMixin, nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        check_multiple(x, 32, "FairMOT DLA-34")
         x = self.dla_up(self._base_levels(x))  # [s4 (64), s8 (128), s16 (256), s32 (512)]
         y = [t.clone() for t in x[: self.last_level - self.first_level]]
         self.ida_up(y, 0, len(y))

@@ -20,15 +20,17 @@ class TimmUpNet(FairMOTHeadsMixin, nn.Module):
     Args:
         arch: timm model name. neck_ch: neck channels (64). head_conv: head hidden channels (256).
         out_indices: timm feature indices at strides 4, 8, 16, 32.
+        size_multiple: required divisor of H and W (32 for DLA, whose trees need it), checked in forward.
 
     Forward: x (B, 3, H, W) in [0, 1] -> dict of (B, C, H/4, W/4) maps.
     """
 
     def __init__(self, arch: str, neck_ch: int = 64, head_conv: int = 256, emb_dim: int = 128,
-                 out_indices: tuple[int, ...] = (1, 2, 3, 4)) -> None:
+                 out_indices: tuple[int, ...] = (1, 2, 3, 4), size_multiple: int = 1) -> None:
         super().__init__()
         import timm  # noqa: PLC0415
 
+        self.size_multiple = size_multiple
         self.body = timm.create_model(arch, pretrained=False, features_only=True, out_indices=out_indices)
         red = self.body.feature_info.reduction()
         if red[0] != 4:
@@ -37,4 +39,8 @@ class TimmUpNet(FairMOTHeadsMixin, nn.Module):
         self._add_heads(neck_ch, head_conv, {"hm": 1, "wh": 4, "reg": 2, "id": emb_dim})
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.size_multiple > 1:
+            from passbench.models.fairmot_dla import check_multiple  # noqa: PLC0415
+
+            check_multiple(x, self.size_multiple, self.body.__class__.__name__)
         return self._run_heads(self.neck(self.body(x)))  # (B, neck_ch, H/4, W/4) -> heads
