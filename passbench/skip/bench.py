@@ -294,7 +294,7 @@ def fold_bn(net: nn.Module) -> nn.Module:
     return net
 
 
-def attach_engine_hooks(net: nn.Module, keep: float, patch: int, seed: int = 0) -> list[dict]:
+def attach_engine_hooks(net: nn.Module, keep: float, patch: int, seed: int = 0, recompute: bool = False) -> list[dict]:
     """Minimal skipping without ``passbench.skip.make_skippable``: every Conv2d keeps its previous
     output and, from the second frame on, computes a random ``keep`` fraction of its output patches
     with ``sparse_conv2d(inplace=True)`` when ``choose_path`` says so (else dense conv +
@@ -302,11 +302,14 @@ def attach_engine_hooks(net: nn.Module, keep: float, patch: int, seed: int = 0) 
 
     Kernel-only reference for the wrapper's numbers: no gate, no state copies. ``inplace=True`` is
     safe here because torchvision's ResNet-18 / MobileNetV2 never modify a conv output in place (a
-    BatchNorm always follows). Returns per-conv counters ``{dense_macs, executed_macs}``.
+    BatchNorm always follows). ``recompute``: where the dispatcher says dense, run the plain conv
+    and keep its output on every patch (exact dense output, no blend; executed MACs = dense).
+    Returns per-conv counters ``{dense_macs, executed_macs, patches, skipped}``.
     """
     counters = []
     for i, conv in enumerate(m for m in net.modules() if isinstance(m, nn.Conv2d)):
-        st = {"prev": None, "gen": torch.Generator().manual_seed(seed + i), "dense_macs": 0, "executed_macs": 0}
+        st = {"prev": None, "gen": torch.Generator().manual_seed(seed + i), "dense_macs": 0, "executed_macs": 0,
+              "patches": 0, "skipped": 0}
         counters.append(st)
 
         def fwd(x, conv=conv, st=st):
@@ -323,11 +326,17 @@ def attach_engine_hooks(net: nn.Module, keep: float, patch: int, seed: int = 0) 
             compute = torch.rand(grid, generator=st["gen"]) < keep
             dm = dense_macs(conv.weight, (Ho, Wo), B)
             st["dense_macs"] += dm
-            k = float(compute.float().mean())
+            n_act = int(compute.sum())
+            st["patches"] += compute.numel()
+            k = n_act / compute.numel()
             if choose_path(conv, tuple(x.shape), k, patch) == "sparse":
                 y, em = sparse_conv2d(x, conv, prev, compute, patch, inplace=True)
+                st["skipped"] += compute.numel() - n_act
+            elif recompute:
+                y, em = conv._conv_forward(x, conv.weight, conv.bias), dm
             else:
                 y, em = blend_skipped(conv._conv_forward(x, conv.weight, conv.bias), prev, compute, patch), dm
+                st["skipped"] += compute.numel() - n_act
             st["prev"] = y
             st["executed_macs"] += em
             return y
@@ -371,7 +380,8 @@ def run_e2e(quick: bool = False, frames: int | None = None, device=torch.device(
     skipped variants), frames 2..n-1 (frame 0 runs dense in every skipped variant, frame 1 holds the
     dispatcher's one-off calibration); all variants run round-robin per frame. MACs are counted over
     the same frames. ``mac_red`` = dense MACs / (executed + gate MACs); ``ratio`` = speedup / mac_red
-    (target >= 0.6). ``fold``: fold BatchNorm into the convs first (all variants, dense included).
+    (target >= 0.6); ``skip`` = patch skip rate (hooks: patches actually skipped, over all frames).
+    ``hooks ... autoR``: kernel-only hooks whose dense path recomputes every patch. ``fold``: fold BatchNorm into the convs first (all variants, dense included).
     """
     import copy
 
@@ -399,9 +409,10 @@ def run_e2e(quick: bool = False, frames: int | None = None, device=torch.device(
                 net = make_skippable(copy.deepcopy(base).to(memory_format=torch.channels_last), "fixed",
                                      patch_size=patch, execution=ex, keep=k)
                 variants[f"fixed k={k} {ex}"] = dict(kind="skip", net=net, cl=True)
-            hooked = copy.deepcopy(base).to(memory_format=torch.channels_last)
-            variants[f"hooks k={k} auto"] = dict(kind="hooks", net=hooked, cl=True,
-                                                  counters=attach_engine_hooks(hooked, k, patch))
+            for tag, rec in (("auto", False), ("autoR", True)):
+                hooked = copy.deepcopy(base).to(memory_format=torch.channels_last)
+                variants[f"hooks k={k} {tag}"] = dict(kind="hooks", net=hooked, cl=True,
+                                                       counters=attach_engine_hooks(hooked, k, patch, recompute=rec))
         for q in ((0.5,) if quick else (0.5, 0.8)):
             net = make_skippable(copy.deepcopy(base).to(memory_format=torch.channels_last), "skipconv_norm",
                                  patch_size=patch, execution="auto")
@@ -439,6 +450,9 @@ def run_e2e(quick: bool = False, frames: int | None = None, device=torch.device(
                     from passbench.skip import collect_stats
 
                     row["skip"] = collect_stats(v["net"])["patch_skip_rate"]
+                else:  # hooks: fraction of patches actually skipped (autoR recomputes on dense layers)
+                    row["skip"] = sum(c["skipped"] for c in v["counters"]) / max(
+                        1, sum(c["patches"] for c in v["counters"]))
             all_rows.append(row)
             print(f"{name:13} {vname:28} {ms:8.1f} {row['fps']:6.2f} {row['speedup']:7.2f} "
                   f"{row['mac_reduction']:7.2f} {row['ratio']:5.2f} {row['skip']:5.2f}", flush=True)
