@@ -6,22 +6,29 @@ BlockCopy, Verelst & Tuytelaars 2021). The public PASS / Skip-Conv code computes
 convolution and masks afterwards, which saves no time. This module does the real thing in pure
 torch, after SBNet's *gather - convolve - scatter* scheme:
 
-1. pad the input once (the conv's own zero padding, plus zeros so that partial edge patches get a
-   full window);
-2. gather, for each active output patch, its input window of
-   ``(P - 1) * stride + (k - 1) * dilation + 1`` pixels per side (the patch plus its halo) from a
-   strided view of the padded input, into one batch ``(n_active, Cin, win, win)``;
-3. run one ``F.conv2d`` with padding 0 on that batch -> ``(n_active, Cout, P, P)``;
-4. scatter the patches into the output (a clone of ``prev_out``, or ``prev_out`` itself when the
+1. gather, for each active output patch, its input window of
+   ``(P - 1) * stride + (k - 1) * dilation + 1`` pixels per side (the patch plus its halo) into
+   one batch ``(n_active, Cin, win, win)``;
+2. run one ``F.conv2d`` with padding 0 on that batch -> ``(n_active, Cout, P, P)`` (a 1x1
+   stride-1 conv in channels-last: one ``addmm`` on the gathered pixel rows);
+3. scatter the patches into the output (a clone of ``prev_out``, or ``prev_out`` itself when the
    caller hands it over with ``inplace=True``).
 
-Deviation from SBNet: SBNet gathers into NHWC tiles with custom CUDA kernels; here gather and
-scatter are ``torch`` advanced indexing on ``as_strided`` views (no C++/CUDA extension), so the
-same code runs on CPU and CUDA. Edge patches that stick out of the map are computed at full size
-and cropped on scatter (their wasted outputs are counted in ``executed_macs``).
+Two implementations of gather / scatter:
 
-``choose_path`` (in ``passbench.skip.dispatch``-free form, here) decides per layer shape whether
-the sparse path pays; see its docstring.
+* channels-last (``x`` and ``prev_out`` both NHWC): cached row-index tables turn gather into one
+  ``index_select`` of pixel rows of the (B*H*W, Cin) input matrix, with padding pixels clamped and
+  then zeroed (no ``F.pad`` of the whole map), and scatter into one ``index_copy_``;
+* generic (any strides): ``F.pad`` once, an ``as_strided`` window view and advanced indexing,
+  ``index_put_`` into an ``as_strided`` patch view of the output.
+
+Deviations from SBNet: SBNet gathers NHWC tiles with custom CUDA kernels; here gather and scatter
+are plain torch indexing ops (no C++/CUDA extension, the same code on CPU and CUDA). Edge patches
+that stick out of the map are computed at full size and cropped on scatter (their wasted outputs
+are counted in ``executed_macs``). Measured speed: ``docs/engine-benchmark.md``.
+
+``choose_path`` decides per layer shape and keep fraction whether the sparse path pays (cached
+micro-benchmark); ``blend_skipped`` is the cheap mask-honouring blend for its dense path.
 """
 
 from __future__ import annotations
