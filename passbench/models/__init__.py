@@ -6,6 +6,7 @@ Every model maps x (B, 3, H, W) RGB in [0, 1] (no mean/std, as FairMOT) to
     MODELS                      Registry name -> builder(**kw) (``passbench.registry.Registry``)
     MODEL_SPECS                 name -> ModelSpec (input size, family, paper row, description)
     build_model(name, **kw)     -> nn.Module (``pretrained``: False / None, or "deepsort" for fairmot_mbv2)
+    measure_model(name, input_wh=None, device="meta") -> (params_m, gmacs)
     model_table(names=None, measure=True) -> pandas.DataFrame [name, params_m, gmacs, input_wh, ...]
 
 Family modules (and timm) are imported only when a model is built, so importing this package is cheap.
@@ -19,7 +20,7 @@ from typing import Any, Callable, Iterable
 
 from passbench.registry import Registry
 
-__all__ = ["MODELS", "MODEL_SPECS", "ModelSpec", "build_model", "count_params", "model_table"]
+__all__ = ["MODELS", "MODEL_SPECS", "ModelSpec", "build_model", "count_params", "measure_model", "model_table"]
 
 MODELS = Registry("models")
 
@@ -159,7 +160,34 @@ def _select(names: str | Iterable[str] | None) -> list[str]:
     return out
 
 
-def model_table(names: str | Iterable[str] | None = None, measure: bool = True, input_wh: tuple[int, int] | None = None):
+def measure_model(name: str, input_wh: tuple[int, int] | None = None, device: str = "meta") -> tuple[float, float]:
+    """``(params_m, gmacs)`` of a registered model (random init) for one (1, 3, H, W) input.
+
+    Args:
+        name: registry name. input_wh: (width, height); default the model's benchmark input.
+        device: "meta" (default: shapes only, no arithmetic, ~0.1-3 s per model even at 1088x608) or
+            "cpu" (real forward). MACs come from ``passbench.metrics.cost.count_macs`` either way
+            (FlopCounterMode FLOPs / 2, which counts from shapes); a model with an op lacking a meta
+            kernel falls back to CPU.
+    """
+    import torch  # noqa: PLC0415
+
+    from passbench.metrics.cost import count_macs  # noqa: PLC0415
+
+    w, h = tuple(input_wh) if input_wh else MODEL_SPECS[name].input_wh
+    try:
+        with torch.device(device):
+            model = build_model(name, pretrained=False).eval()
+        macs = count_macs(model, torch.zeros(1, 3, h, w, device=device))
+    except NotImplementedError:
+        if device == "cpu":
+            raise
+        return measure_model(name, (w, h), "cpu")
+    return count_params(model) / 1e6, macs / 1e9
+
+
+def model_table(names: str | Iterable[str] | None = None, measure: bool = True, input_wh: tuple[int, int] | None = None,
+                device: str = "meta"):
     """Params and MACs of registered models, one row each.
 
     Args:
@@ -168,10 +196,10 @@ def model_table(names: str | Iterable[str] | None = None, measure: bool = True, 
             model's benchmark input (or ``input_wh``), batch 1, with ``passbench.metrics.cost.count_macs``
             (FlopCounterMode FLOPs / 2). False: metadata only (params_m / gmacs are NaN).
         input_wh: override the input (width, height) for every row (e.g. a small size in tests).
+        device: see ``measure_model`` ("meta": no arithmetic, the whole table in seconds).
 
     Returns:
         pandas.DataFrame with columns name, params_m, gmacs, input_wh, family, paper_row.
-        Costs ~seconds per model at 1088x608 on CPU.
     """
     import pandas as pd  # noqa: PLC0415
 
@@ -181,13 +209,7 @@ def model_table(names: str | Iterable[str] | None = None, measure: bool = True, 
         wh = tuple(input_wh) if input_wh else spec.input_wh
         params_m = gmacs = float("nan")
         if measure:
-            import torch  # noqa: PLC0415
-
-            from passbench.metrics.cost import count_macs  # noqa: PLC0415
-
-            model = build_model(name, pretrained=False).eval()
-            params_m = count_params(model) / 1e6
-            gmacs = count_macs(model, torch.zeros(1, 3, wh[1], wh[0])) / 1e9
+            params_m, gmacs = measure_model(name, wh, device)
         rows.append({"name": name, "params_m": params_m, "gmacs": gmacs, "input_wh": f"{wh[0]}x{wh[1]}",
                      "family": spec.family, "paper_row": spec.paper_row})
     return pd.DataFrame(rows, columns=["name", "params_m", "gmacs", "input_wh", "family", "paper_row"])
