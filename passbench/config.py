@@ -44,7 +44,10 @@ class DatasetCfg:
         split: ``train`` / ``test`` (folder name).
         frames: ``[first, last]`` MOT frame numbers (1-based, inclusive), or None for all frames.
         data_root: data root; None resolves via ``passbench.paths.resolve_data_root``.
-        protocol: evaluation protocol label (e.g. ``h36m_p2`` for Human3.6M; ``full`` / ``half_val`` for MOT).
+        protocol: evaluation protocol label (e.g. ``mhp-p2`` for Human3.6M; ``full`` / ``half_val`` for MOT).
+        halves: per-sequence FairMOT half split (``passbench.datasets.mot.half_split``): ``{seq: val}``
+            tracks and evaluates only the second half of ``seq`` (its first half trains the models),
+            ``{seq: train}`` only the first half; sequences not named run whole (or on ``frames``).
     """
 
     name: str = "MOT15"
@@ -53,6 +56,7 @@ class DatasetCfg:
     frames: tuple[int, int] | None = None
     data_root: str | None = None
     protocol: str = "full"
+    halves: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -88,12 +92,13 @@ class EvalCfg:
     Attributes:
         iou_threshold: MOT match threshold (CLEAR / Identity use 0.5).
         conf_threshold: detection score threshold of the tracker.
-        backend: MOT metric backend understood by ``passbench.metrics.mot`` (``motmetrics`` / ``trackeval``).
+        backend: MOT metric backend understood by ``passbench.metrics.mot``: ``trackeval`` (the official
+            evaluator's code, default) or ``motmetrics`` (same numbers; kept for the motmetrics oracle).
     """
 
     iou_threshold: float = 0.5
     conf_threshold: float = 0.4
-    backend: str = "motmetrics"
+    backend: str = "trackeval"
 
 
 @dataclass(frozen=True)

@@ -165,21 +165,27 @@ def _run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict) -> dict[str, An
 
     track_sequence = _need("passbench.tracking.infer", "track_sequence")
     evaluate_sequences = _need("passbench.metrics.mot", "evaluate_sequences")
-    frames = range(cfg.dataset.frames[0], cfg.dataset.frames[1] + 1) if cfg.dataset.frames else None
+    seq_frames = {seq.name: _frames_for(cfg, seq) for seq in sequences}
     results = {}
+    _reset(model, skippable)  # MAC / skip counters cover the tracked frames only, not the timing run
+    stats = []
     for seq in sequences:
         _reset(model, skippable)  # each sequence is a new stream: no state carried across
-        tracked = track_sequence(model, seq, img_size=(w, h), frames=frames, conf_thres=cfg.eval.conf_threshold)
+        tracked = track_sequence(model, seq, img_size=(w, h), frames=seq_frames[seq.name],
+                                 conf_thres=cfg.eval.conf_threshold)
         results[seq.name] = tracked.results
+        if skippable:
+            stats.append(_need("passbench.skip", "collect_stats")(model))
     scores = evaluate_sequences({s.name: s for s in sequences}, results, iou_threshold=cfg.eval.iou_threshold,
-                                backend=cfg.eval.backend)
-    cost = _cost(model, skippable, gmacs_dense, cfg)
+                                backend=cfg.eval.backend, frames=seq_frames)
+    cost = _cost(stats, skippable, gmacs_dense)
     return new_record(
         experiment=cfg.name,
         task="mot",
         dataset={"name": cfg.dataset.name, "split": cfg.dataset.split, "protocol": cfg.dataset.protocol,
                  "frames": list(cfg.dataset.frames) if cfg.dataset.frames else None,
-                 "sequences": list(cfg.dataset.sequences), "synthetic": False, "data_root": str(root)},
+                 "sequences": list(cfg.dataset.sequences), "synthetic": False, "data_root": str(root),
+                 "frames_used": {n: [r.start, r.stop - 1] if r is not None else None for n, r in seq_frames.items()}},
         model={"name": cfg.model.name, "tag": "trained" if weights else "init",
                "weights_sha256": _sha256(weights) if weights else None},
         method={"name": cfg.method.name, "params": dict(cfg.method.params)},
@@ -245,15 +251,90 @@ def _timing_inputs(cfg: ExperimentCfg, seq: Any) -> list[Any]:
 def _measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list[Any]) -> dict[str, Any]:
     """FPS / latency of the model forward, dense and with the method, in this process.
 
-    Contract (STYLE.md): ``speed{fps, fps_dense, latency_ms_p50, latency_ms_p90, device, threads,
-    precision, batch, timed_region}``; the skipping model is timed on consecutive frames after
-    ``reset`` so its per-stream state is what a video stream gives it.
+    Contract (STYLE.md): ``speed{fps, fps_dense, speedup, latency_ms_p50, latency_ms_p90, device, threads,
+    precision, batch, timed_region}``. The dense reference is the same network with every
+    ``SkipConv2d`` replaced by its plain ``Conv2d`` (same weights), so ``speedup = fps / fps_dense``
+    compares like with like. The skipping model is timed as a video stream: ``reset``, then
+    consecutive frames (frame 0 dense, later frames gated), cycling the frames again after a
+    ``reset`` when more timed calls are asked than frames given. Dense and skipped timings
+    alternate in rounds so that machine noise hits both alike (medians are quoted).
     """
-    _need("passbench.metrics.speed", "measure")
-    raise NotImplementedError(
-        "runner: passbench.metrics.speed landed after this runner was written; wire measure() here "
-        "(dense forward vs method forward on the same frames)"
-    )
+    if not cfg.speed.enabled:
+        return {"enabled": False}
+    import torch  # noqa: PLC0415
+
+    measure = _need("passbench.metrics.speed", "measure")
+    dense = _dense_twin(model) if skippable else model
+    region = "model forward, 1 frame, input letterboxed on device (no decode / tracking)"
+    if not frames:
+        raise ValueError(f"{cfg.name}: no frames to time")
+
+    def stream(net: Any, is_skip: bool):
+        state = {"i": 0}
+
+        def step() -> Any:
+            if is_skip and state["i"] % len(frames) == 0:
+                _reset(net, True)  # a new pass over the clip is a new stream: frame 0 dense again
+            x = frames[state["i"] % len(frames)]
+            state["i"] += 1
+            with torch.inference_mode():
+                return net(x)
+        return step
+
+    rounds = 3
+    per = max(1, cfg.speed.iters // rounds)
+    d_res, s_res = [], []
+    for _ in range(rounds):
+        d_res.append(measure(stream(dense, False), warmup=cfg.speed.warmup, iters=per, device=cfg.speed.device,
+                             timed_region=region))
+        if skippable:
+            s_res.append(measure(stream(model, True), warmup=cfg.speed.warmup, iters=per, device=cfg.speed.device,
+                                 timed_region=region))
+    _reset(model, skippable)
+
+    def merged(res: list[Any]) -> dict[str, Any]:
+        pct = _need("passbench.metrics.speed", "percentile_ms")
+        lat = [v for r in res for v in r.latencies_ms]
+        out = res[0].as_dict()
+        out["latency_ms_p50"] = pct(lat, 50)
+        out["latency_ms_p90"] = pct(lat, 90)
+        out["fps"] = out["batch"] * 1000.0 / out["latency_ms_p50"]
+        out["peak_mem_mb"] = max((r.peak_mem_mb or 0.0) for r in res)
+        return out
+
+    d = merged(d_res)
+    out = merged(s_res) if skippable else dict(d)
+    out["fps_dense"] = d["fps"]
+    out["latency_ms_p50_dense"] = d["latency_ms_p50"]
+    out["speedup"] = out["fps"] / d["fps"]
+    out["iters"] = rounds * per
+    return out
+
+
+def _dense_twin(model: Any) -> Any:
+    """A deep copy of ``model`` with every ``SkipConv2d`` replaced by its own ``Conv2d`` (no gates, no state)."""
+    import copy  # noqa: PLC0415
+
+    skip_conv = _need("passbench.skip", "SkipConv2d")
+    twin = copy.deepcopy(model)
+    for name, m in list(twin.named_modules()):
+        for child_name, child in list(m.named_children()):
+            if isinstance(child, skip_conv):
+                setattr(m, child_name, child.conv)
+    return twin.eval()
+
+
+def _frames_for(cfg: ExperimentCfg, seq: Any) -> range | None:
+    """The contiguous MOT frames of ``seq`` this row tracks and scores (``dataset.halves`` / ``frames``)."""
+    half = cfg.dataset.halves.get(seq.name)
+    if half is not None:
+        if half not in ("train", "val"):
+            raise ValueError(f"{cfg.name}: dataset.halves.{seq.name} must be 'train' or 'val', got {half!r}")
+        tr, va = _need("passbench.datasets.mot", "half_split")(seq)
+        return va if half == "val" else tr
+    if cfg.dataset.frames:
+        return range(cfg.dataset.frames[0], cfg.dataset.frames[1] + 1)
+    return None
 
 
 def _reset(model: Any, skippable: bool) -> None:
@@ -261,16 +342,44 @@ def _reset(model: Any, skippable: bool) -> None:
         _need("passbench.skip", "reset")(model)
 
 
-def _cost(model: Any, skippable: bool, gmacs_dense: float, cfg: ExperimentCfg) -> dict[str, Any]:
-    """``cost{gmacs_dense, gmacs_executed, gate_gmacs, patch_skip_rate, mac_reduction}`` per frame."""
+def _cost(stats: list[dict[str, Any]], skippable: bool, gmacs_dense: float) -> dict[str, Any]:
+    """``cost{gmacs_dense, gmacs_executed, gate_gmacs, patch_skip_rate, mac_reduction}`` per frame.
+
+    ``gmacs_dense`` is the whole network (FlopCounterMode / 2, deformable / linear layers included);
+    the skip counters (``collect_stats``, one dict per tracked sequence) cover the wrapped Conv2d
+    layers only, so ``gmacs_executed`` = whole network - MACs the wrapped convs did not execute.
+    Frame 0 of every sequence is dense and is counted. ``patch_skip_rate`` is Eq. 2 over the gated
+    output pixels of all wrapped layers; ``mac_reduction`` is Eq. 3's ``R_m`` with the gate cost
+    charged: ``1 - (executed + gate) / dense``.
+    """
     if not skippable:
         return {"gmacs_dense": gmacs_dense, "gmacs_executed": gmacs_dense, "gate_gmacs": 0.0,
-                "patch_skip_rate": 0.0, "mac_reduction": 0.0}
-    _need("passbench.skip", "collect_stats")
-    raise NotImplementedError("runner: map passbench.skip.collect_stats(model) to the record's cost fields")
+                "patch_skip_rate": 0.0, "mac_reduction": 0.0, "frames": None}
+    frames = sum(s["frames"] for s in stats)
+    if frames == 0:
+        raise ValueError("skip counters saw no frame: nothing was tracked")
+    conv_dense = sum(s["dense_macs"] for s in stats) / frames / 1e9
+    conv_exec = sum(s["executed_macs"] for s in stats) / frames / 1e9
+    gate = sum(s["gate_macs"] for s in stats) / frames / 1e9
+    px = sum(r["px_gated"] for s in stats for r in s["layers"])
+    px_skip = sum(r["px_skipped"] for s in stats for r in s["layers"])
+    executed = gmacs_dense - (conv_dense - conv_exec)
+    return {"gmacs_dense": gmacs_dense, "gmacs_executed": executed, "gate_gmacs": gate,
+            "gmacs_wrapped_dense": conv_dense, "patch_skip_rate": px_skip / px if px else 0.0,
+            "mac_reduction": 1.0 - (executed + gate) / gmacs_dense, "frames": frames}
 
 
-def _mot_metrics(scores: Any) -> dict[str, Any]:
-    """``metrics{mota, idf1, idp, idr, ids, ..., per_sequence{seq: {...}}}`` (fractions in [0, 1])."""
-    _need("passbench.metrics.mot", "evaluate_sequences")
-    raise NotImplementedError("runner: map passbench.metrics.mot.evaluate_sequences output to record metrics")
+def _mot_metrics(scores: dict[str, Any]) -> dict[str, Any]:
+    """``metrics{mota, idf1, idp, idr, ids, ..., per_sequence{seq: {...}}}`` (fractions in [0, 1]).
+
+    ``evaluate_sequences`` already combines sequences as TrackEval does (counts summed, then ratios);
+    ``ids`` is the record's name for identity switches (``idsw``).
+    """
+    def rename(d: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in d.items() if k != "per_sequence"}
+        out["ids"] = out.pop("idsw")
+        return out
+
+    out = rename(scores)
+    out["per_sequence"] = {n: rename(v) for n, v in scores.get("per_sequence", {}).items()}
+    return out

@@ -314,3 +314,29 @@ def test_dense_method_passes_through_and_counts():
     st = skip.collect_stats(model)
     assert st["dense_macs"] == st["executed_macs"] == 2 * 2 * 6 * 10 * 7 * 4 * 9  # frames B Cout Ho Wo Cin k^2
     assert st["patch_skip_rate"] == 0.0 and st["mac_reduction"] == 0.0 and st["gate_macs"] == 0
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+@pytest.mark.parametrize("execution", ["sparse", "auto"])
+def test_reused_state_buffers_survive_in_place_consumers(mode, execution):
+    """The wrapper writes its state into kept buffers (no per-frame allocation) and hands the caller
+    a copy: in-place consumers (ReLU(inplace=True)) inside the net, and a caller that scribbles on
+    every output it got, must leave every later frame exactly as the reference path gives it."""
+    def net(ex):
+        torch.manual_seed(0)
+        m = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(inplace=True),
+                          nn.Conv2d(8, 8, 1), nn.ReLU(inplace=True), nn.Conv2d(8, 3, 3, padding=1))
+        return skip.make_skippable(m, "fixed", keep=0.5, seed=5, patch_size=4, execution=ex).eval()
+
+    xs = _frames(7, 4, 20, 24, b=2, seed=3)
+    ref_model, model = net("reference"), net(execution)
+    with torch.no_grad():
+        ref = [ref_model(x) for x in xs]
+    ctx = torch.inference_mode() if mode == "inference_mode" else torch.no_grad()
+    with ctx:
+        for k, x in enumerate(xs):
+            y = model(x)
+            torch.testing.assert_close(y, ref[k], rtol=1e-5, atol=1e-5, msg=f"frame {k}")
+            y.mul_(0)  # the caller owns what it got: scribbling on it must change no state
+    paths = {m.last_path for _, m in skip.wrapper.skippable_layers(model)}
+    assert execution != "sparse" or paths == {"sparse"}

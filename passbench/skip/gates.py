@@ -76,8 +76,10 @@ def patch_mean(x: torch.Tensor, p_in: int, grid: tuple[int, int]) -> torch.Tenso
 
     Partial edge patches are averaged over their real pixels only (zero padding is divided out).
     """
-    ones = fit_grid(torch.ones_like(x[:, :1]), p_in, grid)  # (B, 1, Hg, Wg)
     s = F.avg_pool2d(fit_grid(x.mean(1, keepdim=True), p_in, grid), p_in)  # (B, 1, Hp, Wp)
+    if x.shape[-2] >= grid[0] * p_in and x.shape[-1] >= grid[1] * p_in:
+        return s[:, 0]  # no zero padding: every patch is whole
+    ones = fit_grid(torch.ones_like(x[:, :1]), p_in, grid)  # (B, 1, Hg, Wg)
     frac = F.avg_pool2d(ones, p_in).clamp_min(1e-12)
     return (s / frac)[:, 0]
 
@@ -235,9 +237,9 @@ class NormGate(nn.Module):
         self.threshold = float(threshold)
 
     def residual_norm(self, x: torch.Tensor, prev: torch.Tensor, grid: tuple[int, int],
-                      conv: nn.Conv2d | None = None) -> torch.Tensor:
-        """(B, Hp, Wp) mean |residual| per patch."""
-        r = x - prev
+                      conv: nn.Conv2d | None = None, diff: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, Hp, Wp) mean |residual| per patch (``diff`` = x - prev when the caller has it)."""
+        r = x - prev if diff is None else diff
         if self.variant == "output":
             if conv is None:
                 raise ValueError("NormGate(variant='output') needs the layer's conv")
@@ -245,8 +247,8 @@ class NormGate(nn.Module):
             return patch_mean(r.abs(), self.patch_out, grid)
         return patch_mean(r.abs(), self.patch_in, grid)
 
-    def forward(self, x, prev, grid, conv=None, **_) -> GateOut:
-        norm = self.residual_norm(x, prev, grid, conv)
+    def forward(self, x, prev, grid, conv=None, diff=None, **_) -> GateOut:
+        norm = self.residual_norm(x, prev, grid, conv, diff)
         # Compare in float64: a threshold such as nextafter(0, inf) would round to 0 in float32.
         mask = (norm.double() < self.threshold).to(x.dtype)
         return GateOut(mask, mask, norm)
@@ -271,8 +273,8 @@ class GumbelGate(nn.Module):
         nn.init.normal_(self.proj.weight, std=0.01)
         nn.init.constant_(self.proj.bias, init_bias)
 
-    def forward(self, x, prev, grid, **_) -> GateOut:
-        r = fit_grid(x - prev, self.patch_in, grid)
+    def forward(self, x, prev, grid, diff=None, **_) -> GateOut:
+        r = fit_grid(x - prev if diff is None else diff, self.patch_in, grid)
         logit = F.avg_pool2d(self.proj(r), self.patch_in)[:, 0]  # (B, Hp, Wp) compute logit
         if self.training:
             g = gumbel_noise(logit.shape, logit) - gumbel_noise(logit.shape, logit)  # logistic noise

@@ -143,13 +143,15 @@ class SkipConv2d(nn.Module):
             raise ValueError(f"SkipConv2d '{self.name}': input moved from {prev.device}/{prev.dtype} to "
                              f"{x.device}/{x.dtype} mid-stream; call passbench.skip.reset(model)")
 
-    def _run_gate(self, x: torch.Tensor, prev: torch.Tensor, grid: tuple[int, int]) -> GateOut:
+    def _run_gate(self, x: torch.Tensor, prev: torch.Tensor, grid: tuple[int, int],
+                  diff: torch.Tensor | None = None) -> GateOut:
         key = (tuple(x.shape), str(x.dtype), self.gate.training)
+        kw = {"diff": diff} if diff is not None else {}
         if key in self._gate_macs:
-            return self.gate(x, prev, grid, conv=self.conv)
+            return self.gate(x, prev, grid, conv=self.conv, **kw)
         # Count the gate once per input shape, on the real call (no extra run): FLOPs / 2 = MACs.
         with FlopCounterMode(display=False) as fc:
-            out = self.gate(x, prev, grid, conv=self.conv)
+            out = self.gate(x, prev, grid, conv=self.conv, **kw)
         self._gate_macs[key] = int(fc.get_total_flops()) // 2
         return out
 
@@ -164,6 +166,7 @@ class SkipConv2d(nn.Module):
         have_prev = st.prev_in is not None
         refresh = self.refresh_every is not None and st.t % self.refresh_every == 0
         self.last, self.last_norm = None, None
+        diff = None  # X_t - X_{t-1}, computed once per forward and shared by the norm gate and Skip-Conv
         if have_prev and isinstance(self.gate, NormGate) and (self.mask_mode == "off" or refresh):
             with torch.no_grad():  # calibration reads norms even on dense passes
                 self.last_norm = self.gate.residual_norm(x, st.prev_in, grid, conv)
@@ -178,17 +181,20 @@ class SkipConv2d(nn.Module):
             self.last_path = "dense"
             return self._remember(x, y)
 
-        g = self._run_gate(x, st.prev_in, grid)
+        if self.residual or (isinstance(self.gate, NormGate) and self.gate.variant == "input"):
+            diff = x - st.prev_in
+        g = self._run_gate(x, st.prev_in, grid, diff)
         gate_macs = self._gate_macs[(tuple(x.shape), str(x.dtype), self.gate.training)]
         self.last, self.last_norm = g, g.norm
         mask = g.mask if self.mask_mode == "normal" else 1.0 - g.mask  # (B, Hp, Wp), 1 = skip
         compute = mask.detach() < 0.5  # (B, Hp, Wp) bool, True = compute (sparse_conv2d's polarity)
         n_act, n_tot = int(compute.sum()), compute.numel()
-        px_skip = int(_upsample(mask.detach().unsqueeze(1), p, Ho, Wo).sum())
+        # Skipped output pixels: each patch's area (edge patches partial), without upsampling the mask.
+        px_skip = int((mask.detach() * _patch_area(p, Ho, Wo, x.device, mask.dtype)).sum())
 
         path = self._choose(x, mask, n_act / n_tot)
         self.last_path = path
-        xin = x - st.prev_in if self.residual else x  # Skip-Conv: the conv runs on the residual
+        xin = diff if self.residual else x  # Skip-Conv: the conv runs on the residual
         if path == "reference":
             mu = _upsample(mask.unsqueeze(1), p, Ho, Wo)  # (B, 1, Ho, Wo), keeps the STE gradient
             if self.residual:
@@ -198,9 +204,15 @@ class SkipConv2d(nn.Module):
                 y = mu * st.prev_out + (1.0 - mu) * conv(x)
             exe = sparse_equivalent_macs(conv, (Ho, Wo), B, n_act, n_tot, p)
         elif path == "sparse":
-            y, exe = _sparse.sparse_conv2d(xin, conv, st.prev_out, compute, p, residual=self.residual)
+            # The stored output is this layer's private copy: update it in place (no clone of the
+            # whole map), then hand the caller its own copy (it may modify it in place, e.g. ReLU).
+            own, exe = _sparse.sparse_conv2d(xin, conv, st.prev_out, compute, p, residual=self.residual,
+                                             inplace=self._can_reuse(st.prev_out))
+            self._count(dense_macs, exe, gate_macs, gated=True, px=B * Ho * Wo, px_skip=px_skip)
+            self._store(x, own)
+            return own.clone()
         else:  # dense conv, hard blend: same output as sparse, dense cost
-            keep = _upsample(compute.unsqueeze(1).to(x.dtype), p, Ho, Wo) > 0.5
+            keep = _upsample(compute.unsqueeze(1), p, Ho, Wo)
             if self.residual:
                 d = F.conv2d(xin, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
                 y = torch.where(keep, st.prev_out + d, st.prev_out)
@@ -231,8 +243,44 @@ class SkipConv2d(nn.Module):
 
     def _remember(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # Private copies: later layers may modify activations in place (ReLU(inplace=True), +=).
-        self.state = StreamState(x.detach().clone(), y.detach().clone(), self.state.t + 1)
+        st = self.state
+        self.state = StreamState(self._copy_into(st.prev_in, x), self._copy_into(st.prev_out, y), st.t + 1)
         return y
+
+    def _store(self, x: torch.Tensor, own_out: torch.Tensor) -> None:
+        """Keep ``own_out`` (already private to this layer) and a copy of ``x`` as the new state."""
+        st = self.state
+        self.state = StreamState(self._copy_into(st.prev_in, x), own_out.detach(), st.t + 1)
+
+    @staticmethod
+    def _can_reuse(buf: torch.Tensor | None) -> bool:
+        # Writing into a kept buffer is only allowed where autograd is off and the buffer's
+        # inference-mode flag matches the current mode (PyTorch refuses other in-place writes).
+        return (buf is not None and not torch.is_grad_enabled()
+                and buf.is_inference() == torch.is_inference_mode_enabled())
+
+    def _copy_into(self, buf: torch.Tensor | None, src: torch.Tensor) -> torch.Tensor:
+        """A private copy of ``src``, written into ``buf`` when possible: reusing the buffer avoids a
+        fresh allocation (and its page faults) per layer and frame, a large part of the wrapper's
+        cost on CPU."""
+        if (self._can_reuse(buf) and buf.shape == src.shape and buf.dtype == src.dtype
+                and buf.device == src.device and buf.stride() == src.stride()):
+            return buf.copy_(src)
+        return src.detach().clone()
+
+
+_AREA: dict[tuple, torch.Tensor] = {}
+
+
+def _patch_area(p: int, ho: int, wo: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(Hp, Wp) output pixels per patch of a ``ceil(ho / p) x ceil(wo / p)`` grid (edge patches cropped)."""
+    key = (p, ho, wo, str(device), dtype)
+    a = _AREA.get(key)
+    if a is None:
+        hs = torch.tensor([min(p, ho - i) for i in range(0, ho, p)], dtype=dtype, device=device)
+        ws = torch.tensor([min(p, wo - j) for j in range(0, wo, p)], dtype=dtype, device=device)
+        a = _AREA[key] = hs[:, None] * ws[None, :]
+    return a
 
 
 def _upsample(m: torch.Tensor, p: int, ho: int, wo: int) -> torch.Tensor:

@@ -137,6 +137,12 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
             raise ValueError(f"key '{key}': expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):
+            # PyYAML (YAML 1.1) reads '4e-4' (no dot) as a string: accept any Python float literal.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"key '{key}': expected a number, got {value!r}")
         return float(value)
