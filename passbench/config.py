@@ -68,12 +68,18 @@ class ModelCfg:
         weights: checkpoint path (relative to the repo root) or None for the builder's own init.
         input_wh: network input ``(width, height)`` in pixels.
         kwargs: extra keyword arguments for the model builder.
+        fold_bn: fold BatchNorm into the preceding conv for inference (``passbench.skip.fold_batchnorm``),
+            in the dense reference and the skipping model alike; outputs equal to float tolerance.
+        channels_last: run the model in ``torch.channels_last`` memory format (the layout of the
+            sparse engine's fast gather path), dense reference and skipping model alike.
     """
 
     name: str = ""
     weights: str | None = None
     input_wh: tuple[int, int] = (576, 320)
     kwargs: dict[str, Any] = field(default_factory=dict)
+    fold_bn: bool = True
+    channels_last: bool = False
 
 
 @dataclass(frozen=True)

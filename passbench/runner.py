@@ -158,6 +158,11 @@ def _run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict) -> dict[str, An
             f"(max_cpu_gmacs={cfg.max_cpu_gmacs})"
         )
     model, skippable = _load_weights(model, weights, cfg)
+    model.eval()
+    if cfg.model.fold_bn:
+        _need("passbench.skip", "fold_batchnorm")(model)
+    if cfg.model.channels_last:
+        model = model.to(memory_format=torch.channels_last)
 
     sequences = [_need("passbench.datasets.mot", "load_sequence")(str(p)) for p in seq_dirs]
     timing_frames = _timing_inputs(cfg, sequences[0])

@@ -90,8 +90,8 @@ def test_models_command(capsys) -> None:
 
 def test_run_without_trained_weights_is_skipped(tmp_path: Path, capsys) -> None:
     cfg = REPO_ROOT / "configs" / "table3" / "pass_p.yaml"
-    data = tmp_path / "data" / "MOT15" / "train" / "TUD-Campus"
-    data.mkdir(parents=True)
+    for seq in ("PETS09-S2L1", "TUD-Stadtmitte", "TUD-Campus"):  # the sample eval split's sequences
+        (tmp_path / "data" / "MOT15" / "train" / seq).mkdir(parents=True)
     rc = main(["--results-dir", str(tmp_path / "res"), "run", str(cfg), "model.weights=nowhere/final.pt",
                "--data-root", str(tmp_path / "data")])
     assert rc == 0

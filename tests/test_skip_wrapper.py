@@ -340,3 +340,28 @@ def test_reused_state_buffers_survive_in_place_consumers(mode, execution):
             y.mul_(0)  # the caller owns what it got: scribbling on it must change no state
     paths = {m.last_path for _, m in skip.wrapper.skippable_layers(model)}
     assert execution != "sparse" or paths == {"sparse"}
+
+
+@pytest.mark.parametrize("method,kw", [("fixed", {"keep": 0.5, "seed": 2}), ("skipconv", {"thresholds": 0.3})])
+@torch.no_grad()
+def test_fold_batchnorm_keeps_skipped_outputs(method, kw):
+    """Folding BN into wrapped convs changes no output: gates read the (unchanged) conv input, and
+    Skip-Conv's bias-free residual form stays exact with the BN scale in W and its shift in prev_out."""
+    def net():
+        torch.manual_seed(0)
+        m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Conv2d(8, 4, 1), nn.BatchNorm2d(4))
+        for bn in (m[1], m[4]):  # non-trivial running statistics
+            bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2), bn.weight.data.uniform_(0.5, 2)
+        return skip.make_skippable(m, method, patch_size=4, execution="sparse", **kw).eval()
+
+    xs = _frames(5, 3, 16, 20, b=1, seed=4)
+    plain, folded = net(), net()
+    assert skip.fold_batchnorm(folded) == 2
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    for x in xs:
+        torch.testing.assert_close(folded(x), plain(x), rtol=1e-4, atol=1e-5)
+    a, b = skip.collect_stats(plain), skip.collect_stats(folded)
+    assert a["executed_macs"] == b["executed_macs"] and 0 < a["patch_skip_rate"] < 1
+    with pytest.raises(ValueError, match="eval mode"):
+        skip.fold_batchnorm(net().train())

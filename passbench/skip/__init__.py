@@ -33,6 +33,7 @@ MAC accounting (``skip.macs``): the paper's Eq. 1-3 (``eq1_vanilla_macs``, ``eq2
 ``eq3_mac_reduction``) and per-layer dense / executed / gate MACs.
 """
 
+from passbench.skip.fold import fold_batchnorm
 from passbench.skip.gates import GATES, FixedGate, GumbelGate, NormGate, PassGate, gumbel_normalization
 from passbench.skip.macs import collect_stats, eq1_vanilla_macs, eq2_patch_skip_rate, eq3_mac_reduction
 from passbench.skip.methods import METHODS
@@ -60,6 +61,7 @@ __all__ = [
     "SkipConv2d",
     "budget_loss",
     "collect_stats",
+    "fold_batchnorm",
     "eq1_vanilla_macs",
     "eq2_patch_skip_rate",
     "eq3_mac_reduction",

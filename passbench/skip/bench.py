@@ -280,17 +280,10 @@ def build_net(name: str) -> nn.Module:
 
 
 def fold_bn(net: nn.Module) -> nn.Module:
-    """Fold every BatchNorm2d that directly follows a Conv2d (sibling order) into the conv, in place
-    (``torch.nn.utils.fusion.fuse_conv_bn_eval``; the BN becomes ``nn.Identity``). The standard
-    inference-engine step: the per-pixel BN pass is dense and would not shrink with skipping."""
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    """Fold every BatchNorm2d that directly follows a conv into it (``passbench.skip.fold``), in place."""
+    from passbench.skip.fold import fold_batchnorm
 
-    for parent in list(net.modules()):
-        kids = list(parent.named_children())
-        for (n1, a), (n2, b) in zip(kids, kids[1:]):
-            if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d):
-                setattr(parent, n1, fuse_conv_bn_eval(a.eval(), b.eval()))
-                setattr(parent, n2, nn.Identity())
+    fold_batchnorm(net.eval())
     return net
 
 

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Train the light model and its gates on the sample data's training halves (docs/training.md), then
+# copy each stage's final.pt into weights/sample/ with its sha256 (the files the Table 3 configs load).
+# This is the exact chain that produced the committed weights; each stage resumes from runs/<stage>/last.pt.
+#   usage: scripts/train_sample.sh [stage ...]     (default: task pass_p pass_f skipconv)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# Gated layers (all methods alike): the stride-4 neck and the heads' 3x3 convs and the id 1x1 (53% of the
+# model's MACs). Not the MobileNetV2 body: its 1x1 / depthwise convs are memory-bound, and a per-layer gate
+# there costs more time than the skipped MACs save (docs/engine-benchmark.md); not the 64->1/2/4 head
+# outputs, whose gate would cost more MACs than the conv itself.
+LAYERS="[neck.*, hm.0, wh.0, reg.0, id.0, id.2]"
+COMMON=(input_wh=[384,224] patch_size=8)
+stages=("$@"); [ ${#stages[@]} -eq 0 ] && stages=(task pass_p pass_f skipconv)
+for s in "${stages[@]}"; do
+  case $s in
+    task)     $PY -m passbench.train task --out runs/task "${COMMON[@]}" steps=700 batch_size=8 lr=4e-4 log_every=10 ckpt_every=50 ;;
+    pass_p)   $PY -m passbench.train pass_p --out runs/pass_p "${COMMON[@]}" init=runs/task/final.pt steps=150 batch_size=4 lr=1e-3 \
+                  target_rate=0.5 rate_weight=1.0 log_every=5 ckpt_every=25 "skip_params={embed_dim: 16, hidden: 64, layers: $LAYERS}" ;;
+    pass_f)   $PY -m passbench.train pass_f --out runs/pass_f "${COMMON[@]}" init=runs/pass_p/final.pt steps=150 batch_size=8 lr=1e-4 \
+                  log_every=5 ckpt_every=25 ;;
+    skipconv) $PY -m passbench.train skipconv --out runs/skipconv "${COMMON[@]}" init=runs/task/final.pt calib=per_layer calib_pairs=16 \
+                  target_rate=0.5 "skip_params={gate: norm, layers: $LAYERS}" ;;
+    *) echo "unknown stage $s" >&2; exit 2 ;;
+  esac
+  mkdir -p weights/sample
+  $PY - "$s" <<'PY'
+import hashlib, shutil, sys
+from pathlib import Path
+s = sys.argv[1]
+src, dst = Path(f"runs/{s}/final.pt"), Path(f"weights/sample/{s}.pt")
+shutil.copyfile(src, dst)
+sums = Path("weights/sample/SHA256SUMS")
+lines = [l for l in (sums.read_text().splitlines() if sums.exists() else []) if not l.endswith(f"  {dst.name}")]
+lines.append(f"{hashlib.sha256(dst.read_bytes()).hexdigest()}  {dst.name}")
+sums.write_text("\n".join(sorted(lines, key=lambda l: l.split()[-1])) + "\n")
+print(f"{dst}: {dst.stat().st_size / 1e6:.1f} MB")
+PY
+done
