@@ -221,9 +221,11 @@ def _load_weights(model: Any, weights: Path | None, cfg: ExperimentCfg) -> tuple
                 if spec["method"] != method:
                     raise ValueError(f"{weights}: gates of method {spec['method']!r}, config says {method!r}")
                 model = _make_skippable(model, method, {**spec.get("params", {}), **cfg.method.params})
-            elif method != "dense":
+            elif method in ("pass_p", "pass_f"):
                 raise SkipRow(f"{weights} holds no {method} gates (train them: python -m passbench.train {method})")
             model.load_state_dict(ck["model"], strict=True)
+            if not spec and method != "dense":  # gates without trained state (fixed masks, given thresholds)
+                return _make_skippable(model, method, dict(cfg.method.params)).eval(), True
             return model.eval(), bool(spec)
         _need("passbench.models.checkpoint", "load_checkpoint")(model, weights)
     if method == "dense":
@@ -264,8 +266,10 @@ def _measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list
     ``reset`` when more timed calls are asked than frames given. Dense and skipped timings
     alternate in rounds so that machine noise hits both alike (medians are quoted).
     """
-    if not cfg.speed.enabled:
-        return {"enabled": False}
+    if not cfg.speed.enabled:  # the schema's keys, no numbers: tables show the row without speed
+        return {"fps": None, "fps_dense": None, "speedup": None, "latency_ms_p50": None, "latency_ms_p90": None,
+                "device": cfg.speed.device, "threads": cfg.speed.threads, "precision": "fp32", "batch": 1,
+                "timed_region": "not timed (speed.enabled=false)"}
     import torch  # noqa: PLC0415
 
     measure = _need("passbench.metrics.speed", "measure")
@@ -353,8 +357,9 @@ def _cost(stats: list[dict[str, Any]], skippable: bool, gmacs_dense: float) -> d
     ``gmacs_dense`` is the whole network (FlopCounterMode / 2, deformable / linear layers included);
     the skip counters (``collect_stats``, one dict per tracked sequence) cover the wrapped Conv2d
     layers only, so ``gmacs_executed`` = whole network - MACs the wrapped convs did not execute.
-    Frame 0 of every sequence is dense and is counted. ``patch_skip_rate`` is Eq. 2 over the gated
-    output pixels of all wrapped layers; ``mac_reduction`` is Eq. 3's ``R_m`` with the gate cost
+    Frame 0 of every sequence (and every refresh frame) is dense and is counted. ``patch_skip_rate`` is
+    Eq. 2 over the output pixels of all wrapped layers in *all* frames (dense frames skip nothing);
+    ``patch_skip_rate_gated_frames`` over gated frames only (the per-frame rate the gate chose); ``mac_reduction`` is Eq. 3's ``R_m`` with the gate cost
     charged: ``1 - (executed + gate) / dense``.
     """
     if not skippable:
@@ -366,11 +371,17 @@ def _cost(stats: list[dict[str, Any]], skippable: bool, gmacs_dense: float) -> d
     conv_dense = sum(s["dense_macs"] for s in stats) / frames / 1e9
     conv_exec = sum(s["executed_macs"] for s in stats) / frames / 1e9
     gate = sum(s["gate_macs"] for s in stats) / frames / 1e9
-    px = sum(r["px_gated"] for s in stats for r in s["layers"])
+    px_all = sum(r["px_total"] for s in stats for r in s["layers"])
+    px_gated = sum(r["px_gated"] for s in stats for r in s["layers"])
     px_skip = sum(r["px_skipped"] for s in stats for r in s["layers"])
+    conv_mask = sum(s["mask_macs"] for s in stats) / frames / 1e9
     executed = gmacs_dense - (conv_dense - conv_exec)
     return {"gmacs_dense": gmacs_dense, "gmacs_executed": executed, "gate_gmacs": gate,
-            "gmacs_wrapped_dense": conv_dense, "patch_skip_rate": px_skip / px if px else 0.0,
+            "gmacs_wrapped_dense": conv_dense,
+            # if every gated layer had run its sparse kernel (the dispatcher ran some densely: slower there)
+            "gmacs_if_all_sparse": gmacs_dense - (conv_dense - conv_mask),
+            "patch_skip_rate": px_skip / px_all if px_all else 0.0,
+            "patch_skip_rate_gated_frames": px_skip / px_gated if px_gated else 0.0,
             "mac_reduction": 1.0 - (executed + gate) / gmacs_dense, "frames": frames}
 
 

@@ -18,7 +18,7 @@ for s in "${stages[@]}"; do
   case $s in
     task)     $PY -m passbench.train task --out runs/task "${COMMON[@]}" steps=700 batch_size=8 lr=4e-4 log_every=10 ckpt_every=50 ;;
     pass_p)   $PY -m passbench.train pass_p --out runs/pass_p "${COMMON[@]}" init=runs/task/final.pt steps=150 batch_size=4 lr=1e-3 \
-                  target_rate=0.5 rate_weight=1.0 log_every=5 ckpt_every=25 "skip_params={embed_dim: 16, hidden: 64, layers: $LAYERS}" ;;
+                  target_rate=0.5 rate_weight=0.002 log_every=5 ckpt_every=25 "skip_params={embed_dim: 16, hidden: 64, layers: $LAYERS}" ;;
     pass_f)   $PY -m passbench.train pass_f --out runs/pass_f "${COMMON[@]}" init=runs/pass_p/final.pt steps=150 batch_size=8 lr=1e-4 \
                   log_every=5 ckpt_every=25 ;;
     skipconv) $PY -m passbench.train skipconv --out runs/skipconv "${COMMON[@]}" init=runs/task/final.pt calib=per_layer calib_pairs=16 \

@@ -123,7 +123,7 @@ def _fixtures() -> list[dict]:
         config={"name": "table3/hrnet_w32", "table": "table3", "paper_row": "hrnet_w32",
                 "model": {"name": "hrnet_w32"}, "method": {"name": "dense"}, "dataset": {"name": "MOT15"}},
     )
-    other_table = fixture_run("figure5/pass_p_224")
+    other_table = fixture_run("figure5/pass_p_192")
     other_table["config"]["table"] = "figure5"
     return [p, dense, marker, other_table]
 
@@ -145,7 +145,7 @@ def test_table3_measured_beside_paper() -> None:
     not_run = df[df["status"] == "not run"]
     assert set(not_run["paper_row"]) == set(paper.index) - {"pass_p", "hrnet_w32"}
     assert not_run["mota"].isna().all()
-    assert "figure5/pass_p_224" not in set(df["experiment"].dropna())
+    assert "figure5/pass_p_192" not in set(df["experiment"].dropna())
 
 
 def test_table_renderings() -> None:
@@ -203,7 +203,7 @@ def test_write_table_files(tmp_path: Path) -> None:
 def test_figure5_points_and_files(tmp_path: Path) -> None:
     recs = _fixtures()
     meas = measured_points(recs, "mot", "mota", ("table3", "figure5"))
-    assert set(meas["experiment"]) == {"table3/pass_p", "table3/dense_light", "figure5/pass_p_224"}
+    assert set(meas["experiment"]) == {"table3/pass_p", "table3/dense_light", "figure5/pass_p_192"}
     paper = paper_points(5)
     t3 = load_paper("table3")
     assert len(paper) == len(t3) and set(paper["source"]) == {"paper, Table 3"}

@@ -42,15 +42,19 @@ def test_sample_split_frames() -> None:
 
 def test_cost_per_frame_from_layer_counters() -> None:
     """Whole-net executed GMACs = dense - (wrapped dense - wrapped executed), per tracked frame."""
-    layer = {"px_gated": 100, "px_skipped": 40}
-    stats = [{"frames": 2, "dense_macs": 2e9, "executed_macs": 1e9, "gate_macs": 0.2e9, "layers": [layer]},
-             {"frames": 2, "dense_macs": 2e9, "executed_macs": 0.6e9, "gate_macs": 0.2e9, "layers": [layer]}]
+    layer = {"px_gated": 100, "px_skipped": 40, "px_total": 160}
+    stats = [{"frames": 2, "dense_macs": 2e9, "executed_macs": 1e9, "gate_macs": 0.2e9, "mask_macs": 0.8e9,
+              "layers": [layer]},
+             {"frames": 2, "dense_macs": 2e9, "executed_macs": 0.6e9, "gate_macs": 0.2e9, "mask_macs": 0.6e9,
+              "layers": [layer]}]
     c = runner._cost(stats, True, gmacs_dense=1.5)
     assert c["frames"] == 4
     assert c["gmacs_wrapped_dense"] == pytest.approx(1.0)
     assert c["gmacs_executed"] == pytest.approx(1.5 - (1.0 - 0.4))
     assert c["gate_gmacs"] == pytest.approx(0.1)
-    assert c["patch_skip_rate"] == pytest.approx(0.4)
+    assert c["patch_skip_rate"] == pytest.approx(0.25)  # all frames: 80 of 320 pixels
+    assert c["patch_skip_rate_gated_frames"] == pytest.approx(0.4)
+    assert c["gmacs_if_all_sparse"] == pytest.approx(1.5 - (1.0 - 0.35))
     assert c["mac_reduction"] == pytest.approx(1 - (0.9 + 0.1) / 1.5)
     d = runner._cost([], False, gmacs_dense=1.5)
     assert d["gmacs_executed"] == 1.5 and d["patch_skip_rate"] == 0.0

@@ -126,8 +126,10 @@ def _dataset_label(rec: dict) -> str:
     seqs = ds.get("sequences") or []
     frames = ds.get("frames")
     s = str(ds.get("name", "?"))
+    used = ds.get("frames_used") or {}
     if seqs:
-        s += ":" + "+".join(seqs)
+        # frames actually tracked and scored per sequence (e.g. the second half of a training sequence)
+        s += ":" + "+".join(f"{q}[{used[q][0]}-{used[q][1]}]" if used.get(q) else q for q in seqs)
     if frames:
         s += f"[{frames[0]}-{frames[1]}]"
     if ds.get("synthetic"):

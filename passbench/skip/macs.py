@@ -16,7 +16,10 @@ Per layer and frame (the wrapper records them, ``collect_stats`` sums them):
   per input shape (elementwise ops such as the norm gate's |r| are not counted by it: 0);
 * skip rate = skipped output pixels / output pixels, over gated forwards only (Eq. 2 per layer,
   summed over layers and frames; dense first / refresh / ``off`` frames are excluded from the rate
-  but counted in the MACs).
+  but counted in the MACs); ``patch_skip_rate_all_frames`` divides by the output pixels of every
+  forward instead (dense frames skip nothing), the rate a video stream really gets;
+* mask MACs = what the block-sparse kernel computes for the gates' masks whichever path ran (the
+  dispatcher may run a layer densely when sparse would not be faster: then executed = dense).
 """
 
 from __future__ import annotations
@@ -102,6 +105,8 @@ def collect_stats(model: nn.Module) -> dict:
             "mac_reduction": 1.0 - (s.executed_macs + s.gate_macs) / s.dense_macs if s.dense_macs else 0.0,
             "px_gated": s.px_gated,
             "px_skipped": s.px_skipped,
+            "px_total": s.px_total,
+            "mask_macs": s.mask_macs,
         })
     dense = sum(r["dense_macs"] for r in rows)
     exe = sum(r["executed_macs"] for r in rows)
@@ -115,6 +120,8 @@ def collect_stats(model: nn.Module) -> dict:
         "executed_macs": exe,
         "gate_macs": gate,
         "patch_skip_rate": px_skip / px if px else 0.0,
+        "patch_skip_rate_all_frames": px_skip / sum(r["px_total"] for r in rows) if rows and px else 0.0,
+        "mask_macs": sum(r["mask_macs"] for r in rows),
         "mac_reduction": 1.0 - (exe + gate) / dense if dense else 0.0,
         "mac_reduction_convs": 1.0 - exe / dense if dense else 0.0,
     }

@@ -30,6 +30,9 @@ class LayerStats:
         frames: forwards run; gated_frames: forwards where the gate decided (not dense).
         dense_macs / executed_macs / gate_macs: MACs summed over batch and frames.
         px_gated / px_skipped: output pixels in gated forwards / of them skipped (Eq. 2 numerators).
+        px_total: output pixels of every forward (dense first / refresh frames included).
+        mask_macs: MACs the block-sparse kernel computes for the gate's masks (dense MACs on dense
+            frames), whichever path ran; equals executed_macs when every gated forward ran sparse.
     """
 
     frames: int = 0
@@ -39,3 +42,5 @@ class LayerStats:
     gate_macs: int = 0
     px_gated: int = 0
     px_skipped: int = 0
+    px_total: int = 0
+    mask_macs: int = 0

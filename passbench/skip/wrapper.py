@@ -172,12 +172,12 @@ class SkipConv2d(nn.Module):
                 self.last_norm = self.gate.residual_norm(x, st.prev_in, grid, conv)
 
         if self.gate is None:  # method "dense": count only, keep no state
-            self._count(dense_macs, dense_macs, 0, gated=False)
+            self._count(dense_macs, dense_macs, 0, gated=False, px_all=B * Ho * Wo)
             self.last_path = "dense"
             return conv(x)
         if not have_prev or refresh or self.mask_mode == "off":
             y = conv(x)
-            self._count(dense_macs, dense_macs, 0, gated=False)
+            self._count(dense_macs, dense_macs, 0, gated=False, px_all=B * Ho * Wo)
             self.last_path = "dense"
             return self._remember(x, y)
 
@@ -194,6 +194,8 @@ class SkipConv2d(nn.Module):
 
         path = self._choose(x, mask, n_act / n_tot)
         self.last_path = path
+        # what the block-sparse kernel computes for this mask, whichever path runs (Eq. 3 with halo/edges)
+        mask_macs = sparse_equivalent_macs(conv, (Ho, Wo), B, n_act, n_tot, p)
         xin = diff if self.residual else x  # Skip-Conv: the conv runs on the residual
         if path == "reference":
             mu = _upsample(mask.unsqueeze(1), p, Ho, Wo)  # (B, 1, Ho, Wo), keeps the STE gradient
@@ -202,13 +204,13 @@ class SkipConv2d(nn.Module):
                 y = st.prev_out + (1.0 - mu) * d
             else:
                 y = mu * st.prev_out + (1.0 - mu) * conv(x)
-            exe = sparse_equivalent_macs(conv, (Ho, Wo), B, n_act, n_tot, p)
+            exe = mask_macs
         elif path == "sparse":
             # The stored output is this layer's private copy: update it in place (no clone of the
             # whole map), then hand the caller its own copy (it may modify it in place, e.g. ReLU).
             own, exe = _sparse.sparse_conv2d(xin, conv, st.prev_out, compute, p, residual=self.residual,
                                              inplace=self._can_reuse(st.prev_out))
-            self._count(dense_macs, exe, gate_macs, gated=True, px=B * Ho * Wo, px_skip=px_skip)
+            self._count(dense_macs, exe, gate_macs, gated=True, px=B * Ho * Wo, px_skip=px_skip, mask_macs=mask_macs)
             self._store(x, own)
             return own.clone()
         else:  # dense conv, hard blend: same output as sparse, dense cost
@@ -219,7 +221,7 @@ class SkipConv2d(nn.Module):
             else:
                 y = torch.where(keep, conv(x), st.prev_out)
             exe = dense_macs if n_act else 0
-        self._count(dense_macs, exe, gate_macs, gated=True, px=B * Ho * Wo, px_skip=px_skip)
+        self._count(dense_macs, exe, gate_macs, gated=True, px=B * Ho * Wo, px_skip=px_skip, mask_macs=mask_macs)
         return self._remember(x, y)
 
     def _choose(self, x: torch.Tensor, mask: torch.Tensor, keep: float) -> str:
@@ -231,8 +233,11 @@ class SkipConv2d(nn.Module):
             return "sparse"
         return _sparse.choose_path(self.conv, tuple(x.shape), keep, self.patch_size)
 
-    def _count(self, dense: int, exe: int, gate: int, gated: bool, px: int = 0, px_skip: int = 0) -> None:
+    def _count(self, dense: int, exe: int, gate: int, gated: bool, px: int = 0, px_skip: int = 0,
+               px_all: int | None = None, mask_macs: int | None = None) -> None:
         s = self.stats
+        s.px_total += px if px_all is None else px_all
+        s.mask_macs += exe if mask_macs is None else mask_macs
         s.frames += 1
         s.gated_frames += int(gated)
         s.dense_macs += dense
