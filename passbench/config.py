@@ -79,7 +79,7 @@ class ModelCfg:
     input_wh: tuple[int, int] = (576, 320)
     kwargs: dict[str, Any] = field(default_factory=dict)
     fold_bn: bool = True
-    channels_last: bool = False
+    channels_last: bool = True
 
 
 @dataclass(frozen=True)
