@@ -60,10 +60,26 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from passbench.records import read_records, records_dir
     from passbench.runner import run
 
+    missing_code = _run_missing(find_configs(args.n), args)
+    args.no_write = False
+    rc = _cmd_table(args)
+    if missing_code:
+        print(f"{len(missing_code)} row(s) could not run because code is missing: {', '.join(missing_code)}",
+              file=sys.stderr)
+    return rc
+
+
+def _run_missing(paths: list, args: argparse.Namespace) -> list[str]:
+    """Run every config in ``paths`` without a run record (all with ``--force``); returns the names
+    that could not run because a pipeline piece is missing."""
+    from passbench.config import load_config
+    from passbench.records import read_records, records_dir
+    from passbench.runner import run
+
     rdir = records_dir(args.results_dir)
     done = {r["experiment"] for r in read_records(rdir, kind="run")} if rdir.is_dir() else set()
     missing_code: list[str] = []
-    for path in find_configs(args.n):
+    for path in paths:
         cfg = load_config(path, args.overrides)
         if cfg.name in done and not args.force:
             print(f"{cfg.name}: record exists (use --force to re-run)")
@@ -76,12 +92,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             missing_code.append(cfg.name)
             continue
         _print_outcome(rec)
-    args.no_write = False
-    rc = _cmd_table(args)
-    if missing_code:
-        print(f"{len(missing_code)} row(s) could not run because code is missing: {', '.join(missing_code)}",
-              file=sys.stderr)
-    return rc
+    return missing_code
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
@@ -99,8 +110,14 @@ def _cmd_table(args: argparse.Namespace) -> int:
 
 
 def _cmd_figure(args: argparse.Namespace) -> int:
+    from passbench.config import find_configs
     from passbench.report.figures import write_figure
 
+    if args.run:  # the figure's own points (configs/figure<N>/) that have no record yet
+        missing = _run_missing(find_configs(f"figure{args.n}"), args)
+        if missing:
+            print(f"{len(missing)} point(s) could not run because code is missing: {', '.join(missing)}",
+                  file=sys.stderr)
     for p in write_figure(args.n, args.results_dir, y=args.metric):
         print(f"wrote {p}")
     return 0
@@ -140,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("figure", help="draw a paper figure from the records (PNG + PDF)")
     f.add_argument("n", type=int, choices=(4, 5))
     f.add_argument("--metric", default=None, help="y metric (default: mpjpe_mm for 4, mota for 5), e.g. idf1")
+    f.add_argument("--run", action="store_true", help="first run the figure's configs that have no record")
+    f.add_argument("overrides", nargs="*", help="overrides applied to every config run (with --run)")
+    f.add_argument("--data-root", default=None)
+    f.add_argument("--force", action="store_true", help="with --run: re-run configs that already have a record")
     f.set_defaults(fn=_cmd_figure)
     return p
 
