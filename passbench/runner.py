@@ -172,10 +172,9 @@ def _run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict) -> dict[str, An
     evaluate_sequences = _need("passbench.metrics.mot", "evaluate_sequences")
     seq_frames = {seq.name: _frames_for(cfg, seq) for seq in sequences}
     results = {}
-    _reset(model, skippable)  # MAC / skip counters cover the tracked frames only, not the timing run
-    stats = []
+    stats = []  # one collect_stats per sequence: counters cover the tracked frames, not the timing run
     for seq in sequences:
-        _reset(model, skippable)  # each sequence is a new stream: no state carried across
+        _reset(model, skippable)  # each sequence is a new stream: no state (and no counts) carried across
         tracked = track_sequence(model, seq, img_size=(w, h), frames=seq_frames[seq.name],
                                  conf_thres=cfg.eval.conf_threshold)
         results[seq.name] = tracked.results
@@ -326,7 +325,7 @@ def _dense_twin(model: Any) -> Any:
 
     skip_conv = _need("passbench.skip", "SkipConv2d")
     twin = copy.deepcopy(model)
-    for name, m in list(twin.named_modules()):
+    for m in list(twin.modules()):
         for child_name, child in list(m.named_children()):
             if isinstance(child, skip_conv):
                 setattr(m, child_name, child.conv)
