@@ -365,3 +365,46 @@ def test_fold_batchnorm_keeps_skipped_outputs(method, kw):
     assert a["executed_macs"] == b["executed_macs"] and 0 < a["patch_skip_rate"] < 1
     with pytest.raises(ValueError, match="eval mode"):
         skip.fold_batchnorm(net().train())
+
+
+@torch.no_grad()
+def test_reference_computed_accumulates_slow_change_until_recomputed():
+    """A patch changing by 0.1 per frame under a 0.25 norm threshold: compared with X_{t-1} (the
+    papers) it is never recomputed and its output drifts; compared with the input it was last computed
+    from (reference="computed") the change accumulates and the patch is recomputed on frame 3."""
+    torch.manual_seed(0)
+    xs = [torch.zeros(1, 2, 8, 8)]
+    for t in range(1, 6):
+        x = xs[0].clone()
+        x[..., :4, :4] += 0.1 * t  # one 4x4 input patch brightens slowly
+        xs.append(x)
+    executed = {}
+    for ref in ("previous", "computed"):
+        m = skip.make_skippable(nn.Sequential(nn.Conv2d(2, 3, 1)), "skipconv", patch_size=4, thresholds=0.25,
+                                reference=ref, execution="sparse").eval()
+        per_frame = []
+        for x in xs:
+            before = skip.collect_stats(m)["executed_macs"]
+            m(x)
+            per_frame.append(skip.collect_stats(m)["executed_macs"] - before)
+        executed[ref] = per_frame
+    dense = 1 * 3 * 8 * 8 * 2
+    assert executed["previous"][0] == dense and executed["previous"][1:] == [0] * 5
+    assert executed["computed"][0] == dense
+    assert executed["computed"][1:3] == [0, 0] and executed["computed"][3] > 0  # 0.3 > 0.25 on frame 3
+    assert executed["computed"][4] == 0  # reference updated on frame 3: 0.1 change again
+    with pytest.raises(ValueError, match="reference"):
+        skip.make_skippable(nn.Sequential(nn.Conv2d(2, 3, 1)), "fixed", reference="last")
+
+
+@pytest.mark.parametrize("name", ["3x3", "stride2_odd", "1x1"])
+@torch.no_grad()
+def test_reference_computed_sparse_equals_reference_path(name):
+    kw, h, w = CONVS[name]
+    xs = _frames(5, kw["in_channels"], h, w, seed=2)
+    outs = {}
+    for execution in ("reference", "sparse"):
+        model, _ = _single(kw, "fixed", keep=0.4, seed=3, execution=execution, reference="computed")
+        outs[execution] = [model(x) for x in xs]
+    for a, b in zip(outs["reference"], outs["sparse"]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

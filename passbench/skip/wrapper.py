@@ -78,11 +78,21 @@ class SkipConv2d(nn.Module):
         execution: "reference", "sparse" or "auto".
         refresh_every: run densely every N frames (frames 0, N, 2N, ... after a reset); None: never.
         name: qualified name in the model, for error messages.
+        reference: what the gate compares X_t with. ``"previous"`` (the papers): the previous frame's
+            input X_{t-1}. ``"computed"`` (passbench option, DeltaCNN-style): for each input patch
+            (p * stride pixels) the input it was last *computed* from, so a slowly changing patch
+            accumulates its change until the gate recomputes it instead of drifting forever. With the
+            Skip-Conv residual form the halo of a patch may mix references of different ages: an
+            approximation there.
     """
 
     def __init__(self, conv: nn.Conv2d, gate: nn.Module | None, patch_size: int = 8, residual: bool = False,
-                 execution: str = "auto", refresh_every: int | None = None, name: str = "") -> None:
+                 execution: str = "auto", refresh_every: int | None = None, name: str = "",
+                 reference: str = "previous") -> None:
         super().__init__()
+        if reference not in ("previous", "computed"):
+            raise ValueError(f"SkipConv2d({name}): reference must be 'previous' or 'computed', got {reference!r}")
+        self.reference = reference
         if execution not in EXECUTIONS:
             raise ValueError(f"SkipConv2d({name}): execution must be one of {EXECUTIONS}, got {execution!r}")
         if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
@@ -120,7 +130,7 @@ class SkipConv2d(nn.Module):
     def extra_repr(self) -> str:
         gate = type(self.gate).__name__ if self.gate is not None else "None"
         return (f"patch={self.patch_size}, gate={gate}, residual={self.residual}, execution={self.execution}, "
-                f"refresh_every={self.refresh_every}")
+                f"refresh_every={self.refresh_every}, reference={self.reference}")
 
     def reset(self, stats: bool = True) -> None:
         """Forget the stream state (and the counters unless ``stats=False``)."""
@@ -211,7 +221,7 @@ class SkipConv2d(nn.Module):
             own, exe = _sparse.sparse_conv2d(xin, conv, st.prev_out, compute, p, residual=self.residual,
                                              inplace=self._can_reuse(st.prev_out))
             self._count(dense_macs, exe, gate_macs, gated=True, px=B * Ho * Wo, px_skip=px_skip, mask_macs=mask_macs)
-            self._store(x, own)
+            self._store(self._next_input(x, compute), own)
             return own.clone()
         else:  # dense conv, hard blend: same output as sparse, dense cost
             keep = _upsample(compute.unsqueeze(1), p, Ho, Wo)
@@ -222,7 +232,20 @@ class SkipConv2d(nn.Module):
                 y = torch.where(keep, conv(x), st.prev_out)
             exe = dense_macs if n_act else 0
         self._count(dense_macs, exe, gate_macs, gated=True, px=B * Ho * Wo, px_skip=px_skip, mask_macs=mask_macs)
-        return self._remember(x, y)
+        return self._remember(self._next_input(x, compute), y)
+
+    def _next_input(self, x: torch.Tensor, compute: torch.Tensor) -> torch.Tensor:
+        """The input to remember after a gated forward: ``x`` (reference "previous"), or ``x`` on the
+        computed patches and the old reference elsewhere (reference "computed")."""
+        if self.reference == "previous" or bool(compute.all()):
+            return x
+        sh, sw = self.conv.stride
+        ph, pw = self.patch_size * sh, self.patch_size * sw
+        H, W = x.shape[-2:]
+        m = compute.unsqueeze(1).repeat_interleave(ph, 2).repeat_interleave(pw, 3)[:, :, :H, :W]
+        if m.shape[-2] < H or m.shape[-1] < W:  # input rows/cols beyond the patch grid: always refreshed
+            m = F.pad(m, (0, W - m.shape[-1], 0, H - m.shape[-2]), value=True)
+        return torch.where(m, x.detach(), self.state.prev_in)
 
     def _choose(self, x: torch.Tensor, mask: torch.Tensor, keep: float) -> str:
         wants_grad = torch.is_grad_enabled() and (
@@ -315,6 +338,7 @@ def _layers(model: nn.Module) -> list[SkipConv2d]:
 
 def make_skippable(model: nn.Module, method: str, *, patch_size: int = 8, layers: list[str] | str | None = None,
                    exclude: list[str] | str | None = None, execution: str = "auto", refresh_every: int | None = None,
+                   reference: str = "previous",
                    input_shape: tuple[int, ...] | None = None, thresholds: float | list[float] | None = None,
                    **gate_params) -> nn.Module:
     """Swap the model's Conv2d layers for ``SkipConv2d`` wrappers, in place; returns the model.
@@ -329,6 +353,8 @@ def make_skippable(model: nn.Module, method: str, *, patch_size: int = 8, layers
         exclude: glob(s) of names not to wrap.
         execution: "reference", "sparse" or "auto" (see module docstring).
         refresh_every: dense refresh every N frames (None: only the first frame of a stream).
+        reference: "previous" (gates compare with X_{t-1}, the papers) or "computed" (with the input
+            each patch was last computed from); see ``SkipConv2d``.
         input_shape: (C, H, W) or (B, C, H, W) of the model input; when given, a dry run records each
             layer's map size (needed by the paper's fixed-resolution PASS head, ``head="linear"``).
         thresholds: norm gates: one threshold, or one per wrapped layer (module order).
@@ -366,7 +392,8 @@ def make_skippable(model: nn.Module, method: str, *, patch_size: int = 8, layers
             plan = builder(conv, patch_in=patch_size * sh, patch_out=patch_size, grid=grid, index=i, **gate_params)
         except TypeError as e:
             raise TypeError(f"make_skippable(method={method!r}): {e}") from None
-        wrapped = SkipConv2d(conv, plan.gate, patch_size, plan.residual, execution, refresh_every, name)
+        wrapped = SkipConv2d(conv, plan.gate, patch_size, plan.residual, execution, refresh_every, name,
+                             reference=reference)
         wrapped.to(device=conv.weight.device).train(conv.training)  # a new gate follows the model's mode
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, wrapped)
