@@ -246,3 +246,22 @@ def test_leaderboard_notebook_executes(tmp_path: Path, monkeypatch) -> None:
     assert "3 run records, 1 skip markers" in text
     assert "table3/pass_p" in text and "dense hrnet_w32 costs 30 GMACs/frame" in text
     assert (tmp_path / "figures" / "figure5.png").exists()
+
+
+def test_figure_series_separates_threshold_sweep() -> None:
+    import pandas as pd
+
+    from passbench.report.figures import series
+
+    meas = pd.DataFrame([
+        dict(method="pass_f", input="384x224", gmacs=0.77, value=0.40, threshold=None),
+        dict(method="pass_f", input="512x288", gmacs=1.30, value=0.22, threshold=None),
+        dict(method="pass_f", input="384x224", gmacs=0.89, value=0.44, threshold=0.7),
+        dict(method="dense", input="384x224", gmacs=1.05, value=0.52, threshold=None),
+    ])
+    lines = dict(series(meas))
+    assert set(lines) == {"measured: dense", "measured: pass_f",
+                          "measured: pass_f, gate threshold sweep at 384x224"}
+    assert len(lines["measured: pass_f"]) == 2  # the input-size line has no threshold point
+    sweep = lines["measured: pass_f, gate threshold sweep at 384x224"]
+    assert sorted(sweep["gmacs"]) == [0.77, 0.89]  # the default-threshold point starts the sweep

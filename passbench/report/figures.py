@@ -29,9 +29,12 @@ FIGURES = {
 
 
 def measured_points(records: list[dict[str, Any]], task: str, y: str, tables: tuple[str, ...]) -> pd.DataFrame:
-    """(method, model, input, gmacs_executed, y, dataset) for every run record of ``task`` in ``tables``."""
+    """(method, model, input, gmacs_executed, y, dataset) of the latest run of each experiment of
+    ``task`` in ``tables`` (a re-run replaces its earlier point, as in the tables)."""
+    from passbench.records import latest_by_experiment
+
     rows = []
-    for r in records:
+    for r in latest_by_experiment(records).values():
         cfg = r.get("config") or {}
         if r["kind"] != "run" or r["task"] != task or cfg.get("table") not in tables:
             continue
@@ -44,10 +47,24 @@ def measured_points(records: list[dict[str, Any]], task: str, y: str, tables: tu
             dict(
                 experiment=r["experiment"], method=r["method"]["name"], model=r["model"]["name"],
                 input=f"{wh[0]}x{wh[1]}" if wh else "", gmacs=gm, value=val,
-                dataset=r["dataset"].get("name"),
+                dataset=r["dataset"].get("name"), threshold=(r["method"].get("params") or {}).get("threshold"),
             )
         )
-    return pd.DataFrame(rows, columns=["experiment", "method", "model", "input", "gmacs", "value", "dataset"])
+    return pd.DataFrame(rows, columns=["experiment", "method", "model", "input", "gmacs", "value", "dataset",
+                                       "threshold"])
+
+
+def series(meas: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """Lines to draw: one per method over input sizes (default gate threshold), and one per method and
+    input for a gate-threshold sweep (its default-threshold point at that input included)."""
+    out = []
+    default = meas[meas["threshold"].isna()]
+    for method, grp in default.groupby("method"):
+        out.append((f"measured: {method}", grp))
+    for (method, inp), grp in meas[meas["threshold"].notna()].groupby(["method", "input"]):
+        base = default[(default["method"] == method) & (default["input"] == inp)]
+        out.append((f"measured: {method}, gate threshold sweep at {inp}", pd.concat([base, grp])))
+    return out
 
 
 def paper_points(n: int, paper_dir: str | Path | None = None) -> pd.DataFrame:
@@ -92,10 +109,10 @@ def plot_figure(n: int, records: list[dict[str, Any]], out_dir: str | Path, y: s
             ax.annotate(r["method"], (r["gmacs"], r["value"] * scale), fontsize=6, color="0.35",
                         xytext=(3, 3), textcoords="offset points")
     cmap = plt.get_cmap("tab10")
-    for i, (method, grp) in enumerate(meas.groupby("method")):
+    for i, (label, grp) in enumerate(series(meas)):
         grp = grp.sort_values("gmacs")
-        ax.plot(grp["gmacs"], grp["value"] * scale, marker="o", linestyle="-", color=cmap(i % 10),
-                label=f"measured: {method}")
+        ax.plot(grp["gmacs"], grp["value"] * scale, marker="o", linestyle="-" if "sweep" not in label else ":",
+                color=cmap(i % 10), label=label)
     if meas.empty:
         ax.text(0.5, 0.5, "no measured records yet", transform=ax.transAxes, ha="center", color="0.5")
     ax.set_xlabel("executed GMACs per frame")
