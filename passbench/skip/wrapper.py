@@ -240,9 +240,8 @@ class SkipConv2d(nn.Module):
         if self.reference == "previous" or bool(compute.all()):
             return x
         sh, sw = self.conv.stride
-        ph, pw = self.patch_size * sh, self.patch_size * sw
         H, W = x.shape[-2:]
-        m = compute.unsqueeze(1).repeat_interleave(ph, 2).repeat_interleave(pw, 3)[:, :, :H, :W]
+        m = _upsample(compute.unsqueeze(1), (self.patch_size * sh, self.patch_size * sw), H, W)
         if m.shape[-2] < H or m.shape[-1] < W:  # input rows/cols beyond the patch grid: always refreshed
             m = F.pad(m, (0, W - m.shape[-1], 0, H - m.shape[-2]), value=True)
         return torch.where(m, x.detach(), self.state.prev_in)
@@ -311,9 +310,11 @@ def _patch_area(p: int, ho: int, wo: int, device: torch.device, dtype: torch.dty
     return a
 
 
-def _upsample(m: torch.Tensor, p: int, ho: int, wo: int) -> torch.Tensor:
-    """(B, 1, Hp, Wp) patch mask -> (B, 1, Ho, Wo) pixel mask (edge patches cropped)."""
-    return m.repeat_interleave(p, 2).repeat_interleave(p, 3)[:, :, :ho, :wo]
+def _upsample(m: torch.Tensor, p: int | tuple[int, int], ho: int, wo: int) -> torch.Tensor:
+    """(B, 1, Hp, Wp) patch mask -> (B, 1, Ho, Wo) pixel mask (edge patches cropped); ``p`` = patch
+    size, or (height, width) for non-square patches."""
+    ph, pw = (p, p) if isinstance(p, int) else p
+    return m.repeat_interleave(ph, 2).repeat_interleave(pw, 3)[:, :, :ho, :wo]
 
 
 def _remap_dense_keys(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors) -> None:
