@@ -95,9 +95,13 @@ class SkipConv2d(nn.Module):
         self.reference = reference
         if execution not in EXECUTIONS:
             raise ValueError(f"SkipConv2d({name}): execution must be one of {EXECUTIONS}, got {execution!r}")
-        if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
-            raise ValueError(f"SkipConv2d({name}): only integer zero padding is supported, got padding="
-                             f"{conv.padding!r}, padding_mode={conv.padding_mode!r}")
+        if conv.padding_mode != "zeros":
+            raise ValueError(f"SkipConv2d({name}): only zero padding is supported, got padding_mode="
+                             f"{conv.padding_mode!r}")
+        if type(conv).forward is not nn.Conv2d.forward:
+            raise ValueError(f"SkipConv2d({name}): {type(conv).__name__} is a Conv2d subclass with its own forward; "
+                             "the sparse path would compute a plain conv with its weights instead")
+        conv = _int_padding(conv, name)
         if refresh_every is not None and refresh_every < 1:
             raise ValueError(f"SkipConv2d({name}): refresh_every must be >= 1 or None, got {refresh_every}")
         self.conv = conv
@@ -114,6 +118,8 @@ class SkipConv2d(nn.Module):
         self.last_norm: torch.Tensor | None = None  # norm gates: residual norms of the last forward
         self.last_path = "dense"
         self._gate_macs: dict[tuple, int] = {}
+        self._clock: _ForwardClock | None = None  # set by make_skippable: detects a second call per forward
+        self._tick = -1  # the clock's tick of this layer's last call
         self.register_load_state_dict_pre_hook(_remap_dense_keys)
 
     # Read-only views of the wrapped conv, for code that inspects layers (e.g. weight init loops).
@@ -146,9 +152,12 @@ class SkipConv2d(nn.Module):
         if prev is None:
             return
         if prev.shape != x.shape:
+            (b0, c0, h0, w0), (b1, c1, h1, w1) = prev.shape, x.shape
+            what = [f"{k} {a} -> {b}" for k, a, b in (("batch", b0, b1), ("channels", c0, c1),
+                                                       ("resolution", f"{h0}x{w0}", f"{h1}x{w1}")) if a != b]
             raise ValueError(
-                f"SkipConv2d '{self.name}': input changed mid-stream from {tuple(prev.shape)} to {tuple(x.shape)} "
-                "(resolution or batch size); call passbench.skip.reset(model) before a new sequence")
+                f"SkipConv2d '{self.name}': input changed mid-stream ({', '.join(what)}; shape {tuple(prev.shape)} "
+                f"-> {tuple(x.shape)}); call passbench.skip.reset(model) before a new sequence")
         if prev.device != x.device or prev.dtype != x.dtype:
             raise ValueError(f"SkipConv2d '{self.name}': input moved from {prev.device}/{prev.dtype} to "
                              f"{x.device}/{x.dtype} mid-stream; call passbench.skip.reset(model)")
@@ -165,8 +174,26 @@ class SkipConv2d(nn.Module):
         self._gate_macs[key] = int(fc.get_total_flops()) // 2
         return out
 
+    def _check_once_per_forward(self) -> None:
+        """Raise when this layer runs a second time inside one forward of the model (a shared conv):
+        its one stream state would compare the second input with the first."""
+        clk = self._clock
+        if clk is None or clk.depth == 0:  # called outside a forward of the wrapped model: no check
+            return
+        if self._tick == clk.tick:
+            raise RuntimeError(
+                f"SkipConv2d '{self.name}' was called twice in one forward of the model: a shared conv module "
+                "has one stream state, so its second call would be compared with (and skip to) the first. Give "
+                f"each call its own conv (copy.deepcopy), or leave it dense: make_skippable(..., exclude=['{self.name}'])")
+        self._tick = clk.tick
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_stream(x)
+        self._check_once_per_forward()
+        if x.shape[0] == 0:  # an empty batch: nothing to skip, nothing to remember, 0 MACs
+            self._count(0, 0, 0, gated=False, px_all=0)
+            self.last, self.last_norm, self.last_path = None, None, "dense"
+            return self.conv(x)
         st, conv = self.state, self.conv
         B, _, H, W = x.shape
         Ho, Wo = _out_hw(conv, H, W)
@@ -200,7 +227,7 @@ class SkipConv2d(nn.Module):
         compute = mask.detach() < 0.5  # (B, Hp, Wp) bool, True = compute (sparse_conv2d's polarity)
         n_act, n_tot = int(compute.sum()), compute.numel()
         # Skipped output pixels: each patch's area (edge patches partial), without upsampling the mask.
-        px_skip = int((mask.detach() * _patch_area(p, Ho, Wo, x.device, mask.dtype)).sum())
+        px_skip = int((~compute * _patch_area(p, Ho, Wo, x.device)).sum())  # int64: exact in any dtype
 
         path = self._choose(x, mask, n_act / n_tot)
         self.last_path = path
@@ -211,9 +238,9 @@ class SkipConv2d(nn.Module):
             mu = _upsample(mask.unsqueeze(1), p, Ho, Wo)  # (B, 1, Ho, Wo), keeps the STE gradient
             if self.residual:
                 d = F.conv2d(xin, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
-                y = st.prev_out + (1.0 - mu) * d
+                y = _SelectSTE.apply(mu, st.prev_out, st.prev_out + d)
             else:
-                y = mu * st.prev_out + (1.0 - mu) * conv(x)
+                y = _SelectSTE.apply(mu, st.prev_out, conv(x))
             exe = mask_macs
         elif path == "sparse":
             # The stored output is this layer's private copy: update it in place (no clone of the
@@ -230,7 +257,7 @@ class SkipConv2d(nn.Module):
                 y = torch.where(keep, st.prev_out + d, st.prev_out)
             else:
                 y = torch.where(keep, conv(x), st.prev_out)
-            exe = dense_macs if n_act else 0
+            exe = dense_macs  # the dense conv ran, whatever the mask (sparse books 0 when nothing is active)
         self._count(dense_macs, exe, gate_macs, gated=True, px=B * Ho * Wo, px_skip=px_skip, mask_macs=mask_macs)
         return self._remember(self._next_input(x, compute), y)
 
@@ -299,13 +326,14 @@ class SkipConv2d(nn.Module):
 _AREA: dict[tuple, torch.Tensor] = {}
 
 
-def _patch_area(p: int, ho: int, wo: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(Hp, Wp) output pixels per patch of a ``ceil(ho / p) x ceil(wo / p)`` grid (edge patches cropped)."""
-    key = (p, ho, wo, str(device), dtype)
+def _patch_area(p: int, ho: int, wo: int, device: torch.device) -> torch.Tensor:
+    """(Hp, Wp) int64 output pixels per patch of a ``ceil(ho / p) x ceil(wo / p)`` grid (edge patches
+    cropped). Integer on purpose: a float16/bfloat16 product or sum would round the count."""
+    key = (p, ho, wo, str(device))
     a = _AREA.get(key)
     if a is None:
-        hs = torch.tensor([min(p, ho - i) for i in range(0, ho, p)], dtype=dtype, device=device)
-        ws = torch.tensor([min(p, wo - j) for j in range(0, wo, p)], dtype=dtype, device=device)
+        hs = torch.tensor([min(p, ho - i) for i in range(0, ho, p)], dtype=torch.int64, device=device)
+        ws = torch.tensor([min(p, wo - j) for j in range(0, wo, p)], dtype=torch.int64, device=device)
         a = _AREA[key] = hs[:, None] * ws[None, :]
     return a
 
@@ -315,6 +343,77 @@ def _upsample(m: torch.Tensor, p: int | tuple[int, int], ho: int, wo: int) -> to
     size, or (height, width) for non-square patches."""
     ph, pw = (p, p) if isinstance(p, int) else p
     return m.repeat_interleave(ph, 2).repeat_interleave(pw, 3)[:, :, :ho, :wo]
+
+
+class _SelectSTE(torch.autograd.Function):
+    """The reference path's blend: forward ``where(mu skips, prev, new)``, backward as the blend
+    ``mu * prev + (1 - mu) * new`` (so the mask's straight-through gradient reaches the gate).
+
+    Why not the arithmetic blend itself: with a 0/1 mask it gives the same values except where
+    ``prev`` or ``new`` is NaN/inf (``0 * NaN = NaN``), where the reference path then stayed NaN for
+    ever while the sparse path, which never touches the other operand, recovered. The select makes
+    both paths one behaviour: a skipped patch is ``prev`` exactly, a computed one ``new`` exactly. A
+    pixel skips where ``mu < 0.5`` is false, the wrapper's ``compute = mask < 0.5`` rule (a NaN mask
+    entry skips).
+
+    Args (forward): mu (B, 1, Ho, Wo) 0/1 skip mask (may carry the STE gradient); prev, new
+    (B, C, Ho, Wo).
+    """
+
+    @staticmethod
+    def forward(ctx, mu: torch.Tensor, prev: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(mu, prev, new)
+        return torch.where(mu < 0.5, new, prev)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        mu, prev, new = ctx.saved_tensors
+        g_mu = (g * (prev - new)).sum_to_size(mu.shape) if ctx.needs_input_grad[0] else None
+        g_prev = (g * mu).sum_to_size(prev.shape) if ctx.needs_input_grad[1] else None
+        g_new = (g * (1.0 - mu)).sum_to_size(new.shape) if ctx.needs_input_grad[2] else None
+        return g_mu, g_prev, g_new
+
+
+def _int_padding(conv: nn.Conv2d, name: str) -> nn.Conv2d:
+    """``conv`` itself, or for string padding an equivalent Conv2d with integer padding that shares
+    its Parameter objects (the caller's module is not modified; its state-dict keys are unchanged).
+
+    ``"valid"`` is padding 0. ``"same"`` (stride 1 only, PyTorch's rule) pads ``dilation * (k - 1)``
+    per axis, half on each side, the extra pixel of an odd total on the bottom/right
+    (``torch.nn.modules.conv._ConvNd``): an integer padding only when the total is even.
+    """
+    if not isinstance(conv.padding, str):
+        return conv
+    if conv.padding == "valid":
+        pad = (0, 0)
+    else:  # "same"
+        totals = [d * (k - 1) for d, k in zip(conv.dilation, conv.kernel_size)]
+        if any(t % 2 for t in totals):
+            raise ValueError(f"SkipConv2d({name}): padding='same' with kernel {conv.kernel_size} and dilation "
+                             f"{conv.dilation} pads asymmetrically (one more pixel bottom/right), which the "
+                             "block-sparse path does not support; use an odd kernel or exclude the layer")
+        pad = (totals[0] // 2, totals[1] // 2)
+    new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, pad, conv.dilation,
+                    conv.groups, bias=conv.bias is not None, device="meta")
+    new.weight, new.bias = conv.weight, conv.bias  # the same Parameters: shared storage, same grads
+    return new.train(conv.training)
+
+
+class _ForwardClock:
+    """Counts the forwards of a model made skippable (a forward pre-hook and an always-called forward
+    hook on it), so each ``SkipConv2d`` can tell a second call within one forward (a shared conv)
+    from the next frame. ``depth`` > 0 while a forward of the model runs."""
+
+    def __init__(self) -> None:
+        self.tick, self.depth = 0, 0
+
+    def enter(self, module: nn.Module, args: tuple) -> None:
+        self.depth += 1
+        if self.depth == 1:
+            self.tick += 1
+
+    def leave(self, module: nn.Module, args: tuple, out: object) -> None:
+        self.depth = max(0, self.depth - 1)
 
 
 def _remap_dense_keys(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors) -> None:
@@ -361,8 +460,16 @@ def make_skippable(model: nn.Module, method: str, *, patch_size: int = 8, layers
         thresholds: norm gates: one threshold, or one per wrapped layer (module order).
         **gate_params: the method's own parameters (see ``skip.methods``).
 
+    A layer that cannot be wrapped (non-zero padding mode, a non-square stride, asymmetric
+    ``padding="same"``, a Conv2d subclass with its own forward) raises naming it; the model is then
+    unchanged (all or nothing), so ``exclude=[name]`` can be retried. ``padding="valid"`` and
+    symmetric ``"same"`` are taken as their integer padding. Each wrapped layer must run at most once
+    per forward of ``model`` (one stream state per layer): a shared conv called twice raises
+    ``RuntimeError`` naming it (a forward pre-hook and hook on ``model`` count its forwards).
+
     Raises:
-        ValueError: the model has no Conv2d, the globs match none, or it is already skippable.
+        ValueError: the model has no Conv2d, the globs match none, it is already skippable, a layer
+            cannot be wrapped, or ``thresholds`` has the wrong length.
         TypeError: a parameter the method does not take.
     """
     builder = METHODS.get(method)
@@ -381,13 +488,22 @@ def make_skippable(model: nn.Module, method: str, *, patch_size: int = 8, layers
         raise ValueError(f"make_skippable: layers={layers!r} / exclude={exclude!r} match no Conv2d "
                          f"(names look like: {', '.join(n for n, _ in convs[:5])}, ...)")
     in_hw = _dry_run_sizes(model, [m for _, m in chosen], input_shape) if input_shape is not None else {}
+    # Atomic: build and check every wrapper first, then swap them all in; any error above or here
+    # leaves the model exactly as it was (modules, state-dict keys, hooks), so a retry can follow.
+    wrappers = []
     for i, (name, conv) in enumerate(chosen):
         sh, sw = conv.stride
         if sh != sw:
-            raise ValueError(f"make_skippable: layer '{name}' has a non-square stride {conv.stride}; exclude it")
+            raise ValueError(f"make_skippable: layer '{name}' has a non-square stride {conv.stride}; leave it "
+                             f"dense with exclude=['{name}']")
+        try:
+            probe = SkipConv2d(conv, None, patch_size, False, execution, refresh_every, name, reference=reference)
+        except ValueError as e:
+            raise ValueError(f"make_skippable: layer '{name}' cannot be made skippable: {e}; leave it dense with "
+                             f"make_skippable(..., exclude=['{name}'])") from None
         grid = None
         if id(conv) in in_hw:
-            ho, wo = _out_hw(conv, *in_hw[id(conv)])
+            ho, wo = _out_hw(probe.conv, *in_hw[id(conv)])  # probe.conv: integer padding
             grid = (math.ceil(ho / patch_size), math.ceil(wo / patch_size))
         try:
             plan = builder(conv, patch_in=patch_size * sh, patch_out=patch_size, grid=grid, index=i, **gate_params)
@@ -396,10 +512,16 @@ def make_skippable(model: nn.Module, method: str, *, patch_size: int = 8, layers
         wrapped = SkipConv2d(conv, plan.gate, patch_size, plan.residual, execution, refresh_every, name,
                              reference=reference)
         wrapped.to(device=conv.weight.device).train(conv.training)  # a new gate follows the model's mode
+        wrappers.append((name, wrapped))
+    if thresholds is not None:
+        set_thresholds(nn.ModuleList([w for _, w in wrappers]), thresholds)  # checks the count, before the swap
+    clock = _ForwardClock()
+    for name, wrapped in wrappers:
+        wrapped._clock = clock
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, wrapped)
-    if thresholds is not None:
-        set_thresholds(model, thresholds)
+    model.register_forward_pre_hook(clock.enter)
+    model.register_forward_hook(clock.leave, always_call=True)  # also after an exception inside the forward
     return model
 
 
