@@ -12,11 +12,17 @@ Per layer and frame t (B independent streams, one per batch row):
    ``prev_out + conv_nobias(X_t - X_{t-1})`` (Habibian et al., CVPR-21, Eq. 2-3: exact for a linear
    conv where prev_out = conv(X_{t-1})); skipped patches keep ``prev_out``.
 
-Execution paths: ``reference`` (dense conv + blend ``mask * prev_out + (1 - mask) * dense``; the
-oracle and the differentiable path: the mask's straight-through gradient reaches the gate),
+Execution paths: ``reference`` (dense conv, then ``where(mask, prev_out, dense)`` with the gradient of
+the blend ``mask * prev_out + (1 - mask) * dense``; the oracle and the differentiable path: the mask's
+straight-through gradient reaches the gate),
 ``sparse`` (``skip.sparse.sparse_conv2d``), ``auto`` (``skip.sparse.choose_path`` per layer and
-frame: sparse, or dense conv + hard blend). All three give the same output. The reference path is
-used whenever gradients are wanted (module in training mode, or autograd enabled and the mask, the
+frame: sparse, or dense conv + hard blend). All three give the same output, NaN included (one
+behaviour): a computed patch is ``conv(X_t)`` (NaN where its receptive field holds NaN, as the dense
+conv), a skipped patch is ``prev_out`` exactly, a NaN mask entry skips (``compute = mask < 0.5``), and
+every path stores the same state, so all recover at the same frame (when the patch is next computed
+from finite input, at a refresh or a reset; in the Skip-Conv residual form only a dense frame clears
+a NaN ``prev_out``). An empty batch (B = 0) runs the conv and leaves the stream untouched.
+The reference path is used whenever gradients are wanted (module in training mode, or autograd enabled and the mask, the
 input or the weights require grad): run benchmarks under ``torch.no_grad()`` /
 ``torch.inference_mode()`` to get the sparse path.
 
