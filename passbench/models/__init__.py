@@ -6,8 +6,12 @@ Every model maps x (B, 3, H, W) RGB in [0, 1] (no mean/std, as FairMOT) to
     MODELS                      Registry name -> builder(**kw) (``passbench.registry.Registry``)
     MODEL_SPECS                 name -> ModelSpec (input size, family, paper row, description)
     build_model(name, **kw)     -> nn.Module (``pretrained``: False / None, or "deepsort" for fairmot_mbv2)
+    model_spec(name)            -> ModelSpec of a registered or ``timm:<arch>`` name
     measure_model(name, input_wh=None, device="meta") -> (params_m, gmacs)
     model_table(names=None, measure=True) -> pandas.DataFrame [name, params_m, gmacs, input_wh, ...]
+
+Besides the registered names, ``timm:<arch>`` is any timm ``features_only`` backbone with the light
+model's neck and FairMOT heads (``passbench.models.timm_fairmot``), accepted by every function here.
 
 Family modules (and timm) are imported only when a model is built, so importing this package is cheap.
 """
@@ -20,7 +24,8 @@ from typing import Any, Callable, Iterable
 
 from passbench.registry import Registry
 
-__all__ = ["MODELS", "MODEL_SPECS", "ModelSpec", "build_model", "count_params", "measure_model", "model_table"]
+__all__ = ["MODELS", "MODEL_SPECS", "ModelSpec", "build_model", "count_params", "measure_model", "model_spec",
+           "model_table"]
 
 MODELS = Registry("models")
 
@@ -47,6 +52,7 @@ class ModelSpec:
 MODEL_SPECS: dict[str, ModelSpec] = {}
 FAIRMOT_WH = (1088, 608)  # FairMOT opt.img_size (w, h)
 LIGHT_WH = (576, 320)
+TIMM_PREFIX = "timm:"  # timm:<arch>: any timm features_only backbone (passbench.models.timm_fairmot)
 
 
 def _register(name: str, input_wh: tuple[int, int], family: str, paper_row: str | None, description: str
@@ -136,13 +142,37 @@ def fairmot_mbv2(pretrained: Any = False, **kw: Any):
     return MobileNetV2FairMOT(pretrained=pretrained, **kw)
 
 
+# 3D pose models (Tables 1-2, Figure 4) register themselves through _register; the module imports no torch.
+from passbench.models import pose as _pose  # noqa: E402,F401
+
+
 def build_model(name: str, /, **kw: Any):
     """Build a registered model (``pretrained=False`` by default: nothing is downloaded).
 
     Raises:
         KeyError: unknown name (with close matches).
     """
+    if name.startswith(TIMM_PREFIX):
+        from passbench.models.timm_fairmot import build_timm_fairmot  # noqa: PLC0415
+
+        return build_timm_fairmot(name, **kw)
     return MODELS.build(name, **kw)
+
+
+def model_spec(name: str) -> ModelSpec:
+    """Metadata of a registered model, or of a ``timm:<arch>`` model (made up on the fly, not stored).
+
+    Raises:
+        KeyError: unknown name (with close matches; for ``timm:`` names, timm's architectures).
+    """
+    if name.startswith(TIMM_PREFIX):
+        from passbench.models.timm_fairmot import arch_of, check_arch  # noqa: PLC0415
+
+        check_arch(arch_of(name))
+        return ModelSpec(name, LIGHT_WH, "timm_fairmot", None,
+                         f"timm {arch_of(name)} features_only (strides 4-32) + UpNeck (32 ch) + FairMOT heads (head_conv 64)")
+    MODELS.get(name)  # KeyError with close matches
+    return MODEL_SPECS[name]
 
 
 def count_params(model) -> int:
@@ -155,6 +185,7 @@ def _select(names: str | Iterable[str] | None) -> list[str]:
         return MODELS.names()
     pats = [names] if isinstance(names, str) else list(names)
     out = [n for n in MODELS.names() if any(fnmatch.fnmatch(n, p) for p in pats)]
+    out += [p for p in pats if p.startswith(TIMM_PREFIX)]  # timm:<arch> names are taken as given
     if not out:
         raise KeyError(f"model_table: {names!r} matches no registered model (known: {', '.join(MODELS.names())})")
     return out
@@ -174,7 +205,7 @@ def measure_model(name: str, input_wh: tuple[int, int] | None = None, device: st
 
     from passbench.metrics.cost import count_macs  # noqa: PLC0415
 
-    w, h = tuple(input_wh) if input_wh else MODEL_SPECS[name].input_wh
+    w, h = tuple(input_wh) if input_wh else model_spec(name).input_wh
     try:
         with torch.device(device):
             model = build_model(name, pretrained=False).eval()
@@ -205,7 +236,7 @@ def model_table(names: str | Iterable[str] | None = None, measure: bool = True, 
 
     rows = []
     for name in _select(names):
-        spec = MODEL_SPECS[name]
+        spec = model_spec(name)
         wh = tuple(input_wh) if input_wh else spec.input_wh
         params_m = gmacs = float("nan")
         if measure:
