@@ -179,3 +179,71 @@ def test_dense_checkpoint_into_skippable_model():
     assert rep.loaded == len(keys) - 12
     torch.testing.assert_close(model.ida_up.node_2.conv.conv.weight, sd["ida_up.node_2.conv.weight"])
     torch.testing.assert_close(model.hm[0].conv.bias, sd["hm.0.bias"])
+
+
+# Upstream DLA.load_pretrained_model (called by dla34(pretrained=True) inside get_pose_net) attaches
+# fc = Conv2d(channels[-1] = 512, num_classes, 1, bias=True), num_classes = 1000 ImageNet classes.
+IMAGENET_FC = {"base.fc.weight": (1000, 512, 1, 1), "base.fc.bias": (1000,)}
+
+
+@pytest.mark.parametrize("name,dcn", [("fairmot_dla34", True), ("fairmot_dla34_conv", False)])
+def test_official_checkpoint_with_imagenet_fc_loads(tmp_path, name, dcn):
+    """fairmot_dla34.pth / all_dla34.pth carry base.fc.*: expected unused, like FairMOT's own loader."""
+    keys = {**official_dlaseg_keys(dcn), **IMAGENET_FC}
+    sd = _random_state(keys, seed=3)
+    path = tmp_path / "fairmot_dla34.pth"
+    torch.save({"epoch": 30, "state_dict": {"module." + k: v for k, v in sd.items()}}, path)
+    model = build_model(name)
+    rep = load_checkpoint(model, path)
+    assert sorted(rep.unused) == sorted(DEAD + list(IMAGENET_FC))
+    assert rep.loaded == len(keys) - 12 - 2 and rep.missing == ()
+    torch.testing.assert_close(model.state_dict()["base.level5.tree2.conv2.weight"], sd["base.level5.tree2.conv2.weight"])
+
+
+@pytest.mark.parametrize("name,dcn", [("fairmot_dla34", True), ("fairmot_dla34_conv", False)])
+@pytest.mark.parametrize("imagenet_fc", [True, False])
+def test_export_has_exactly_the_official_keys_and_round_trips(tmp_path, name, dcn, imagenet_fc):
+    from passbench.models.checkpoint import save_fairmot_checkpoint
+
+    official = {**official_dlaseg_keys(dcn), **(IMAGENET_FC if imagenet_fc else {})}
+    sd = _random_state(official_dlaseg_keys(dcn), seed=5)
+    model = build_model(name)
+    load_checkpoint(model, sd)
+    path = save_fairmot_checkpoint(model, tmp_path / "out.pth", epoch=7, imagenet_fc=imagenet_fc)
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    out = ck["state_dict"]
+    assert ck["epoch"] == 7
+    # what a strict load into the official DLASeg checks: the same keys, the same shapes
+    assert {k: tuple(v.shape) for k, v in out.items()} == official
+    for k, v in sd.items():
+        if k not in DEAD:
+            torch.testing.assert_close(out[k], v, rtol=0, atol=0, msg=k)
+    # dead tensors: an identity BN and zeros, finite (the official forward computes the projections)
+    assert all(torch.isfinite(out[k].float()).all() for k in DEAD)
+    assert torch.equal(out["base.level3.project.1.running_var"], torch.ones(128))
+    again = build_model(name)
+    rep = load_checkpoint(again, path)
+    assert rep.missing == ()
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[k], v, rtol=0, atol=0)
+
+
+def test_export_undoes_skip_wrappers_and_refuses_folded_bn():
+    from passbench.models.checkpoint import export_fairmot_state_dict
+
+    skip = pytest.importorskip("passbench.skip")
+    sd = _random_state(official_dlaseg_keys(False), seed=6)
+    model = build_model("fairmot_dla34_conv")
+    load_checkpoint(model, sd)
+    want = export_fairmot_state_dict(model)
+    skip.make_skippable(model, "skipconv", thresholds=0.1, layers=["ida_up.*", "hm.*"])
+    assert "ida_up.node_2.conv.conv.weight" in model.state_dict()
+    got = export_fairmot_state_dict(model)
+    assert set(got) == set(want)
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=0)
+    skip.fold_batchnorm(model.eval())
+    with pytest.raises(ValueError, match=r"BatchNorm folded\?.*running_mean"):
+        export_fairmot_state_dict(model)
+    with pytest.raises(ValueError, match="expected a FairMOT DLA-34"):
+        export_fairmot_state_dict(torch.nn.Conv2d(3, 3, 1))
