@@ -13,11 +13,12 @@ import torch.nn.functional as F
 from passbench.models import MODEL_SPECS, MODELS, build_model, count_params, model_table
 from passbench.models.dcn import DCN
 from passbench.models.heads import bilinear_up, fill_up_weights
+from passbench.models.pose import POSE_MODELS
 
 W, H = 320, 192  # small test input (w x h), divisible by 32
 SW, SH, PATCH = 128, 64, 4  # skipping tests: smaller still (the sparse path runs layer by layer on CPU)
 HEADS = {"hm": 1, "wh": 4, "reg": 2, "id": 128}
-NAMES = MODELS.names()
+NAMES = [n for n in MODELS.names() if n not in POSE_MODELS]  # the pose models: tests/test_pose_models.py
 
 # REFERENCE.md section 5 (measured there with the original FairMOT / timm / ported code).
 REF_PARAMS_M = {"fairmot_dla34_conv": 19.20, "fairmot_dla34": 19.84, "hrnet_w32": 33.76}
@@ -43,7 +44,7 @@ def model(request):
 
 
 def test_registry_metadata_and_errors():
-    assert set(MODEL_SPECS) == set(NAMES)
+    assert set(MODEL_SPECS) == set(NAMES) | set(POSE_MODELS)
     assert {"fairmot_dla34", "fairmot_dla34_conv", "hrnet_w32", "regnety_040", "dla34", "fpn_resnet34",
             "hardnet85", "fairmot_mbv2"} <= set(NAMES)
     assert MODEL_SPECS["fairmot_dla34"].input_wh == (1088, 608)

@@ -142,6 +142,10 @@ def fairmot_mbv2(pretrained: Any = False, **kw: Any):
     return MobileNetV2FairMOT(pretrained=pretrained, **kw)
 
 
+# 3D pose models (Tables 1-2, Figure 4) register themselves through _register; the module imports no torch.
+from passbench.models import pose as _pose  # noqa: E402,F401
+
+
 def build_model(name: str, /, **kw: Any):
     """Build a registered model (``pretrained=False`` by default: nothing is downloaded).
 
