@@ -93,7 +93,7 @@ def test_pass_gate_macs_hand_count():
     # one 3x3 conv 4 -> 6 on 16x16, patch 4 -> grid 4x4; gate: embed (2*4 -> C=8, k=s=4), 2 mixer
     # blocks (dw 3x3 + pw 1x1), head 1x1 8 -> 16 -> 1; all on the 4x4 grid, B = 1
     model = skip.make_skippable(nn.Sequential(nn.Conv2d(4, 6, 3, padding=1)), "pass", patch_size=4,
-                                embed_dim=8, depth=2, hidden=16).eval()
+                                embed_dim=8, depth=2, hidden=16, rates=0.5).eval()
     model(torch.rand(1, 4, 16, 16))
     model(torch.rand(1, 4, 16, 16))
     n = 4 * 4
@@ -106,7 +106,7 @@ def test_pass_gate_macs_hand_count():
 @torch.no_grad()
 def test_gate_counting_does_not_double_count_under_an_outer_counter():
     model = skip.make_skippable(nn.Sequential(nn.Conv2d(4, 6, 3, padding=1)), "pass", patch_size=4,
-                                embed_dim=8, hidden=16, execution="reference").eval()
+                                embed_dim=8, hidden=16, rates=0.5, execution="reference").eval()
     x = torch.rand(1, 4, 16, 16)
     model(x)
     outer = count_macs(model, x)  # the gate is counted by its own inner FlopCounterMode as well

@@ -24,9 +24,9 @@ def _pair(b=2, c=3, h=16, w=16, seed=0):
 
 
 def test_registries_list_the_methods():
-    assert set(GATES.names()) >= {"pass", "norm", "gumbel", "fixed"}
+    assert set(GATES.names()) >= {"pass", "norm", "gumbel", "fixed", "keyframe"}
     assert set(METHODS.names()) >= {"dense", "pass", "pass_p", "pass_f", "skipconv", "skipconv_norm",
-                                    "skipconv_gumbel", "fixed"}
+                                    "skipconv_gumbel", "fixed", "keyframe"}
     with pytest.raises(KeyError, match="did you mean"):
         METHODS.get("skipcon")
 
@@ -35,7 +35,7 @@ def test_registries_list_the_methods():
 @pytest.mark.parametrize("hw,grid", [((16, 16), (4, 4)), ((14, 10), (4, 3))])
 def test_pass_gate_shapes_and_ranges(head, hw, grid):
     x, prev = _pair(h=hw[0], w=hw[1])
-    gate = PassGate(3, patch_in=4, embed_dim=16, depth=2, hidden=32, head=head,
+    gate = PassGate(3, patch_in=4, embed_dim=16, depth=2, hidden=32, head=head, rate=0.5, min_patches=4,
                     grid=grid if head == "linear" else None)
     for training in (True, False):
         gate.train(training)
@@ -45,47 +45,117 @@ def test_pass_gate_shapes_and_ranges(head, hw, grid):
         assert out.prob.min() >= 0 and out.prob.max() <= 1
 
 
-def test_pass_gate_deterministic_at_inference():
+def test_pass_gate_deterministic_at_inference_topk_and_threshold():
     x, prev = _pair()
-    gate = PassGate(3, 4, embed_dim=16, hidden=32).eval()
+    gate = PassGate(3, 4, embed_dim=16, hidden=32, rate=0.25, min_patches=4).eval()
     a, b = gate(x, prev, (4, 4)), gate(x, prev, (4, 4))
     assert torch.equal(a.mask, b.mask) and torch.equal(a.prob, b.prob)
-    # inference = threshold on the normalised value, no noise
     logit = gate.logits(x, prev, (4, 4))
-    ref = gumbel_normalization(logit, gate.tau, noise=False)
+    ref = gumbel_normalization(logit, noise=False)  # no noise at inference
     assert torch.equal(a.prob, ref)
-    assert torch.equal(a.mask, (ref > 0.5).float())
+    # top-k: exactly round(0.25 * 16) = 4 patches per sample, the highest-scoring ones
+    assert a.mask.sum((1, 2)).tolist() == [4.0, 4.0]
+    for i in range(2):
+        kth = ref[i].flatten().sort(descending=True).values[3]
+        assert torch.equal(a.mask[i], (ref[i] >= kth).float())
+    # the paper's rule: normalised value > threshold
+    gate.rule = "threshold"
+    assert torch.equal(gate(x, prev, (4, 4)).mask, (ref > 0.5).float())
     gate.threshold = 1.1  # nothing exceeds it: nothing skipped
     assert gate(x, prev, (4, 4)).mask.sum() == 0
 
 
+def test_pass_gate_topk_needs_a_rate_and_checks_it():
+    x, prev = _pair()
+    with pytest.raises(RuntimeError, match="no calibrated rate"):
+        PassGate(3, 4, embed_dim=8, hidden=8, min_patches=4).eval()(x, prev, (4, 4))
+    with pytest.raises(ValueError, match="rate must be in"):
+        PassGate(3, 4, rate=1.5)
+
+
+def test_pass_gate_never_skips_small_grids():
+    # min-max over a 1x2 grid maps one patch to 0 and one to 1 whatever the input: the paper's rule would
+    # always skip one. Under min_patches the gate does not decide (and does not run).
+    x, prev = _pair(h=4, w=8)
+    gate = PassGate(3, 4, embed_dim=8, hidden=8, rule="threshold", min_patches=16)
+    for training in (True, False):
+        out = gate.train(training)(x, prev, (1, 2))
+        assert out.mask.sum() == 0 and not out.active
+    gate.min_patches = 2
+    out = gate.eval()(x, prev, (1, 2))
+    assert out.active and out.mask.sum((1, 2)).tolist() == [1.0, 1.0]  # the forced skip min_patches prevents
+
+
 def test_paper_linear_head_is_tied_to_one_resolution():
     x, prev = _pair(h=16, w=16)
-    gate = PassGate(3, 4, embed_dim=8, hidden=16, head="linear", grid=(4, 4)).eval()
+    gate = PassGate(3, 4, embed_dim=8, hidden=16, head="linear", grid=(4, 4), rate=0.5, min_patches=4).eval()
     gate(x, prev, (4, 4))
     x2, prev2 = _pair(h=24, w=16)
     with pytest.raises(ValueError, match="built for a 4x4 patch grid"):
         gate(x2, prev2, (6, 4))
     with pytest.raises(ValueError, match="needs grid"):
         PassGate(3, 4, head="linear")
-    # the paper's classifier: two Linear layers, 4096 hidden by default, on C * Hp * Wp
-    lin = [m for m in PassGate(3, 4, embed_dim=8, head="linear", grid=(2, 3)).modules() if isinstance(m, nn.Linear)]
-    assert [(m.in_features, m.out_features) for m in lin] == [(8 * 6, 4096), (4096, 6)]
+    # the paper's classifier as the authors build it: pooled features, two Linear layers (4096 hidden by
+    # default) with no activation between them (affine), one logit per patch
+    g = PassGate(3, 4, embed_dim=8, head="linear", grid=(2, 3))
+    lin = [m for m in g.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in lin] == [(8, 4096), (4096, 6)]
+    assert [type(m).__name__ for m in g.head] == ["AdaptiveAvgPool2d", "Flatten", "Linear", "Linear"]
 
 
-def test_gumbel_normalization_formula():
+def test_paper_sized_gate_parameters_match_the_authors_sizes():
+    # kimihe/MaskGate defaults: dim 256, depth 4, kernel 9, fc 4096; for a 32-channel conv and patch 8
+    # on a 12x7 grid the authors' MaskGate(patch_size=8, patch_num=84, input_channel=32) has
+    # 64*256*64 + 256 (embed) + 2*256 (BN) + 4 * (256*81 + 256 + 2*256 + 256*256 + 256 + 2*256)
+    # + 256*4096 + 4096 + 4096*84 + 84 parameters.
+    from passbench.skip.gates import PASS_PAPER_GATE
+
+    g = PassGate(32, 8, grid=(7, 12), **PASS_PAPER_GATE)
+    embed = 64 * 256 * 64 + 256 + 2 * 256
+    blocks = 4 * (256 * 81 + 256 + 2 * 256 + 256 * 256 + 256 + 2 * 256)
+    head = 256 * 4096 + 4096 + 4096 * 84 + 84
+    assert sum(p.numel() for p in g.parameters()) == embed + blocks + head
+
+
+def test_gumbel_normalization_formula_and_tau_cancels():
     torch.manual_seed(0)
     x = torch.randn(3, 4, 5)
-    out = gumbel_normalization(x, tau=0.6, noise=False)
-    xh = (x / 0.6).numpy().reshape(3, -1)
+    out = gumbel_normalization(x, noise=False)
+    xh = x.numpy().reshape(3, -1)
     ref = (xh - xh.min(1, keepdims=True)) / (xh.max(1, keepdims=True) - xh.min(1, keepdims=True))  # Eq. 4
     np.testing.assert_allclose(out.numpy().reshape(3, -1), ref, rtol=1e-6, atol=1e-7)
-    noisy = gumbel_normalization(x, tau=0.6, noise=True)
+    # Eq. 4's 1/tau cancels under the min-max: why tau is not a parameter
+    for tau in (0.5, 0.7, 5.0):
+        np.testing.assert_allclose(gumbel_normalization(x / tau, noise=False).numpy(), out.numpy(), atol=1e-6)
+    noisy = gumbel_normalization(x, noise=True)
     assert noisy.amin((1, 2)).eq(0).all() and noisy.amax((1, 2)).eq(1).all()
     assert not torch.equal(noisy, out)
     assert torch.equal(gumbel_normalization(torch.ones(1, 2, 2), noise=False), torch.full((1, 2, 2), 0.5))
+
+
+def test_keyframe_gate_keys_evenly_and_resets():
+    from passbench.skip.gates import KeyframeGate
+
+    x = torch.zeros(1, 2, 8, 8)
+    for rate, pattern in [(0.5, [1, 0, 1, 0, 1, 0]), (0.75, [1, 1, 1, 0, 1, 1, 1, 0]), (0.2, [1, 0, 0, 0, 0, 1])]:
+        g = KeyframeGate(rate)
+        got = [float(g(x, x, (2, 2)).mask.mean()) for _ in pattern]
+        assert got == pattern, (rate, got)
+        g.reset()
+        assert float(g(x, x, (2, 2)).mask.mean()) == pattern[0]
     with pytest.raises(ValueError):
-        gumbel_normalization(x, tau=0.0)
+        KeyframeGate(1.5)
+
+
+def test_topk_ste_gradient_and_counts():
+    from passbench.skip.gates import topk_ste
+
+    s = torch.tensor([[[0.1, 0.9], [0.5, 0.3]]], requires_grad=True)
+    m = topk_ste(s, 0.5)
+    assert m.detach().tolist() == [[[0.0, 1.0], [1.0, 0.0]]]
+    (m * torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])).sum().backward()
+    assert s.grad.tolist() == [[[1.0, 2.0], [3.0, 4.0]]]  # straight through
+    assert topk_ste(s.detach(), 0.0).sum() == 0 and topk_ste(s.detach(), 1.0).sum() == 4
 
 
 def test_gumbel_noise_distribution():
@@ -108,7 +178,7 @@ def test_bernoulli_ste_forward_sample_backward_identity():
 
 def test_gradients_reach_pass_and_gumbel_gate_parameters():
     x, prev = _pair()
-    for gate in (PassGate(3, 4, embed_dim=8, hidden=16).train(), GumbelGate(3, 4).train()):
+    for gate in (PassGate(3, 4, embed_dim=8, hidden=16, min_patches=4).train(), GumbelGate(3, 4).train()):
         out = gate(x, prev, (4, 4))
         (out.mask * torch.randn(out.mask.shape)).sum().backward()
         grads = [q.grad for q in gate.parameters()]

@@ -239,19 +239,20 @@ def test_torchvision_resnet18_wraps_and_runs():
 
 def test_pass_gates_on_torchvision_model_three_frames():
     model = torchvision.models.resnet18().eval()
-    skip.make_skippable(model, "pass_p", patch_size=4, layers=["layer*"], exclude=["*downsample*"])
+    skip.make_skippable(model, "pass_p", patch_size=4, layers=["layer*"], exclude=["*downsample*"], rates=0.5)
     names = [n for n, _ in skip.skippable_layers(model)]
     assert names and all(n.startswith("layer") and "downsample" not in n for n in names)
     with torch.no_grad(), skip.skip_session(model):
         for _ in range(3):
-            y = model(torch.rand(1, 3, 48, 48))
+            y = model(torch.rand(1, 3, 96, 96))  # layer1 at 24x24: a 6x6 grid, over min_patches
     assert y.shape == (1, 1000)
     assert skip.collect_stats(model)["gate_macs"] > 0
 
 
 def test_paper_linear_head_via_input_shape_and_resolution_error():
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, stride=2, padding=1))
-    skip.make_skippable(model, "pass", patch_size=4, head="linear", embed_dim=8, hidden=32, input_shape=(3, 32, 32))
+    skip.make_skippable(model, "pass", patch_size=4, head="linear", embed_dim=8, hidden=32, rates=0.5,
+                        input_shape=(3, 32, 32))
     assert [m.gate.grid for _, m in skip.skippable_layers(model)] == [(8, 8), (4, 4)]
     model.eval()
     with torch.no_grad():

@@ -5,14 +5,14 @@ import torch
 
 pytest.importorskip("passbench.skip.wrapper")
 
-from passbench.train.common import make_cfg  # noqa: E402
+from passbench.train.common import make_cfg, read_final  # noqa: E402
 from passbench.train.pass_f import train_pass_f  # noqa: E402
 from passbench.train.pass_p import train_pass_p  # noqa: E402
 from passbench.train.skipconv import train_skipconv  # noqa: E402
 from passbench.train.task import train_task  # noqa: E402
 from tests.test_train_task import TINY, synthetic_store  # noqa: E402
 
-SMALL_GATE = {"embed_dim": 8, "depth": 1, "hidden": 16}
+SMALL_GATE = {"embed_dim": 8, "depth": 1, "hidden": 16, "min_patches": 2}  # 4x3 and 2x2 grids here
 
 
 def cfg(stage, **kw):
@@ -34,7 +34,7 @@ def chain(tmp_path_factory):
 
 
 def _m(path):
-    return torch.load(path, weights_only=False)
+    return read_final(path)  # merged with its base chain (pass_p / pass_f store deltas)
 
 
 def _wrapped(key, after):

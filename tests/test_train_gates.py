@@ -1,9 +1,7 @@
-"""PASS-P / PASS-F stage mechanics on a tiny model with a stand-in skip engine (same contract).
-
-The stand-in (``fake_skip`` below) implements the ``passbench.skip`` calls the training code makes:
-a learned per-patch gate on (x_t, x_{t-1}), STE Bernoulli masks, ``normal`` / ``inverted`` / ``off``
-modes, stream state. It tests the *training* code (which parameters move, the losses); the real engine
-is tested by its owner and in ``test_train_engine.py`` once available.
+"""A stand-in skip engine (same contract as ``passbench.skip`` for the calls the Skip-Conv stage makes)
+and the fixtures ``tests/test_train_skipconv.py`` uses: it tests the *training* code (which parameters
+move, the calibration) independently of the real engine. The PASS stages are tested with the real
+engine in ``tests/test_pass_p.py`` and ``tests/test_train_engine.py``.
 """
 
 import sys
@@ -16,8 +14,6 @@ from torch import nn
 
 from passbench.train import skiputil
 from passbench.train.common import make_cfg
-from passbench.train.pass_f import train_pass_f
-from passbench.train.pass_p import train_pass_p, triplet_loss
 from passbench.train.task import train_task
 from tests.test_train_task import TINY, synthetic_store
 
@@ -121,53 +117,3 @@ def cfg(stage, **kw):
 @pytest.fixture
 def task_final(tmp_path):
     return train_task(cfg("task", lr=1e-2, steps=4), tmp_path / "task", stores=[synthetic_store(n=8)])["final"]
-
-
-def _state(path):
-    return torch.load(path, weights_only=False)["model"]
-
-
-def test_triplet_mse_is_eq6_when_hinge_active():
-    a, p, n = torch.zeros(2, 3), torch.full((2, 3), 0.1), torch.full((2, 3), 0.5)
-    loss, lp, ln = triplet_loss(a, p, n, margin=1.0, distance="mse")
-    assert float(loss) == pytest.approx(0.01 - 0.25 + 1.0) and lp == pytest.approx(0.01) and ln == pytest.approx(0.25)
-    ref = nn.TripletMarginLoss(margin=1.0, p=2)(a, p, n)
-    assert float(triplet_loss(a, p, n, 1.0, "l2")[0]) == pytest.approx(float(ref))
-
-
-def test_pass_p_moves_only_gates(engine, tmp_path, task_final):
-    res = train_pass_p(cfg("pass_p", init=str(task_final), lr=5e-2), tmp_path / "pp", stores=[synthetic_store(n=8)])
-    before, after = _state(task_final), _state(res["final"])
-    gate_keys = [k for k in after if ".gate." in k]
-    wrapped = {f"body.{i}.{n}": f"body.{i}.conv.{n}" for i in (0, 3, 6) for n in ("weight", "bias")}
-    assert gate_keys and {wrapped.get(k, k) for k in before} == set(after) - set(gate_keys)
-    for k, v in before.items():  # backbone weights and BatchNorm buffers bit-identical
-        assert torch.equal(after[wrapped.get(k, k)], v), k
-    assert any(not torch.equal(after[k], torch.zeros_like(after[k])) for k in gate_keys)  # gates trained (init 0)
-    last = res["history"][-1]
-    assert {"triplet", "L_p", "L_n", "skip_prob", "skip_rate"} <= set(last) and last["L_p"] > 0
-
-
-def test_pass_p_rate_term_holds_skip_rate(engine, tmp_path, task_final):
-    stores = [synthetic_store(n=8)]
-    runs = {}
-    for w in (0.0, 10.0):
-        h = train_pass_p(cfg("pass_p", init=str(task_final), lr=0.2, steps=15, rate_weight=w, target_rate=0.5),
-                         tmp_path / f"w{w}", stores=stores)["history"]
-        runs[w] = h[-1]["skip_prob"]
-    # Without the term the triplet loss drives skipping down; with it the rate stays near the target.
-    assert runs[0.0] < 0.4 and abs(runs[10.0] - 0.5) < abs(runs[0.0] - 0.5), runs
-
-
-def test_pass_f_moves_only_backbone(engine, tmp_path, task_final):
-    stores = [synthetic_store(n=8)]
-    pp = train_pass_p(cfg("pass_p", init=str(task_final), lr=5e-2, steps=3), tmp_path / "pp", stores=stores)["final"]
-    pf = train_pass_f(cfg("pass_f", init=str(pp), lr=1e-2, steps=3), tmp_path / "pf", stores=stores)["final"]
-    before, after = _state(pp), _state(pf)
-    assert before.keys() == after.keys()
-    gates = [k for k in before if ".gate." in k]
-    assert gates and all(torch.equal(before[k], after[k]) for k in gates)
-    conv_w = [k for k in before if k.endswith("conv.weight")]
-    assert conv_w and all(not torch.equal(before[k], after[k]) for k in conv_w)
-    # The classifier trained in the task stage is carried through pass_p to pass_f.
-    assert torch.load(pf, weights_only=False)["extra"]["num_ids"] == 2

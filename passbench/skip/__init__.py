@@ -8,13 +8,17 @@ Public API (stable names; ``models/``, ``train/`` and ``runner.py`` code against
         ``exclude``) for a ``SkipConv2d`` wrapper, in place; returns the model. ``method`` is a name in
         ``METHODS``: ``dense``, ``pass`` (= ``pass_p`` = ``pass_f``: the PASS gate), ``skipconv``
         (``gate="norm"|"gumbel"``), ``skipconv_norm``, ``skipconv_gumbel``, ``fixed`` (seeded random
-        mask at ``keep`` fraction). ``execution``: ``reference`` (dense conv + blend; the oracle and the
-        differentiable training path), ``sparse`` (``skip.sparse.sparse_conv2d``), ``auto``
+        mask at ``keep`` fraction), ``keyframe`` (every gated output reused on a fraction ``rate`` of
+        frames). ``execution``: ``reference`` (dense conv + blend; the oracle and the differentiable
+        training path), ``sparse`` (``skip.sparse.sparse_conv2d``), ``auto``
         (``skip.sparse.choose_path`` per layer and frame). Training mode always uses ``reference``.
     reset(model)                  forget every stream's state (call at a new sequence)
     skip_session(model)           context manager: reset on entry and on exit
-    set_mask_mode(model, mode)    "normal" (mask 1 = skip), "inverted" (mask 0 = skip), "off" (dense)
+    set_mask_mode(model, mode)    "normal" (mask 1 = skip), "complement" (1 - the last normal mask),
+                                  "inverted" (gate re-run, mask 0 = skip), "off" (dense)
     set_thresholds(model, th)     norm gates: one float, or one per skippable layer (module order)
+    set_rates(model, rates)       PASS gates: top-k inference skip fraction, one float or one per layer
+    stream_states / set_stream_states   snapshot and restore every layer's stream state
     gate_parameters(model)        list of the gates' parameters
     skip_probability(model)       differentiable mean skip probability of the last forward (scalar)
     residual_norms(model)         norm gates: per-patch residual norms of the last forward, per layer
@@ -34,7 +38,7 @@ MAC accounting (``skip.macs``): the paper's Eq. 1-3 (``eq1_vanilla_macs``, ``eq2
 """
 
 from passbench.skip.fold import fold_batchnorm
-from passbench.skip.gates import GATES, FixedGate, GumbelGate, NormGate, PassGate, gumbel_normalization
+from passbench.skip.gates import GATES, FixedGate, GumbelGate, KeyframeGate, NormGate, PassGate, gumbel_normalization
 from passbench.skip.macs import collect_stats, eq1_vanilla_macs, eq2_patch_skip_rate, eq3_mac_reduction
 from passbench.skip.methods import METHODS
 from passbench.skip.wrapper import (
@@ -45,10 +49,13 @@ from passbench.skip.wrapper import (
     reset,
     residual_norms,
     set_mask_mode,
+    set_rates,
+    set_stream_states,
     set_thresholds,
     skip_probability,
     skip_session,
     skippable_layers,
+    stream_states,
 )
 
 __all__ = [
@@ -56,6 +63,7 @@ __all__ = [
     "METHODS",
     "FixedGate",
     "GumbelGate",
+    "KeyframeGate",
     "NormGate",
     "PassGate",
     "SkipConv2d",
@@ -71,8 +79,11 @@ __all__ = [
     "reset",
     "residual_norms",
     "set_mask_mode",
+    "set_rates",
+    "set_stream_states",
     "set_thresholds",
     "skip_probability",
     "skip_session",
     "skippable_layers",
+    "stream_states",
 ]

@@ -6,7 +6,8 @@ convention). Every gate maps the layer's current and previous input to a ``GateO
   Normalization (Eq. 4), Bernoulli sampling (Eq. 5) with a straight-through estimator.
 * ``NormGate``: Skip-Convolutions (Habibian et al., CVPR-21) magnitude gate on the residual.
 * ``GumbelGate``: Skip-Convolutions' learned gate (small conv on the residual, Gumbel sigmoid, STE).
-* ``FixedGate``: a seeded random mask at a fixed keep fraction (benchmarks and tests only).
+* ``FixedGate``: a seeded random mask at a fixed keep fraction (benchmarks, the random floor baseline).
+* ``KeyframeGate``: whole key frames computed, everything else reused (the keyframe floor baseline).
 
 Geometry: a gate is built for one layer; the layer's output patch of ``p`` output pixels covers
 ``p_in = p * stride`` input pixels, so every gate works on input patches of ``p_in`` (the PASS
@@ -17,6 +18,7 @@ get partial edge patches: the input is zero-padded (both X_t and X_{t-1}, so the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -34,8 +36,11 @@ __all__ = [
     "NormGate",
     "GumbelGate",
     "FixedGate",
+    "KeyframeGate",
+    "PASS_PAPER_GATE",
     "gumbel_noise",
     "gumbel_normalization",
+    "topk_ste",
     "bernoulli_ste",
     "fit_grid",
 ]
@@ -50,11 +55,13 @@ class GateOut:
             gradient of ``prob`` (forward value: the hard 0/1 sample; backward: d prob).
         prob: (B, Hp, Wp) skip probability in [0, 1] (differentiable where the gate is learned).
         norm: (B, Hp, Wp) per-patch residual magnitude (norm gates only), else None.
+        active: False when the gate made no decision (a PASS grid under ``min_patches``: all zeros).
     """
 
     mask: torch.Tensor
     prob: torch.Tensor
     norm: torch.Tensor | None = None
+    active: bool = True
 
 
 def fit_grid(x: torch.Tensor, p_in: int, grid: tuple[int, int]) -> torch.Tensor:
@@ -91,23 +98,24 @@ def gumbel_noise(shape, like: torch.Tensor, generator: torch.Generator | None = 
     return -torch.log(-torch.log(u))
 
 
-def gumbel_normalization(x: torch.Tensor, tau: float = 0.6, noise: bool = True,
-                         generator: torch.Generator | None = None) -> torch.Tensor:
-    """PASS Gumbel Normalization (Eq. 4): X^ = (X + eps) / tau, then per-sample min-max to [0, 1].
+def gumbel_normalization(x: torch.Tensor, noise: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+    """PASS Gumbel Normalization (Eq. 4): X^ = X + eps, then per-sample min-max to [0, 1].
+
+    Eq. 4 also divides by a temperature tau (X^ = (X + eps) / tau). Under the min-max that follows,
+    tau cancels exactly ((a / tau - b / tau) / (c / tau - b / tau) = (a - b) / (c - b)), so it is not a
+    parameter here (tests/test_skip_gates.py checks the cancellation). The authors' code
+    (kimihe/MaskGate, ``GumbelSigmoid.normalize_to_one``) takes min and max over the whole batch tensor;
+    here per sample, because batch rows are independent streams.
 
     Args:
         x: (B, ...) logits; min and max are taken per sample over all other dims (the patch grid).
-        tau: temperature, the paper uses 0.5-0.7.
         noise: add Gumbel noise (training); False at inference (deterministic).
 
     Returns:
         Same shape as ``x``, values in [0, 1]. A sample whose values are all equal maps to 0.5
         (the paper leaves 0/0 undefined; 0.5 is the uninformative value).
     """
-    if tau <= 0:
-        raise ValueError(f"gumbel_normalization: tau must be > 0, got {tau}")
     xh = x + gumbel_noise(x.shape, x, generator) if noise else x
-    xh = xh / tau
     flat = xh.flatten(1)
     lo = flat.min(1, keepdim=True).values
     hi = flat.max(1, keepdim=True).values
@@ -128,6 +136,26 @@ def threshold_ste(prob: torch.Tensor, threshold: float) -> torch.Tensor:
     return hard + (prob - prob.detach())  # exactly 0/1 forward (x - x == 0)
 
 
+def topk_ste(score: torch.Tensor, rate: float) -> torch.Tensor:
+    """Skip exactly ``round(rate * n)`` of the ``n`` patches of each sample: those with the highest score.
+
+    Args:
+        score: (B, Hp, Wp) skip scores (any monotone transform of the logits gives the same mask).
+        rate: fraction in [0, 1] of patches to skip.
+
+    Returns:
+        (B, Hp, Wp) hard 0/1 mask (1 = skip) carrying the straight-through gradient of ``score``.
+        Ties are broken by ``torch.topk`` (deterministic on CPU for a given input).
+    """
+    flat = score.detach().flatten(1)  # (B, n)
+    k = int(round(float(rate) * flat.shape[1]))
+    hard = torch.zeros_like(flat)
+    if k > 0:
+        hard.scatter_(1, flat.topk(k, dim=1).indices, 1.0)
+    hard = hard.view_as(score)
+    return hard + (score - score.detach())
+
+
 class _MixerBlock(nn.Module):
     """ConvMixer block (Trockman & Kolter 2022), as PASS Fig. 2 describes it: depthwise conv + act +
     BN with a residual around the depthwise part, then pointwise 1x1 + act + BN."""
@@ -142,42 +170,70 @@ class _MixerBlock(nn.Module):
         return self.pw(x + self.dw(x))
 
 
+PASS_HEADS = ("patch", "linear")
+PASS_RULES = ("topk", "threshold")
+
+
 @GATES.register("pass")
 class PassGate(nn.Module):
     """The PASS binary-mask gate (Zhou et al., AAAI-23, Fig. 2).
 
-    Two heads:
+    Trunk (as the paper and the authors' ``MaskGate``): patch embedding Conv(2 Cin -> C, kernel = stride
+    = p_in) + GELU + BN of concat(X_t, X_{t-1}), then ``depth`` ConvMixer blocks. Two classifier heads:
 
     * ``head="patch"`` (passbench default, resolution-agnostic): a per-patch classifier, 1x1 convs
-      C -> hidden -> 1 on the patch grid. Deviation from the paper, so that one gate serves videos
-      of any size.
-    * ``head="linear"`` (the paper's variant): two Linear layers on the flattened (C * Hp * Wp)
-      feature, hidden 4096 -> Hp * Wp logits. This ties the gate to the patch grid ``grid`` it was
-      built for; another input resolution raises ``ValueError``.
+      C -> hidden -> 1 on the patch grid. Deviation from the paper, so that one gate serves videos of
+      any size and keeps the patch's position in its own features.
+    * ``head="linear"`` (the paper's "two linear layers for affine transformation", as the authors'
+      code builds it): global average pooling, Linear(C, hidden=4096), Linear(hidden, Hp * Wp), no
+      activation between them. Tied to the patch grid ``grid`` it was built for.
+
+    The paper's sizes are C = 64-256, 2-16 blocks; the authors' code defaults to C = 256, 4 blocks,
+    depthwise kernel 9, hidden 4096 (``PASS_PAPER_GATE``).
+
+    Decisions (1 = skip):
+
+    * training: Gumbel Normalization (Eq. 4, min-max per sample) then Bernoulli sampling (Eq. 5) with a
+      straight-through estimator, as the paper;
+    * inference, ``rule="topk"`` (passbench default): skip the ``round(rate * n)`` highest-scoring patches,
+      ``rate`` = the layer's mean skip probability in training (``passbench.train`` measures it on the
+      training split after pre-training and stores it). Deviation: the paper thresholds the noise-free
+      min-max scores at 0.5, which skips a different fraction than training sampled (measured per layer:
+      0.13 vs 0.39, 0.99 vs 0.59); top-k makes each layer skip at inference what it skipped in training;
+    * inference, ``rule="threshold"``: the paper's rule, normalised score > ``threshold``.
+
+    Grids of fewer than ``min_patches`` patches are never gated (the gate does not run, nothing is
+    skipped): per-sample min-max always maps one patch to 1 and one to 0, so on a 1x2 grid the paper's
+    rule skips exactly one patch whatever the content.
 
     Args:
         in_channels: Cin of the gated layer's input (the gate sees 2 * Cin channels).
         patch_in: input patch size p_in = output patch * stride (kernel = stride of the embedding).
-        embed_dim: C, 64-256 in the paper (default 64 for speed).
-        depth: number of ConvMixer blocks, 2-16 in the paper.
-        kernel_size: depthwise kernel (3 or 5).
-        hidden: hidden units of the classifier (4096 in the paper's linear head; 64 by default for
-            the patch head).
-        tau: Gumbel temperature (0.5-0.7 in the paper).
-        threshold: inference threshold on the normalised value (skip where value > threshold).
-        head: "patch" or "linear".
-        grid: (Hp, Wp) patch grid, required for ``head="linear"``.
+        embed_dim: C. depth: ConvMixer blocks. kernel_size: depthwise kernel (odd).
+        hidden: hidden units of the classifier (64 for the patch head, 4096 for the linear head).
+        rule: "topk" or "threshold" (inference only).
+        rate: skip fraction for ``rule="topk"``; None = not calibrated yet (inference raises).
+        threshold: normalised-score threshold for ``rule="threshold"``.
+        head: "patch" or "linear". grid: (Hp, Wp), required for ``head="linear"``.
+        min_patches: smaller grids are never gated.
     """
 
     def __init__(self, in_channels: int, patch_in: int, embed_dim: int = 64, depth: int = 2,
-                 kernel_size: int = 3, hidden: int | None = None, tau: float = 0.6, threshold: float = 0.5,
-                 head: str = "patch", grid: tuple[int, int] | None = None) -> None:
+                 kernel_size: int = 3, hidden: int | None = None, rule: str = "topk", rate: float | None = None,
+                 threshold: float = 0.5, head: str = "patch", grid: tuple[int, int] | None = None,
+                 min_patches: int = 16) -> None:
         super().__init__()
-        if head not in ("patch", "linear"):
-            raise ValueError(f"PassGate: head must be 'patch' or 'linear', got {head!r}")
+        if head not in PASS_HEADS:
+            raise ValueError(f"PassGate: head must be one of {PASS_HEADS}, got {head!r}")
+        if rule not in PASS_RULES:
+            raise ValueError(f"PassGate: rule must be one of {PASS_RULES}, got {rule!r}")
         if depth < 1 or kernel_size % 2 == 0:
             raise ValueError(f"PassGate: need depth >= 1 and an odd kernel_size, got {depth}, {kernel_size}")
-        self.patch_in, self.tau, self.threshold, self.head_kind = int(patch_in), float(tau), float(threshold), head
+        self.patch_in, self.head_kind, self.rule = int(patch_in), head, rule
+        self.threshold, self.min_patches = float(threshold), int(min_patches)
+        self.rate = None
+        if rate is not None:
+            self.set_rate(rate)
         self.embed = nn.Sequential(nn.Conv2d(2 * in_channels, embed_dim, patch_in, stride=patch_in),
                                    nn.GELU(), nn.BatchNorm2d(embed_dim))  # patch embedding, K = S = P
         self.blocks = nn.Sequential(*[_MixerBlock(embed_dim, kernel_size) for _ in range(depth)])
@@ -186,14 +242,27 @@ class PassGate(nn.Module):
                 raise ValueError("PassGate(head='linear') needs grid=(Hp, Wp): the paper's classifier is "
                                  "built for one input resolution (pass input_shape to make_skippable)")
             self.grid = (int(grid[0]), int(grid[1]))
-            n = self.grid[0] * self.grid[1]
             hidden = 4096 if hidden is None else hidden
-            self.head = nn.Sequential(nn.Flatten(1), nn.Linear(embed_dim * n, hidden), nn.GELU(),
-                                      nn.Linear(hidden, n))
+            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(embed_dim, hidden),
+                                      nn.Linear(hidden, self.grid[0] * self.grid[1]))
+            for m in self.head:  # the authors' init (MaskGate.init_weights): N(0, 1e-3), zero bias
+                if isinstance(m, nn.Linear):
+                    nn.init.normal_(m.weight, std=1e-3)
+                    nn.init.zeros_(m.bias)
         else:
             self.grid = None
             hidden = 64 if hidden is None else hidden
             self.head = nn.Sequential(nn.Conv2d(embed_dim, hidden, 1), nn.GELU(), nn.Conv2d(hidden, 1, 1))
+
+    def set_rate(self, rate: float) -> None:
+        """The top-k skip fraction used at inference (``rule="topk"``)."""
+        if not 0.0 <= float(rate) <= 1.0:
+            raise ValueError(f"PassGate: rate must be in [0, 1], got {rate}")
+        self.rate = float(rate)
+
+    def gated(self, grid: tuple[int, int]) -> bool:
+        """Whether this gate decides on a grid of this size (see ``min_patches``)."""
+        return grid[0] * grid[1] >= self.min_patches
 
     def logits(self, x: torch.Tensor, prev: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """(B, Hp, Wp) patch logits for current / previous input (B, Cin, H, W)."""
@@ -208,12 +277,25 @@ class PassGate(nn.Module):
         return out.view(x.shape[0], grid[0], grid[1])
 
     def forward(self, x: torch.Tensor, prev: torch.Tensor, grid: tuple[int, int], **_) -> GateOut:
+        if not self.gated(grid):  # never skip; the gate costs nothing here
+            zero = x.new_zeros((x.shape[0], *grid))
+            return GateOut(zero, zero, active=False)
         logit = self.logits(x, prev, grid)
-        # Training: Eq. 4 with Gumbel noise, then Eq. 5 Bernoulli sampling + STE. Inference: no noise,
-        # deterministic threshold on the normalised value.
-        prob = gumbel_normalization(logit, self.tau, noise=self.training)
-        mask = bernoulli_ste(prob) if self.training else threshold_ste(prob, self.threshold)
-        return GateOut(mask, prob)
+        if self.training:  # Eq. 4 with Gumbel noise, then Eq. 5 Bernoulli sampling + STE
+            prob = gumbel_normalization(logit, noise=True)
+            return GateOut(bernoulli_ste(prob), prob)
+        prob = gumbel_normalization(logit, noise=False)
+        if self.rule == "threshold":
+            return GateOut(threshold_ste(prob, self.threshold), prob)
+        if self.rate is None:
+            raise RuntimeError("PassGate(rule='topk') has no calibrated rate: pre-train it with passbench.train "
+                               "pass_p (which stores each layer's rate) or pass rates=... / rule='threshold'")
+        return GateOut(topk_ste(prob, self.rate), prob)
+
+
+# The authors' gate sizes (kimihe/MaskGate ``MaskGate`` defaults): embedding 256, 4 mixer blocks,
+# depthwise kernel 9, linear head with 4096 hidden units.
+PASS_PAPER_GATE = {"embed_dim": 256, "depth": 4, "kernel_size": 9, "hidden": 4096, "head": "linear"}
 
 
 @GATES.register("norm")
@@ -262,13 +344,14 @@ class GumbelGate(nn.Module):
 
     Skip-Conv's gate outputs the probability to *compute*; here ``prob`` is the skip probability
     ``1 - sigmoid(logit)`` to keep one convention. The conv is initialised with a positive bias so
-    that a fresh gate computes most patches.
+    that a fresh gate computes most patches. ``threshold``: inference skips where prob > threshold
+    (0.5 = the paper's rule; other values move the operating point without retraining).
     """
 
     def __init__(self, in_channels: int, patch_in: int, kernel_size: int = 3, tau: float = 2.0 / 3.0,
-                 init_bias: float = 3.0) -> None:
+                 init_bias: float = 3.0, threshold: float = 0.5) -> None:
         super().__init__()
-        self.patch_in, self.tau = int(patch_in), float(tau)
+        self.patch_in, self.tau, self.threshold = int(patch_in), float(tau), float(threshold)
         self.proj = nn.Conv2d(in_channels, 1, kernel_size, padding=kernel_size // 2)
         nn.init.normal_(self.proj.weight, std=0.01)
         nn.init.constant_(self.proj.bias, init_bias)
@@ -282,7 +365,9 @@ class GumbelGate(nn.Module):
         else:
             p_compute = torch.sigmoid(logit)
         prob = 1.0 - p_compute
-        return GateOut(threshold_ste(prob, 0.5), prob)
+        # Skip-Conv skips where sigmoid(logit) < 0.5, i.e. skip prob > 0.5; ``threshold`` moves that point
+        # at inference (passbench's operating-point knob; training always samples).
+        return GateOut(threshold_ste(prob, 0.5 if self.training else self.threshold), prob)
 
 
 @GATES.register("fixed")
@@ -303,4 +388,33 @@ class FixedGate(nn.Module):
     def forward(self, x, prev, grid, **_) -> GateOut:
         u = torch.rand((x.shape[0], *grid), generator=self.gen)  # CPU generator: same masks on any device
         mask = (u >= self.keep).to(device=x.device, dtype=x.dtype)
+        return GateOut(mask, mask)
+
+
+@GATES.register("keyframe")
+class KeyframeGate(nn.Module):
+    """Floor baseline: compute whole frames at evenly spaced key frames and skip every patch of the
+    others (each layer reuses its key-frame output), so a fraction ``rate`` of the gated frames is
+    skipped. Gated call t (1, 2, ... after a reset; the stream's frame 0 is dense in the wrapper) is a
+    key frame iff floor(t (1 - rate)) > floor((t - 1) (1 - rate)): rate 0.5 keys every 2nd frame,
+    0.75 every 4th, 0.2 four frames in five. Every layer sees the same call sequence, so all layers
+    key on the same frames. Not a learned method: the floor a skipping method must beat."""
+
+    def __init__(self, rate: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"KeyframeGate: rate must be in [0, 1], got {rate}")
+        self.rate, self.t = float(rate), 0
+
+    def reset(self) -> None:
+        self.t = 0
+
+    def is_key(self, t: int) -> bool:
+        keep = 1.0 - self.rate
+        return math.floor(t * keep + 1e-9) > math.floor((t - 1) * keep + 1e-9)
+
+    def forward(self, x, prev, grid, **_) -> GateOut:
+        self.t += 1
+        value = 0.0 if self.is_key(self.t) else 1.0
+        mask = x.new_full((x.shape[0], *grid), value)
         return GateOut(mask, mask)

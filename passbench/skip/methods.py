@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from passbench.registry import Registry
-from passbench.skip.gates import FixedGate, GumbelGate, NormGate, PassGate
+from passbench.skip.gates import FixedGate, GumbelGate, KeyframeGate, NormGate, PassGate
 
 METHODS = Registry("methods")
 
@@ -40,11 +40,14 @@ def dense(conv, *, patch_in, patch_out, grid, index) -> LayerPlan:
 
 
 def _pass(conv, *, patch_in, patch_out, grid, index, embed_dim=64, depth=2, kernel_size=3, hidden=None,
-          tau=0.6, threshold=0.5, head="patch") -> LayerPlan:
-    """PASS gate (AAAI-23); see ``PassGate`` for the parameters."""
+          rule="topk", rates=None, threshold=0.5, head="patch", min_patches=16) -> LayerPlan:
+    """PASS gate (AAAI-23); see ``PassGate`` for the parameters. ``rates``: the top-k skip fraction at
+    inference, one float for every layer or a list with one per wrapped layer (module order; what
+    ``passbench.train`` stores after pre-training)."""
+    rate = rates[index] if isinstance(rates, (list, tuple)) else rates
     return LayerPlan(PassGate(conv.in_channels, patch_in, embed_dim=embed_dim, depth=depth,
-                              kernel_size=kernel_size, hidden=hidden, tau=tau, threshold=threshold,
-                              head=head, grid=grid))
+                              kernel_size=kernel_size, hidden=hidden, rule=rule, rate=rate, threshold=threshold,
+                              head=head, grid=grid, min_patches=min_patches))
 
 
 # PASS-P (gates pre-trained, backbone frozen) and PASS-F (fine-tuned backbone) share the gate; the
@@ -62,9 +65,9 @@ def skipconv_norm(conv, *, patch_in, patch_out, grid, index, threshold=0.0, vari
 
 @METHODS.register("skipconv_gumbel")
 def skipconv_gumbel(conv, *, patch_in, patch_out, grid, index, kernel_size=3, tau=2.0 / 3.0, init_bias=3.0,
-                    residual=True) -> LayerPlan:
-    """Skip-Conv with a learned Gumbel gate."""
-    return LayerPlan(GumbelGate(conv.in_channels, patch_in, kernel_size, tau, init_bias), residual)
+                    threshold=0.5, residual=True) -> LayerPlan:
+    """Skip-Conv with a learned Gumbel gate (``threshold``: inference skip-probability threshold)."""
+    return LayerPlan(GumbelGate(conv.in_channels, patch_in, kernel_size, tau, init_bias, threshold), residual)
 
 
 @METHODS.register("skipconv")
@@ -77,5 +80,12 @@ def skipconv(conv, *, gate="norm", **kw) -> LayerPlan:
 
 @METHODS.register("fixed")
 def fixed(conv, *, patch_in, patch_out, grid, index, keep=0.5, seed=0) -> LayerPlan:
-    """Seeded random masks at compute fraction ``keep`` (layer ``i`` uses seed ``seed + i``)."""
+    """Seeded random masks at compute fraction ``keep`` (layer ``i`` uses seed ``seed + i``): the random
+    floor baseline."""
     return LayerPlan(FixedGate(keep, seed + index))
+
+
+@METHODS.register("keyframe")
+def keyframe(conv, *, patch_in, patch_out, grid, index, rate=0.5) -> LayerPlan:
+    """Keyframe floor baseline: a fraction ``rate`` of the frames reuses every gated output (``KeyframeGate``)."""
+    return LayerPlan(KeyframeGate(rate))

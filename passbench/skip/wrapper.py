@@ -56,12 +56,12 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from passbench.skip import sparse as _sparse
-from passbench.skip.gates import FixedGate, GateOut, NormGate
+from passbench.skip.gates import GateOut, NormGate, PassGate
 from passbench.skip.macs import conv_dense_macs, sparse_equivalent_macs
 from passbench.skip.methods import METHODS
 from passbench.skip.state import LayerStats, StreamState
 
-MASK_MODES = ("normal", "inverted", "off")
+MASK_MODES = ("normal", "inverted", "complement", "off")
 EXECUTIONS = ("reference", "sparse", "auto")
 
 
@@ -123,6 +123,7 @@ class SkipConv2d(nn.Module):
         self.last: GateOut | None = None  # gate output of the last forward (None when it ran densely)
         self.last_norm: torch.Tensor | None = None  # norm gates: residual norms of the last forward
         self.last_path = "dense"
+        self.positive: GateOut | None = None  # gate output of the last mode-"normal" gated forward
         self._gate_macs: dict[tuple, int] = {}
         self._clock: _ForwardClock | None = None  # set by make_skippable: detects a second call per forward
         self._tick = -1  # the clock's tick of this layer's last call
@@ -150,7 +151,8 @@ class SkipConv2d(nn.Module):
         self.last, self.last_norm = None, None
         if stats:
             self.stats = LayerStats()
-        if isinstance(self.gate, FixedGate):
+        self.positive = None
+        if hasattr(self.gate, "reset"):  # stateful gates (FixedGate's generator, KeyframeGate's counter)
             self.gate.reset()
 
     def _check_stream(self, x: torch.Tensor) -> None:
@@ -226,10 +228,15 @@ class SkipConv2d(nn.Module):
 
         if self.residual or (isinstance(self.gate, NormGate) and self.gate.variant == "input"):
             diff = x - st.prev_in
-        g = self._run_gate(x, st.prev_in, grid, diff)
-        gate_macs = self._gate_macs[(tuple(x.shape), str(x.dtype), self.gate.training)]
+        if self.mask_mode == "complement":  # PASS-P negative: the complement of this layer's positive mask
+            g, gate_macs = self._complement(grid), 0
+        else:
+            g = self._run_gate(x, st.prev_in, grid, diff)
+            gate_macs = self._gate_macs[(tuple(x.shape), str(x.dtype), self.gate.training)]
+            if self.mask_mode == "normal":
+                self.positive = g
         self.last, self.last_norm = g, g.norm
-        mask = g.mask if self.mask_mode == "normal" else 1.0 - g.mask  # (B, Hp, Wp), 1 = skip
+        mask = 1.0 - g.mask if self.mask_mode == "inverted" else g.mask  # (B, Hp, Wp), 1 = skip
         compute = mask.detach() < 0.5  # (B, Hp, Wp) bool, True = compute (sparse_conv2d's polarity)
         n_act, n_tot = int(compute.sum()), compute.numel()
         # Skipped output pixels: each patch's area (edge patches partial), without upsampling the mask.
@@ -266,6 +273,17 @@ class SkipConv2d(nn.Module):
             exe = dense_macs  # the dense conv ran, whatever the mask (sparse books 0 when nothing is active)
         self._count(dense_macs, exe, gate_macs, gated=True, px=B * Ho * Wo, px_skip=px_skip, mask_macs=mask_macs)
         return self._remember(self._next_input(x, compute), y)
+
+    def _complement(self, grid: tuple[int, int]) -> GateOut:
+        """1 - the mask of this layer's last ``normal`` (positive) gated forward, gradient included; a
+        layer whose gate did not decide (``GateOut.active`` False) computes everything in both passes."""
+        pos = self.positive
+        if pos is None or tuple(pos.mask.shape[-2:]) != tuple(grid):
+            raise RuntimeError(f"SkipConv2d '{self.name}': mask mode 'complement' needs a positive (mode 'normal') "
+                               "gated forward of the same shape first")
+        if not pos.active:
+            return pos
+        return GateOut(1.0 - pos.mask, 1.0 - pos.prob, pos.norm)
 
     def _next_input(self, x: torch.Tensor, compute: torch.Tensor) -> torch.Tensor:
         """The input to remember after a gated forward: ``x`` (reference "previous"), or ``x`` on the
@@ -573,7 +591,10 @@ def skip_session(model: nn.Module) -> Iterator[nn.Module]:
 
 def set_mask_mode(model: nn.Module, mode: str) -> None:
     """PASS-P training samples: "normal" (positive: mask-1 patches take the previous output),
-    "inverted" (negative: mask-0 patches take it), "off" (anchor: dense)."""
+    "complement" (negative: each layer skips the complement of its own mask from the last "normal"
+    forward, the gate is not run again), "inverted" (each layer's gate runs again on its own input and
+    its mask-0 patches take the previous output: the authors' code, whose deeper gates then see other
+    inputs than in the positive pass), "off" (anchor: dense)."""
     if mode not in MASK_MODES:
         raise ValueError(f"set_mask_mode: mode must be one of {MASK_MODES}, got {mode!r}")
     for m in _layers(model):
@@ -596,6 +617,34 @@ def set_thresholds(model: nn.Module, thresholds: float | list[float]) -> None:
         m.gate.threshold = float(t)
 
 
+def set_rates(model: nn.Module, rates: float | list[float]) -> None:
+    """PASS gates (``rule="topk"``): one inference skip fraction for all, or one per PASS-gated layer (module order)."""
+    layers = [m for m in _layers(model) if isinstance(m.gate, PassGate)]
+    if not layers:
+        raise ValueError("set_rates: the model has no PASS-gated layer (method pass / pass_p / pass_f)")
+    rs = [float(rates)] * len(layers) if isinstance(rates, (int, float)) else list(rates)
+    if len(rs) != len(layers):
+        raise ValueError(f"set_rates: {len(rs)} rates for {len(layers)} PASS-gated layers")
+    for m, r in zip(layers, rs):
+        m.gate.set_rate(r)
+
+
+def stream_states(model: nn.Module) -> list:
+    """Every layer's stream state (previous input / output, frame count), to restore with
+    ``set_stream_states``: run several passes from the same primed state (PASS-P's positive and negative)."""
+    return [m.state for m in _layers(model)]
+
+
+def set_stream_states(model: nn.Module, states: list) -> None:
+    """Restore ``stream_states``; the stored tensors are shared, not copied (the wrapper replaces a
+    state rather than writing into it whenever autograd is on)."""
+    layers = _layers(model)
+    if len(states) != len(layers):
+        raise ValueError(f"set_stream_states: {len(states)} states for {len(layers)} skippable layers")
+    for m, st in zip(layers, states):
+        m.state = st
+
+
 def residual_norms(model: nn.Module) -> list[torch.Tensor]:
     """Norm gates: (B, Hp, Wp) residual norms of the last forward, one per norm-gated layer."""
     out = []
@@ -612,7 +661,7 @@ def gate_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def _gated(model: nn.Module) -> list[SkipConv2d]:
-    layers = [m for m in _layers(model) if m.last is not None]
+    layers = [m for m in _layers(model) if m.last is not None and m.last.active]
     if not layers:
         raise RuntimeError("no layer was gated in the last forward (first frame, mask mode 'off', or refresh)")
     return layers

@@ -51,13 +51,18 @@ class StageCfg:
             ``lr_drop_at * steps`` steps, FairMOT's step schedule).
         flip, scale_jitter: augmentation (horizontal flip p=0.5; isotropic scale in 1 +- jitter).
         method, patch_size, skip_params: how ``passbench.skip.make_skippable`` wraps the model.
-        heads, margin, distance, target_rate, rate_weight: PASS-P objective (see ``pass_p.py``).
+        heads, negative, margin, distance, target_rate, rate_weight: PASS-P objective (see ``pass_p.py``):
+            the output heads compared, how the negative sample is built (``complement`` of each layer's
+            positive mask, or ``inverted``: gates re-run, as the authors' code), the triplet margin and
+            distance, the target skip rate and the weight of the term that holds it.
         bn_train: BatchNorm layers in train mode while fine-tuning (PASS-F / Skip-Conv).
         train_backbone: Skip-Conv trains backbone + gates jointly (True) or gates only.
-        calib_pairs: frame pairs used to calibrate Skip-Conv norm-gate thresholds.
+        calib_pairs: training pairs used after training to measure PASS layer rates and to calibrate
+            Skip-Conv thresholds.
         calib: ``global`` (one threshold for every layer, by bisection) or ``per_layer`` (sequential
             quantiles); either way stored as ``thresholds`` in the ``final.pt`` skip spec.
         budget_weight: weight of the Skip-Conv sparsity budget term.
+        save_half: store ``final.pt``'s changed tensors in float16 (check that no metric moves first).
     """
 
     stage: str = "task"
@@ -83,7 +88,8 @@ class StageCfg:
     method: str = "pass_p"
     patch_size: int = 8
     skip_params: dict[str, Any] = field(default_factory=dict)
-    heads: tuple[str, ...] = ("hm",)
+    heads: tuple[str, ...] = ("hm", "wh", "reg", "id")
+    negative: str = "complement"
     margin: float = 1.0
     distance: str = "mse"
     target_rate: float = 0.5
@@ -93,6 +99,7 @@ class StageCfg:
     calib_pairs: int = 32
     calib: str = "global"
     budget_weight: float = 1.0
+    save_half: bool = False
 
 
 # Fields that may change between a checkpoint and its resumption (bookkeeping only).
@@ -353,17 +360,48 @@ def load_checkpoint(path: Path, *, cfg: StageCfg, objective: nn.Module, optimize
     return int(ck["step"])
 
 
-def save_final(path: Path, *, cfg: StageCfg, model: nn.Module, skip: dict[str, Any] | None, extra: dict[str, Any] | None = None) -> None:
-    """The deployable result of a stage: bare model weights + how to rebuild it.
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_final(path: Path, *, cfg: StageCfg, model: nn.Module, skip: dict[str, Any] | None,
+               extra: dict[str, Any] | None = None, delta_from: str | Path | None = None, half: bool = False) -> None:
+    """The deployable result of a stage: model weights + how to rebuild it.
 
     Contents: ``model`` (state_dict, gates included when skippable), ``model_name``, ``model_kwargs``,
     ``input_wh``, ``skip`` (``{"method", "params"}`` for ``make_skippable`` or None), ``config``, ``extra``.
+
+    Args:
+        delta_from: another ``final.pt`` (the stage's init): store only the tensors that differ from it
+            (PASS-P: the gates; its frozen backbone is the task model's) plus ``base = {"path": relative
+            to this file's folder, "sha256"}``; :func:`read_final` merges it back. Keeps committed
+            checkpoints small.
+        half: store floating-point tensors in float16 (``read_final`` restores float32); only where it
+            is checked that no metric moves.
     """
+    state = model.state_dict()
+    base = None
+    if delta_from is not None:
+        ref = read_final(delta_from)["model"]
+        renames = _wrapped_names(ref, state)
+        ref = {renames.get(k, k): v for k, v in ref.items()}
+        state = {k: v for k, v in state.items()
+                 if k not in ref or ref[k].shape != v.shape or ref[k].dtype != v.dtype or not torch.equal(ref[k], v)}
+        base = {"path": os.path.relpath(Path(delta_from), Path(path).parent), "sha256": file_sha256(delta_from),
+                "renames": renames}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     _atomic_save(
         {
             "version": CKPT_VERSION,
             "stage": cfg.stage,
-            "model": model.state_dict(),
+            "model": state,
+            "base": base,
+            "half": half,
             "model_name": cfg.model,
             "model_kwargs": dict(cfg.model_kwargs),
             "input_wh": list(cfg.input_wh),
@@ -376,14 +414,63 @@ def save_final(path: Path, *, cfg: StageCfg, model: nn.Module, skip: dict[str, A
 
 
 def read_final(path: str | Path) -> dict[str, Any]:
-    """Load a :func:`save_final` file (clear error if it is not one)."""
+    """Load a :func:`save_final` file, merging the weights of its ``base`` chain (clear errors).
+
+    Raises:
+        FileNotFoundError: the file, or its base, does not exist (both named).
+        CheckpointMismatchError: not a final.pt, or the base's sha256 differs from the one recorded.
+    """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"init checkpoint {p} does not exist")
     ck = torch.load(p, map_location="cpu", weights_only=False)
     if not isinstance(ck, dict) or "model" not in ck or "model_name" not in ck:
         raise CheckpointMismatchError(f"{p}: not a passbench.train final.pt (needs 'model' and 'model_name')")
-    return ck
+    state = ck["model"]
+    if ck.get("half"):
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    base = ck.get("base")
+    if base:
+        bp = p.parent / base["path"]
+        if not bp.is_file():
+            raise FileNotFoundError(f"{p}: stores only what differs from its base {base['path']}, which is missing "
+                                    f"(looked for {bp})")
+        if file_sha256(bp) != base["sha256"]:
+            raise CheckpointMismatchError(f"{p}: its base {bp} has sha256 {file_sha256(bp)[:12]}..., the checkpoint "
+                                          f"was made on {base['sha256'][:12]}... (a retrained base: retrain this stage)")
+        renames = base.get("renames", {})
+        state = {**{renames.get(k, k): v for k, v in read_final(bp)["model"].items()}, **state}
+    return {**ck, "model": state}
+
+
+def _wrapped_names(ref: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> dict[str, str]:
+    """Base keys that the stage's model holds under a ``SkipConv2d`` name: ``a.b.weight`` (dense) ->
+    ``a.b.conv.weight`` (the wrapper keeps the original conv as child ``conv``)."""
+    out = {}
+    for k in state:
+        head, _, leaf = k.rpartition(".")
+        if k in ref or not (head == "conv" or head.endswith(".conv")):
+            continue
+        parent = head[: -len("conv")].rstrip(".")
+        dense = f"{parent}.{leaf}" if parent else leaf
+        if dense in ref and dense not in state:
+            out[dense] = k
+    return out
+
+
+def rebase_final(src: str | Path, dst: str | Path, base: str | Path | None) -> None:
+    """Copy a :func:`save_final` file to ``dst``, pointing its base (if any) at ``base`` (a path that the
+    copy will find relative to its own folder, e.g. the committed ``task.pt`` beside it). The base's
+    sha256 must equal the recorded one."""
+    ck = torch.load(src, map_location="cpu", weights_only=False)
+    if ck.get("base"):
+        if base is None:
+            raise ValueError(f"{src} has a base ({ck['base']['path']}): say where the copy finds it")
+        bp = Path(dst).parent / base
+        if file_sha256(bp) != ck["base"]["sha256"]:
+            raise CheckpointMismatchError(f"{src}: new base {bp} is not the file it was made on (sha256 differs)")
+        ck["base"] = {**ck["base"], "path": str(base)}
+    _atomic_save(ck, Path(dst))
 
 
 # ----------------------------------------------------------------------------------------------

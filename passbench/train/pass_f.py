@@ -101,5 +101,6 @@ def train_pass_f(cfg: StageCfg, out: str | Path, *, stores: Sequence[FrameStore]
     final = out / FINAL
     if env.is_main and (stop_at is None or stop_at >= cfg.steps):
         save_final(final, cfg=cfg, model=model, skip=skip,
-                   extra={"num_ids": samples.num_ids, "classifier": loss.state_dict()})
+                   extra={"num_ids": samples.num_ids, "classifier": loss.state_dict()},
+                   delta_from=cfg.init, half=cfg.save_half)
     return {"history": history, "final": final}

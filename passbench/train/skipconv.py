@@ -153,5 +153,6 @@ def train_skipconv(cfg: StageCfg, out: str | Path, *, stores: Sequence[FrameStor
     final = out / FINAL
     if env.is_main and (stop_at is None or stop_at >= cfg.steps):
         save_final(final, cfg=cfg, model=model, skip=skip, extra={**extra, "calib_skip_rate": rate,
-                                                                  "thresholds": thresholds})
+                                                                  "thresholds": thresholds},
+                   delta_from=cfg.init, half=cfg.save_half)
     return {"history": history, "final": final, "thresholds": thresholds, "skip_rate": rate}

@@ -2,7 +2,9 @@
 
 Everything the training code asks of the skip engine goes through here, so the stages read the same
 whatever the engine's internals are: ``reset``, ``set_mask_mode`` (``normal`` = patches marked 1 take
-the previous output, ``inverted`` = patches marked 0 do, ``off`` = dense), ``gate_parameters``,
+the previous output, ``complement`` = the patches the last ``normal`` pass computed do, ``inverted`` =
+each gate re-runs and its patches marked 0 do, ``off`` = dense), ``stream_states`` /
+``set_stream_states`` (run several passes from one primed state), ``gate_parameters``,
 ``collect_stats``, and ``skip_probability`` (the differentiable mean skip probability of the last
 forward, for the target-rate / budget terms).
 """
@@ -41,10 +43,30 @@ def reset(model: nn.Module) -> None:
 
 
 def set_mask_mode(model: nn.Module, mode: str) -> None:
-    """``normal`` (positive), ``inverted`` (negative) or ``off`` (anchor / dense)."""
-    if mode not in ("normal", "inverted", "off"):
-        raise ValueError(f"mask mode must be normal/inverted/off, got {mode!r}")
+    """``normal`` (positive), ``complement`` or ``inverted`` (negative) or ``off`` (anchor / dense)."""
+    if mode not in ("normal", "complement", "inverted", "off"):
+        raise ValueError(f"mask mode must be normal/complement/inverted/off, got {mode!r}")
     _fn("set_mask_mode")(model, mode)
+
+
+def stream_states(model: nn.Module) -> list:
+    """Snapshot of every skippable layer's stream state (restore with ``set_stream_states``)."""
+    return _fn("stream_states")(model)
+
+
+def set_stream_states(model: nn.Module, states: list) -> None:
+    _fn("set_stream_states")(model, states)
+
+
+def pass_layers(model: nn.Module) -> list[nn.Module]:
+    """The skippable layers whose gate is a PASS gate, in module order."""
+    gate_cls = _fn("PassGate")
+    return [m for _, m in _fn("skippable_layers")(model) if isinstance(m.gate, gate_cls)]
+
+
+def set_rates(model: nn.Module, rates: float | list[float]) -> None:
+    """PASS gates: the top-k inference skip fraction, one for all or one per PASS-gated layer."""
+    _fn("set_rates")(model, rates)
 
 
 def gate_parameters(model: nn.Module) -> list[nn.Parameter]:

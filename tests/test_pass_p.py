@@ -1,0 +1,200 @@
+"""PASS-P with the real engine: every gate learns from the triplet loss, the negative is the complement
+of the positive mask at every layer, inference skips what training sampled, delta checkpoints."""
+
+import pytest
+import torch
+from torch import nn
+
+from passbench import skip
+from passbench.train import skiputil as sk
+from passbench.train.common import CheckpointMismatchError, make_cfg, read_final, rebase_final
+from passbench.train.pass_f import train_pass_f
+from passbench.train.pass_p import PassPObjective, head_maps, measure_layer_rates, train_pass_p, triplet_loss
+from passbench.train.task import train_task
+from tests.test_train_task import TINY, synthetic_store
+
+SMALL_GATE = {"embed_dim": 8, "depth": 1, "hidden": 16, "min_patches": 4}
+LIGHT_LAYERS = ["neck.*", "hm.0", "wh.0", "reg.0", "id.0", "id.2"]  # scripts/train_sample.sh
+
+
+def cfg(stage, **kw):
+    base = dict(model=TINY, pretrained=None, input_wh=[64, 48], steps=4, batch_size=2, log_every=1, ckpt_every=2,
+                scale_jitter=0.0, patch_size=4, method=stage if stage != "task" else "pass_p")
+    base.update(kw)
+    return make_cfg(stage, base)
+
+
+@pytest.fixture(scope="module")
+def task_final(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ppt")
+    return train_task(cfg("task", lr=1e-2), tmp / "task", stores=[synthetic_store(n=8)])["final"]
+
+
+def test_triplet_loss_is_eq6_per_head_relative_mse():
+    a = {"x": torch.ones(2, 3), "y": torch.full((2, 4), 2.0)}
+    p = {"x": torch.full((2, 3), 1.1), "y": torch.full((2, 4), 2.0)}
+    n = {"x": torch.full((2, 3), 1.5), "y": torch.full((2, 4), 3.0)}
+    loss, lp, ln = triplet_loss(a, p, n, margin=1.0, distance="mse")
+    # d_h = MSE / mean(anchor^2): x: 0.01 / 1 and 0.25 / 1; y: 0 / 4 and 1 / 4; mean over heads
+    dp, dn = (0.01 + 0.0) / 2, (0.25 + 0.25) / 2
+    assert float(loss) == pytest.approx(dp - dn + 1.0) and lp == pytest.approx(dp) and ln == pytest.approx(dn)
+    # l2: torch's TripletMarginLoss on the heads divided by their anchor RMS (1 and 2 here)
+    cat = lambda d: torch.cat([d["x"], d["y"] / 2.0], 1)  # noqa: E731
+    ref = nn.TripletMarginLoss(margin=1.0, p=2)(cat(a), cat(p), cat(n))
+    assert float(triplet_loss(a, p, n, 1.0, "l2")[0]) == pytest.approx(float(ref), rel=1e-5)
+    with pytest.raises(ValueError, match="distance"):
+        triplet_loss(a, p, n, 1.0, "cosine")
+
+
+def test_head_maps_reads_heads_as_the_tracker_does():
+    out = {"hm": torch.zeros(1, 1, 2, 2), "id": torch.full((1, 4, 2, 2), 3.0), "wh": torch.ones(1, 4, 2, 2)}
+    m = head_maps(out, ("hm", "id", "wh"))
+    assert torch.allclose(m["hm"], torch.full((1, 4), 0.5))  # sigmoid
+    assert torch.allclose(m["id"], torch.full((1, 16), 0.5))  # unit vectors per pixel over 4 channels
+    assert torch.equal(m["wh"], torch.ones(1, 16))
+    with pytest.raises(KeyError, match="reg"):
+        head_maps(out, ("reg",))
+
+
+def _gated_model(name, layers, input_wh):
+    from passbench.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(name, pretrained=False).eval()
+    skip.make_skippable(model, "pass_p", patch_size=8, layers=layers, execution="reference", embed_dim=8,
+                        hidden=16, min_patches=16)
+    w, h = input_wh
+    g = torch.Generator().manual_seed(1)
+    x_prev = torch.rand(2, 3, h, w, generator=g)
+    x = (x_prev + 0.3 * torch.rand(2, 3, h, w, generator=g)).clamp(0, 1)
+    return model, {"prev": x_prev, "img": x}
+
+
+def _triplet_grads(model, batch, heads):
+    c = make_cfg("pass_p", {"heads": list(heads), "rate_weight": 0.0})
+    obj = PassPObjective(model, c)
+    obj.train()
+    sk.freeze(sk.backbone_parameters(model))
+    a, p, n = obj.triplet(batch)
+    trip, _, _ = triplet_loss(a, p, n, c.margin, c.distance)
+    trip.backward()
+    out = {}
+    for name, m in skip.skippable_layers(model):
+        if m.positive is not None and m.positive.active:
+            out[name] = sum(float(q.grad.abs().sum()) if q.grad is not None else 0.0 for q in m.gate.parameters())
+    return out
+
+
+@pytest.mark.parametrize("name,layers,input_wh,n_active", [
+    ("fairmot_mbv2", LIGHT_LAYERS, (192, 128), 7),  # stride-4 convs on a 6x4 grid; coarser levels < 16 patches
+    ("fairmot_dla34_conv", ["ida_up.*", "hm.0", "wh.0", "reg.0", "id.0", "id.2"], (256, 128), 7),
+])
+def test_every_deciding_gate_gets_a_triplet_gradient(name, layers, input_wh, n_active):
+    model, batch = _gated_model(name, layers, input_wh)
+    grads = _triplet_grads(model, batch, ("hm", "wh", "reg", "id"))
+    assert len(grads) == n_active, sorted(grads)
+    assert all(g > 0 for g in grads.values()), grads
+
+
+def test_a_loss_on_hm_alone_leaves_the_other_heads_gates_without_gradient():
+    # The bug the default heads fix: gates on wh.0 / reg.0 / id.0 / id.2 cannot affect hm.
+    model, batch = _gated_model("fairmot_mbv2", LIGHT_LAYERS, (192, 128))
+    grads = _triplet_grads(model, batch, ("hm",))
+    assert {k for k, g in grads.items() if g == 0} == {"wh.0", "reg.0", "id.0", "id.2"}
+    assert grads["hm.0"] > 0
+
+
+def test_negative_is_the_complement_of_the_positive_mask_at_every_layer():
+    model, batch = _gated_model("fairmot_mbv2", LIGHT_LAYERS, (192, 128))
+    obj = PassPObjective(model, make_cfg("pass_p", {}))
+    obj.train()
+    obj.triplet(batch)
+    layers = [m for _, m in skip.skippable_layers(model) if m.positive is not None and m.positive.active]
+    assert len(layers) == 7
+    for m in layers:  # after the negative pass, m.last is the negative's decision
+        assert torch.equal(m.last.mask.detach(), 1.0 - m.positive.mask.detach()), m.name
+    # the authors' variant re-runs every gate: past the first gated layer the masks are no complements
+    obj = PassPObjective(model, make_cfg("pass_p", {"negative": "inverted"}))
+    obj.train()
+    torch.manual_seed(3)
+    obj.triplet(batch)
+    assert any(not torch.equal(m.last.mask.detach(), m.positive.mask.detach()) for m in layers[1:])
+
+
+def test_pass_p_trains_gates_stores_rates_and_inference_matches_them(tmp_path, task_final):
+    stores = [synthetic_store(n=8)]
+    res = train_pass_p(cfg("pass_p", init=str(task_final), skip_params=SMALL_GATE, lr=1e-2, calib_pairs=4),
+                       tmp_path / "pp", stores=stores)
+    rates = res["rates"]
+    assert rates and all(0.0 < r < 1.0 for r in rates)
+    final = read_final(res["final"])
+    assert final["skip"]["params"]["rates"] == rates
+    # a delta checkpoint: the file holds only the gates, the merged state everything
+    raw = torch.load(res["final"], weights_only=False)
+    assert raw["model"] and all(".gate." in k for k in raw["model"]) and raw["base"]["path"].endswith("task/final.pt")
+    assert set(final["model"]) > set(raw["model"])
+    # inference on the training pairs skips, per layer, the fraction training sampled (top-k rule)
+    from passbench.train.build import build_net
+
+    model = skip.make_skippable(build_net(TINY), "pass_p", **final["skip"]["params"])
+    model.load_state_dict(final["model"], strict=True)
+    model.eval()
+    x = torch.from_numpy(stores[0].images).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        sk.prime(model, x[:2])
+        sk.set_mask_mode(model, "normal")
+        model(x[1:3])
+    for m, r in zip(sk.pass_layers(model), rates):
+        n = m.last.mask[0].numel()
+        assert float(m.last.mask.mean()) == pytest.approx(round(r * n) / n), m.name
+    # measure_layer_rates on those layers reproduces the stored measurement's kind of value (training mode)
+    again = measure_layer_rates(model, [(x[:2], x[1:3])])
+    assert len(again) == len(rates) and all(0.0 < r < 1.0 for r in again)
+
+
+def test_rate_term_holds_the_skip_rate_with_the_real_pass_gate(tmp_path, task_final):
+    # Ablation on PassGate itself (the deviation the README documents): without the rate term the triplet
+    # loss pushes skipping down; with it the mean skip probability stays near the target.
+    stores = [synthetic_store(n=8)]
+    probs = {}
+    for w in (0.0, 10.0):
+        h = train_pass_p(cfg("pass_p", init=str(task_final), skip_params=SMALL_GATE, lr=0.05, steps=25,
+                             rate_weight=w, target_rate=0.5, log_every=25, ckpt_every=25, calib_pairs=2),
+                         tmp_path / f"w{w}", stores=stores)["history"]
+        probs[w] = sum(r["skip_prob"] for r in h[-5:]) / 5
+    assert probs[0.0] < 0.45 and abs(probs[10.0] - 0.5) < abs(probs[0.0] - 0.5), probs
+
+
+def test_pass_f_keeps_gates_and_stores_a_backbone_delta(tmp_path, task_final):
+    stores = [synthetic_store(n=8)]
+    pp = train_pass_p(cfg("pass_p", init=str(task_final), skip_params=SMALL_GATE, lr=1e-2, steps=2, calib_pairs=2),
+                      tmp_path / "pp", stores=stores)["final"]
+    pf = train_pass_f(cfg("pass_f", init=str(pp), lr=1e-2, steps=2, save_half=True), tmp_path / "pf",
+                      stores=stores)["final"]
+    a, b = read_final(pp), read_final(pf)
+    assert a["model"].keys() == b["model"].keys()
+    gates = [k for k in a["model"] if ".gate." in k]
+    assert gates and all(torch.equal(a["model"][k], b["model"][k]) for k in gates)
+    raw = torch.load(pf, weights_only=False)
+    assert raw["half"] and not any(".gate." in k for k in raw["model"])  # gates come from the base
+    assert all(v.dtype == torch.float16 for v in raw["model"].values() if v.is_floating_point())
+    assert all(v.dtype == torch.float32 for v in b["model"].values() if v.is_floating_point())
+    assert b["skip"]["params"]["rates"] == a["skip"]["params"]["rates"]
+
+
+def test_delta_checkpoint_base_errors_and_rebase(tmp_path, task_final):
+    import shutil
+
+    pp = train_pass_p(cfg("pass_p", init=str(task_final), skip_params=SMALL_GATE, lr=1e-2, steps=1, calib_pairs=2),
+                      tmp_path / "pp", stores=[synthetic_store(n=8)])["final"]
+    out = tmp_path / "weights"
+    out.mkdir()
+    shutil.copyfile(task_final, out / "task.pt")
+    rebase_final(pp, out / "pass_p.pt", "task.pt")
+    assert read_final(out / "pass_p.pt")["model"].keys() == read_final(pp)["model"].keys()
+    (out / "task.pt").write_bytes(b"not the base")
+    with pytest.raises(CheckpointMismatchError, match="sha256"):
+        read_final(out / "pass_p.pt")
+    (out / "task.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="task.pt"):
+        read_final(out / "pass_p.pt")
