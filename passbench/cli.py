@@ -5,6 +5,8 @@
     passbench reproduce N [--data-root DIR] [--force] [--format md|csv|latex]
     passbench table N [--format md|csv|latex] [--no-write]
     passbench figure N [--metric idf1]
+    passbench leaderboard add MODEL [key=value ...] [--budget-minutes N] [--data-root DIR] [--out DIR]
+    passbench leaderboard show [--format md|csv]
 
 ``--results-dir DIR`` (or ``PASSBENCH_RESULTS``) moves ``results/`` (records, tables, figures);
 the paper's transcribed values always come from the repository's ``results/paper``.
@@ -162,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--data-root", default=None)
     f.add_argument("--force", action="store_true", help="with --run: re-run configs that already have a record")
     f.set_defaults(fn=_cmd_figure)
+
+    from passbench.leaderboard import register_cli  # passbench leaderboard add|show (passbench/leaderboard.py)
+
+    register_cli(sub)
     return p
 
 

@@ -1,4 +1,10 @@
-"""Leaderboard: every measured run, method x backbone, accuracy vs executed GMACs vs FPS ratio."""
+"""Leaderboard: every measured run, method x backbone, accuracy vs executed GMACs vs FPS ratio.
+
+``leaderboard`` lists every experiment's latest run; ``board`` keeps one row per (backbone, method)
+at the leaderboard's protocol (Table 3's rows and ``passbench leaderboard add`` rows);
+``pareto_front`` / ``plot_board`` say at a glance whether skipping pays on a backbone (seaborn).
+``summary_line`` is the one line the CLI prints per finished row. Reads records only; no torch.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,14 @@ from typing import Any
 import pandas as pd
 
 from passbench.records import latest_by_experiment
+
+BOARD_TABLES = ("table3", "leaderboard")  # records (config.table) at the sample-eval protocol, 384x224
+BOARD_COLUMNS = ["backbone", "method", "mota", "idf1", "gmacs_executed", "gmacs_dense", "patch_skip_rate",
+                 "fps", "fps_ratio_to_dense", "device", "input", "protocol", "experiment", "created_utc"]
+
+
+def _ratio(sp: dict[str, Any]) -> float | None:
+    return (sp["fps"] / sp["fps_dense"]) if sp.get("fps") and sp.get("fps_dense") else None
 
 
 def leaderboard(records: list[dict[str, Any]], task: str = "mot") -> pd.DataFrame:
@@ -33,9 +47,7 @@ def leaderboard(records: list[dict[str, Any]], task: str = "mot") -> pd.DataFram
         row.update(
             gmacs_dense=co.get("gmacs_dense"), gmacs_executed=co.get("gmacs_executed"),
             mac_reduction=co.get("mac_reduction"), patch_skip_rate=co.get("patch_skip_rate"),
-            fps=sp.get("fps"),
-            fps_ratio_to_dense=(sp["fps"] / sp["fps_dense"]) if sp.get("fps") and sp.get("fps_dense") else None,
-            device=sp.get("device"),
+            fps=sp.get("fps"), fps_ratio_to_dense=_ratio(sp), device=sp.get("device"),
         )
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -43,3 +55,100 @@ def leaderboard(records: list[dict[str, Any]], task: str = "mot") -> pd.DataFram
         return df
     key, asc = ("mota", False) if task == "mot" else ("mpjpe_mm", True)
     return df.sort_values(key, ascending=asc, na_position="last").reset_index(drop=True)
+
+
+def board(records: list[dict[str, Any]], tables: tuple[str, ...] = BOARD_TABLES) -> pd.DataFrame:
+    """Method x backbone: one row per (backbone, method), the newest MOT run among the experiments of
+    ``tables`` (the record's ``config.table``). Sorted by backbone, then dense first.
+
+    Columns: :data:`BOARD_COLUMNS` (``mota``/``idf1``/``patch_skip_rate`` fractions; ``fps_ratio_to_dense``
+    the skipped model's FPS over its dense twin's in the same process; ``protocol`` the dataset
+    protocol label, e.g. ``sample_val``, so that a smoke run never passes for a real one).
+    """
+    rows = []
+    for r in latest_by_experiment([r for r in records if r["task"] == "mot"]).values():
+        if r["kind"] != "run" or (r.get("config") or {}).get("table") not in tables:
+            continue
+        wh = r["config"].get("model", {}).get("input_wh")
+        sp, co, me = r["speed"], r["cost"], r["metrics"]
+        rows.append(dict(backbone=r["model"]["name"], method=r["method"]["name"], mota=me.get("mota"),
+                         idf1=me.get("idf1"), gmacs_executed=co.get("gmacs_executed"), gmacs_dense=co.get("gmacs_dense"),
+                         patch_skip_rate=co.get("patch_skip_rate"), fps=sp.get("fps"), fps_ratio_to_dense=_ratio(sp),
+                         device=sp.get("device"), input=f"{wh[0]}x{wh[1]}" if wh else "",
+                         protocol=r["dataset"].get("protocol"), experiment=r["experiment"],
+                         created_utc=r["created_utc"]))
+    df = pd.DataFrame(rows, columns=BOARD_COLUMNS)
+    if df.empty:
+        return df
+    df = df.sort_values("created_utc").drop_duplicates(["backbone", "method"], keep="last")
+    df["_dense_last"] = df["method"] != "dense"
+    return df.sort_values(["backbone", "_dense_last", "method"]).drop(columns="_dense_last").reset_index(drop=True)
+
+
+def pareto_front(df: pd.DataFrame, x: str, y: str = "mota", x_lower_is_better: bool = True) -> pd.DataFrame:
+    """Rows no other row beats on both ``x`` and ``y`` (higher ``y`` better; ``x`` lower or higher
+    better), sorted by ``x``. Rows with a missing ``x`` or ``y`` are left out."""
+    d = df.dropna(subset=[x, y])
+    sx = d[x] if x_lower_is_better else -d[x]
+    keep = []
+    for i in d.index:
+        dominated = ((sx <= sx[i]) & (d[y] >= d.loc[i, y]) & ((sx < sx[i]) | (d[y] > d.loc[i, y]))).any()
+        if not dominated:
+            keep.append(i)
+    return d.loc[keep].sort_values(x)
+
+
+def plot_board(df: pd.DataFrame, y: str = "mota"):
+    """Three panels (seaborn): ``y`` vs executed GMACs, ``y`` vs FPS ratio to dense (each with its
+    Pareto front dashed), and per backbone the change of ``y`` from its dense row per method.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import seaborn as sns  # noqa: PLC0415
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), constrained_layout=True)
+    d = df.assign(**{y: df[y] * 100})  # percent on the axes
+    panels = ((axes[0], "gmacs_executed", True, "executed GMACs / frame (gates included)"),
+              (axes[1], "fps_ratio_to_dense", False, "FPS / dense FPS (same process)"))
+    for ax, x, low, label in panels:
+        if d.dropna(subset=[x, y]).empty:
+            ax.set_axis_off()
+            ax.set_title(f"no {x} in the records")
+            continue
+        sns.scatterplot(data=d, x=x, y=y, hue="backbone", style="method", s=90, ax=ax)
+        front = pareto_front(d, x, y, low)
+        ax.plot(front[x], front[y], "--", color="grey", lw=1, label="Pareto front", zorder=0)
+        if not low:
+            ax.axvline(1.0, color="k", lw=0.6, alpha=0.5)  # right of this line skipping is faster than dense
+        ax.set(xlabel=label, ylabel=f"{y.upper()} %")
+        ax.legend(fontsize=7, loc="best")
+    dense = d[d.method == "dense"].set_index("backbone")[y]
+    delta = d[(d.method != "dense") & d.backbone.isin(dense.index)].copy()
+    if delta.empty:
+        axes[2].set_axis_off()
+        axes[2].set_title("no skipping row with a dense row of its backbone")
+    else:
+        delta["change"] = delta[y] - delta.backbone.map(dense)
+        sns.barplot(data=delta, x="method", y="change", hue="backbone", ax=axes[2])
+        axes[2].axhline(0.0, color="k", lw=0.6)
+        axes[2].set(ylabel=f"{y.upper()} change from dense (points)", xlabel="")
+    return fig
+
+
+def summary_line(rec: dict[str, Any]) -> str:
+    """One line for a finished row: experiment, MOTA, IDF1, executed GMACs, skip rate, FPS ratio, device
+    (or why it could not run)."""
+    if rec["kind"] == "skipped":
+        return f"{rec['experiment']}: not runnable here: {rec['reason']}"
+    me, co, sp = rec["metrics"], rec["cost"], rec["speed"]
+
+    def pct(v: Any) -> str:
+        return "-" if v is None else f"{100 * v:.1f} %"
+
+    ratio = _ratio(sp)
+    speed = "not timed" if not sp.get("fps") else f"{sp['fps']:.1f} FPS ({ratio:.2f}x dense)"
+    return (f"{rec['experiment']}: MOTA {pct(me.get('mota'))}, IDF1 {pct(me.get('idf1'))}, "
+            f"{co['gmacs_executed']:.3f} GMACs executed (dense {co['gmacs_dense']:.3f}), "
+            f"skip {pct(co.get('patch_skip_rate'))}, {speed}, {sp.get('device')}")
