@@ -5,6 +5,7 @@
     invoke test [--slow]
     invoke bench
     invoke demo          # the README's main job: Table 3 on the sample data, runnable rows only
+    invoke leaderboard-add timm:resnet18 [--budget-minutes 30]   # a backbone's four leaderboard rows
 """
 
 from __future__ import annotations
@@ -65,3 +66,14 @@ def demo(c, data_root=None, results_dir="runs/demo"):
     ``runs/demo/`` (not the committed ``results/``), then draw Figure 5 from those records."""
     reproduce(c, 3, data_root=data_root, results_dir=results_dir)
     figure(c, 5, results_dir=results_dir, run=False)
+
+
+@task(help={"model": "timm:<arch> (any timm features_only body) or a registered model name",
+            "budget_minutes": "training time for all stages (evaluation comes on top)",
+            "data_root": "data root (default: the built-in sample data)", "out": "training folder",
+            "results_dir": "results folder (default results/)"})
+def leaderboard_add(c, model, budget_minutes=30, data_root=None, out=None, results_dir=None):
+    """Train MODEL and its PASS / Skip-Conv gates within the budget, then append its dense, Skip-Conv,
+    PASS-P and PASS-F rows to results/records/leaderboard.jsonl (re-running resumes)."""
+    c.run(CLI + _opt("--results-dir", results_dir) + " leaderboard add " + shlex.quote(model)
+          + _opt("--budget-minutes", budget_minutes) + _opt("--data-root", data_root) + _opt("--out", out), pty=False)
