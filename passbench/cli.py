@@ -4,12 +4,22 @@
     passbench run CONFIG [key=value ...] [--data-root DIR] [--no-write]
     passbench reproduce N [--data-root DIR] [--force] [--format md|csv|latex]
     passbench table N [--format md|csv|latex] [--no-write]
-    passbench figure N [--metric idf1]
+    passbench figure N [--metric idf1] [--run]
+    passbench regress [--case NAME ...] [key=value ...] [--update --reason TEXT]
     passbench leaderboard add MODEL [key=value ...] [--budget-minutes N] [--data-root DIR] [--out DIR]
     passbench leaderboard show [--format md|csv]
 
 ``--results-dir DIR`` (or ``PASSBENCH_RESULTS``) moves ``results/`` (records, tables, figures);
 the paper's transcribed values always come from the repository's ``results/paper``.
+
+Output: a tqdm bar per row while it tracks (only when stderr is a terminal; ``--progress`` /
+``--no-progress`` force it), then one summary line per finished row; the full record with
+``--verbose`` (it is always in the records file).
+
+Exit codes: 0 success (skip markers, "not runnable here", are fine); 1 a row failed or is not
+implemented (``run``, ``reproduce``, ``figure --run``, listing them), or ``regress`` found drift;
+2 a usage error (bad config or override, a data root or weights file that does not exist, a broken
+record file), with nothing written.
 """
 
 from __future__ import annotations
@@ -18,7 +28,10 @@ import argparse
 import json
 import os
 import sys
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -43,58 +56,113 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from passbench.runner import run
 
     cfg = load_config(args.config, args.overrides)
-    rec = run(cfg, data_root=args.data_root, results=args.results_dir, write=not args.no_write)
-    _print_outcome(rec)
+    try:
+        rec = run(cfg, data_root=args.data_root, results=args.results_dir, write=not args.no_write,
+                  progress=args.progress)
+    except NotImplementedError as e:
+        print(f"{cfg.name}: NOT IMPLEMENTED: {e}", file=sys.stderr)
+        return 1
+    _print_outcome(rec, args.verbose)
     return 0
 
 
-def _print_outcome(rec: dict) -> None:
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{100 * v:.1f} %"
+
+
+def summary_line(rec: dict[str, Any]) -> str:
+    """One line per finished row: experiment, the task's headline metrics, executed GMACs, patch skip
+    rate, FPS and its ratio to the dense twin timed in the same process (or why it did not run)."""
     if rec["kind"] == "skipped":
-        print(f"{rec['experiment']}: not runnable here: {rec['reason']}")
-        return
-    keep = {k: rec[k] for k in ("experiment", "metrics", "cost", "speed")}
-    keep["metrics"] = {k: v for k, v in rec["metrics"].items() if not isinstance(v, dict)}
-    print(json.dumps(keep, indent=1, sort_keys=True))
+        return f"{rec['experiment']}: not runnable here: {rec['reason']}"
+    me, co, sp = rec["metrics"], rec["cost"], rec["speed"]
+    if "mpjpe_mm" in me:  # pose rows
+        task = f"MPJPE {me['mpjpe_mm']:.1f} mm"
+    else:
+        task = f"MOTA {_pct(me.get('mota'))}  IDF1 {_pct(me.get('idf1'))}  IDs {me.get('ids', '-')}"
+    fps, dense = sp.get("fps"), sp.get("fps_dense")
+    speed = "FPS not timed" if not fps else f"FPS {fps:.1f}" + (f" ({fps / dense:.2f}x dense)" if dense else "")
+    return (f"{rec['experiment']}: {task}  GMACs {co['gmacs_executed']:.3f} executed (dense "
+            f"{co['gmacs_dense']:.3f})  skip {_pct(co.get('patch_skip_rate'))}  {speed}")
 
 
-def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from passbench.config import find_configs, load_config
-    from passbench.records import read_records, records_dir
-    from passbench.runner import run
-
-    missing_code = _run_missing(find_configs(args.n), args)
-    args.no_write = False
-    rc = _cmd_table(args)
-    if missing_code:
-        print(f"{len(missing_code)} row(s) could not run because code is missing: {', '.join(missing_code)}",
-              file=sys.stderr)
-    return rc
+def _print_outcome(rec: dict, verbose: bool = False) -> None:
+    print(summary_line(rec), flush=True)
+    if verbose:
+        print(json.dumps(rec, indent=1, sort_keys=True), flush=True)
 
 
-def _run_missing(paths: list, args: argparse.Namespace) -> list[str]:
-    """Run every config in ``paths`` without a run record (all with ``--force``); returns the names
-    that could not run because a pipeline piece is missing."""
+@dataclass
+class _Outcome:
+    """What ``_run_missing`` saw, per experiment name (skip markers are fine; the others fail CI)."""
+
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    not_implemented: list[str] = field(default_factory=list)
+
+    def report(self, what: str) -> int:
+        """Print the tally to stderr; 1 when a row failed or is not implemented, else 0."""
+        print(f"{what}: {len(self.ran)} ran, {len(self.skipped)} not runnable here, {len(self.failed)} failed, "
+              f"{len(self.not_implemented)} not implemented", file=sys.stderr)
+        for label, names in (("not runnable here (skip markers)", self.skipped), ("FAILED", self.failed),
+                             ("NOT IMPLEMENTED", self.not_implemented)):
+            if names:
+                print(f"  {label}: {', '.join(names)}", file=sys.stderr)
+        return 1 if self.failed or self.not_implemented else 0
+
+
+def _check_data_root(args: argparse.Namespace) -> None:
+    """A data root the user named must exist before any row runs (raises ``DataRootError``)."""
+    from passbench.paths import DataRootError, find_data_root
+
+    try:
+        find_data_root(args.data_root)
+    except DataRootError as e:
+        if e.given:
+            raise
+
+
+def _run_missing(paths: list, args: argparse.Namespace) -> _Outcome:
+    """Run every config in ``paths`` without a run record (all with ``--force``), going on after a
+    failing row; returns what happened to each."""
     from passbench.config import load_config
     from passbench.records import read_records, records_dir
     from passbench.runner import run
 
+    _check_data_root(args)
     rdir = records_dir(args.results_dir)
     done = {r["experiment"] for r in read_records(rdir, kind="run")} if rdir.is_dir() else set()
-    missing_code: list[str] = []
+    out = _Outcome()
     for path in paths:
         cfg = load_config(path, args.overrides)
         if cfg.name in done and not args.force:
             print(f"{cfg.name}: record exists (use --force to re-run)")
             continue
-        print(f"{cfg.name}: running", flush=True)
         try:
-            rec = run(cfg, data_root=args.data_root, results=args.results_dir, write=True)
+            rec = run(cfg, data_root=args.data_root, results=args.results_dir, write=True, progress=args.progress)
         except NotImplementedError as e:  # a pipeline piece is missing: say so, write nothing, go on
             print(f"{cfg.name}: NOT IMPLEMENTED: {e}", flush=True)
-            missing_code.append(cfg.name)
+            out.not_implemented.append(cfg.name)
             continue
-        _print_outcome(rec)
-    return missing_code
+        except Exception as e:  # noqa: BLE001 - one failing row must not hide the others; listed and exit 1
+            print(f"{cfg.name}: FAILED: {type(e).__name__}: {e}", flush=True)
+            if args.verbose:
+                traceback.print_exc()
+            out.failed.append(cfg.name)
+            continue
+        (out.skipped if rec["kind"] == "skipped" else out.ran).append(cfg.name)
+        _print_outcome(rec, args.verbose)
+    return out
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from passbench.config import find_configs
+
+    outcome = _run_missing(find_configs(args.n), args)
+    args.no_write = False
+    rc = _cmd_table(args)
+    return outcome.report(f"reproduce {args.n}") or rc
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
@@ -115,14 +183,19 @@ def _cmd_figure(args: argparse.Namespace) -> int:
     from passbench.config import find_configs
     from passbench.report.figures import write_figure
 
+    outcome = None
     if args.run:  # the figure's own points (configs/figure<N>/) that have no record yet
-        missing = _run_missing(find_configs(f"figure{args.n}"), args)
-        if missing:
-            print(f"{len(missing)} point(s) could not run because code is missing: {', '.join(missing)}",
-                  file=sys.stderr)
+        outcome = _run_missing(find_configs(f"figure{args.n}"), args)
     for p in write_figure(args.n, args.results_dir, y=args.metric):
         print(f"wrote {p}")
-    return 0
+    return outcome.report(f"figure {args.n} --run") if outcome is not None else 0
+
+
+def _cmd_regress(args: argparse.Namespace) -> int:
+    from passbench import regress
+
+    return regress.main(cases=args.case, overrides=args.overrides, update=args.update, reason=args.reason,
+                        golden=args.golden, data_root=args.data_root, progress=args.progress, verbose=args.verbose)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,18 +204,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="results folder (default: $PASSBENCH_RESULTS or <repo>/results)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
+    out = argparse.ArgumentParser(add_help=False)  # output options of the commands that run rows
+    out.add_argument("-v", "--verbose", action="store_true", help="also print each full record (and tracebacks)")
+    out.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="progress bar per row on stderr (default: only when stderr is a terminal)")
+
     m = sub.add_parser("models", help="list registered models (params, GMACs when available)")
     m.add_argument("--glob", default=None, help="name pattern, e.g. 'hrnet*'")
     m.set_defaults(fn=_cmd_models)
 
-    r = sub.add_parser("run", help="run one config and append its record")
+    r = sub.add_parser("run", parents=[out], help="run one config and append its record")
     r.add_argument("config", type=Path)
     r.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. dataset.frames=[1,10]")
     r.add_argument("--data-root", default=None, help="data root (default: $PASSBENCH_DATA or the sample data)")
     r.add_argument("--no-write", action="store_true", help="do not append the record")
     r.set_defaults(fn=_cmd_run)
 
-    rp = sub.add_parser("reproduce", help="run a table's configs whose records are missing, then derive it")
+    rp = sub.add_parser("reproduce", parents=[out],
+                        help="run a table's configs whose records are missing, then derive it")
     rp.add_argument("n", type=int)
     rp.add_argument("overrides", nargs="*", help="overrides applied to every config of the table")
     rp.add_argument("--data-root", default=None)
@@ -156,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-write", action="store_true", help="print only; do not write results/tables/")
     t.set_defaults(fn=_cmd_table)
 
-    f = sub.add_parser("figure", help="draw a paper figure from the records (PNG + PDF)")
+    f = sub.add_parser("figure", parents=[out], help="draw a paper figure from the records (PNG + PDF)")
     f.add_argument("n", type=int, choices=(4, 5))
     f.add_argument("--metric", default=None, help="y metric (default: mpjpe_mm for 4, mota for 5), e.g. idf1")
     f.add_argument("--run", action="store_true", help="first run the figure's configs that have no record")
@@ -164,6 +243,16 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--data-root", default=None)
     f.add_argument("--force", action="store_true", help="with --run: re-run configs that already have a record")
     f.set_defaults(fn=_cmd_figure)
+
+    g = sub.add_parser("regress", parents=[out],
+                       help="accuracy regression check: small fixed evaluations vs results/golden/")
+    g.add_argument("overrides", nargs="*", help="overrides applied to every case (to test the check itself)")
+    g.add_argument("--case", action="append", default=None, help="run only this case (repeatable)")
+    g.add_argument("--update", action="store_true", help="re-bless: write the measured values as the goldens")
+    g.add_argument("--reason", default=None, help="with --update: why the goldens change (recorded)")
+    g.add_argument("--golden", default=None, type=Path, help="golden file (default results/golden/regress.json)")
+    g.add_argument("--data-root", default=None, help="data root (default: $PASSBENCH_DATA or the sample data)")
+    g.set_defaults(fn=_cmd_regress)
 
     from passbench.leaderboard import register_cli  # passbench leaderboard add|show (passbench/leaderboard.py)
 
@@ -174,14 +263,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``passbench`` console script."""
     from passbench.config import ConfigError
+    from passbench.paths import DataRootError
     from passbench.records import RecordError
+    from passbench.runner import WeightsNotFoundError
 
     args = build_parser().parse_args(argv)
     if args.results_dir is not None:
         os.environ["PASSBENCH_RESULTS"] = str(args.results_dir)
     try:
         return args.fn(args)
-    except (ConfigError, RecordError) as e:
+    except (ConfigError, RecordError, DataRootError, WeightsNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -4,7 +4,7 @@ Schema (``schema = "passbench.record/1"``, see STYLE.md)::
 
     kind: "run"
     schema, run_id, created_utc, experiment, task,
-    dataset{name, split, protocol, frames, sequences, synthetic},
+    dataset{name, split, protocol, frames, sequences, synthetic, data_root},
     model{name, tag, weights_sha256},
     method{name, params},
     metrics{...}                      # task metrics; fractions in [0, 1], units in key names
@@ -12,6 +12,10 @@ Schema (``schema = "passbench.record/1"``, see STYLE.md)::
     speed{fps, fps_dense, latency_ms_p50, latency_ms_p90, device, threads, precision, batch, timed_region},
     env{git_sha, dirty, python, torch, device},
     config{...}                       # the fully resolved config (passbench.config.to_dict)
+
+``dataset.data_root`` is the root as the user named it (``passbench.paths.DataRoot.label``: a relative
+path, ``$PASSBENCH_DATA`` or ``../shared/data``), never a machine's absolute path: ``new_record``
+refuses one. (Records written before that rule may hold one; readers accept them.)
 
 A row that cannot run here gets a *skip marker* instead (``kind: "skipped"``, with ``reason`` and
 ``config`` and no metrics/cost/speed), so tables can say why a row is empty. Nothing is ever filled
@@ -133,6 +137,10 @@ def new_record(
         "config": config,
     }
     validate_record(rec)
+    root = dataset.get("data_root")
+    if isinstance(root, str) and os.path.isabs(root):
+        raise RecordError(f"field 'dataset.data_root': {root!r} is this machine's absolute path; store the root as "
+                          "the user named it (passbench.paths.DataRoot.label)")
     return rec
 
 

@@ -2,8 +2,11 @@
 
 MOT pipeline (Table 3 / Table 4 / Figure 5 rows):
 
-1. check the row can run here (data present, dense MACs under the CPU cap); otherwise write a skip
-   marker with the reason and return it (no numbers, nothing from the paper);
+1. check the row can run here (dense MACs under the CPU cap, its dataset under the *default* data
+   root); otherwise write a skip marker with the reason and return it (no numbers, nothing from the
+   paper). A user's mistake is an error that writes nothing: a given data root (``--data-root``,
+   ``PASSBENCH_DATA``, ``dataset.data_root``) that does not exist or lacks the row's data, or a
+   configured weights file that does not exist;
 2. build the model (``passbench.models.build_model``, ``pretrained=False``: no downloads), load the
    configured weights (``passbench.models.checkpoint``);
 3. time the dense forward, then apply the method (``passbench.skip.make_skippable``; ``dense`` leaves
@@ -11,7 +14,8 @@ MOT pipeline (Table 3 / Table 4 / Figure 5 rows):
 4. track every sequence (``passbench.tracking.infer.track_sequence``) and evaluate
    (``passbench.metrics.mot.evaluate_sequences``);
 5. gather executed / dense / gate MACs and the patch skip rate (``passbench.skip.collect_stats``),
-   and append the record (``passbench.records``) only once everything above finished.
+   and append the record (``passbench.records``) only once everything above finished. The record
+   names the data root as given (``passbench.paths.DataRoot.label``), never the machine's path.
 """
 
 from __future__ import annotations
@@ -19,16 +23,21 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from passbench.config import ExperimentCfg, to_dict
-from passbench.paths import REPO_ROOT, DataRootError, resolve_data_root
+from passbench.paths import REPO_ROOT, DataRoot, DataRootError, find_data_root
 from passbench.records import append_record, new_record, records_dir, skip_marker
 
 
 class SkipRow(Exception):
     """This row cannot run here; the message is the reason stored in the skip marker."""
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """A configured weights file does not exist (a user's error, not a skip)."""
 
 
 def _need(module: str, name: str | None = None) -> Any:
@@ -54,23 +63,28 @@ def run(
     data_root: str | os.PathLike[str] | None = None,
     results: str | os.PathLike[str] | None = None,
     write: bool = True,
+    progress: bool | None = None,
 ) -> dict[str, Any]:
     """Run one experiment and return its record (or a skip marker saying why it cannot run here).
 
     Args:
         cfg: resolved experiment config (``passbench.config.load_config``).
-        data_root: overrides ``cfg.dataset.data_root``; resolved by ``passbench.paths.resolve_data_root``.
+        data_root: overrides ``cfg.dataset.data_root``; resolved by ``passbench.paths.find_data_root``.
         results: results folder (default ``$PASSBENCH_RESULTS`` or ``<repo>/results``).
         write: append the record / marker to ``results/records/<table>.jsonl``.
+        progress: a tqdm bar on stderr over the tracked frames; None = only when stderr is a terminal.
 
     Raises:
+        DataRootError: a given data root does not exist or lacks the row's data (nothing written).
+        WeightsNotFoundError: ``model.weights`` names a file that does not exist (nothing written).
         NotImplementedError: a pipeline piece (module or function) this row needs does not exist.
         Any error of the run itself: nothing is written then.
     """
     resolved = to_dict(cfg)
+    show = sys.stderr.isatty() if progress is None else bool(progress)
     try:
         if cfg.task == "mot":
-            rec = _run_mot(cfg, data_root, resolved)
+            rec = _run_mot(cfg, data_root, resolved, show)
         elif cfg.task == "pose":
             rec = _run_pose(cfg, data_root, resolved)
         else:
@@ -86,11 +100,20 @@ def run(
 # shared pieces
 
 
-def _data_root(cfg: ExperimentCfg, data_root: Any) -> Path:
+def _data_root(cfg: ExperimentCfg, data_root: Any) -> DataRoot:
     try:
-        return resolve_data_root(data_root if data_root is not None else cfg.dataset.data_root)
+        return find_data_root(data_root if data_root is not None else cfg.dataset.data_root)
     except DataRootError as e:
+        if e.given:  # the user named a root that does not exist: their error, not this machine's limit
+            raise
         raise SkipRow(str(e)) from None
+
+
+def _absent(root: DataRoot, what: str, hint: str = "") -> Exception:
+    """The error for data missing under ``root``: a skip marker under the default root (this machine
+    has no such data), the user's error under a root they named."""
+    msg = f"{what} not under {root.describe()}" + (f" ({hint})" if hint else "")
+    return SkipRow(msg) if root.default else DataRootError(msg)
 
 
 def _sha256(path: Path) -> str:
@@ -107,14 +130,15 @@ def _weights_path(cfg: ExperimentCfg) -> Path | None:
     p = Path(cfg.model.weights)
     p = p if p.is_absolute() else REPO_ROOT / p
     if not p.is_file():
-        raise SkipRow(f"weights {cfg.model.weights} not found (train them first; see passbench.train)")
+        raise WeightsNotFoundError(f"{cfg.name}: model.weights {cfg.model.weights} not found ({p}); train them "
+                                   "first (python -m passbench.train, docs/training.md) or fix the path")
     return p
 
 
 def _run_pose(cfg: ExperimentCfg, data_root: Any, resolved: dict) -> dict[str, Any]:
     root = _data_root(cfg, data_root)
-    if cfg.dataset.name == "Human36M" and not (root / "Human36M").is_dir():
-        raise SkipRow(f"no Human3.6M: {root / 'Human36M'} does not exist ({cfg.requires or 'Human3.6M'})")
+    if cfg.dataset.name == "Human36M" and not (root.path / "Human36M").is_dir():
+        raise _absent(root, "no Human3.6M: Human36M/", cfg.requires or "Human3.6M")
     # Human3.6M present (or the synthetic set): the pose pipeline is not wired yet.
     raise NotImplementedError(
         "runner: the pose pipeline (Human3.6M streams -> pose model -> passbench.metrics.pose) is not wired "
@@ -126,19 +150,27 @@ def _run_pose(cfg: ExperimentCfg, data_root: Any, resolved: dict) -> dict[str, A
 # MOT
 
 
-def _mot_sequences(cfg: ExperimentCfg, root: Path) -> list[Path]:
+def _mot_sequences(cfg: ExperimentCfg, root: DataRoot) -> list[Path]:
     if not cfg.dataset.sequences:
         raise ValueError(f"{cfg.name}: dataset.sequences is empty")
     out = []
     for s in cfg.dataset.sequences:
-        p = root / cfg.dataset.name / cfg.dataset.split / s
+        p = root.path / cfg.dataset.name / cfg.dataset.split / s
         if not p.is_dir():
-            raise SkipRow(f"sequence {cfg.dataset.name}/{cfg.dataset.split}/{s} not under data root {root}")
+            raise _absent(root, f"sequence {cfg.dataset.name}/{cfg.dataset.split}/{s}")
         out.append(p)
     return out
 
 
-def _run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict) -> dict[str, Any]:
+def _progress_bar(show: bool, total: int, desc: str) -> Any:
+    """A tqdm bar on stderr over ``total`` frames (a disabled one when ``show`` is False)."""
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    return tqdm(total=total, desc=desc, unit="frame", disable=not show, leave=False, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def _run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = False) -> dict[str, Any]:
     root = _data_root(cfg, data_root)
     seq_dirs = _mot_sequences(cfg, root)
     weights = _weights_path(cfg)
@@ -165,30 +197,34 @@ def _run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict) -> dict[str, An
         model = model.to(memory_format=torch.channels_last)
 
     sequences = [_need("passbench.datasets.mot", "load_sequence")(str(p)) for p in seq_dirs]
-    timing_frames = _timing_inputs(cfg, sequences[0])
-    speed = _measure_speed(cfg, model, skippable, timing_frames)
-
+    seq_frames = {seq.name: _frames_for(cfg, seq) for seq in sequences}
+    n_frames = sum(len(r) if r is not None else seq.num_frames for seq, r in zip(sequences, seq_frames.values()))
     track_sequence = _need("passbench.tracking.infer", "track_sequence")
     evaluate_sequences = _need("passbench.metrics.mot", "evaluate_sequences")
-    seq_frames = {seq.name: _frames_for(cfg, seq) for seq in sequences}
-    results = {}
-    stats = []  # one collect_stats per sequence: counters cover the tracked frames, not the timing run
-    for seq in sequences:
-        _reset(model, skippable)  # each sequence is a new stream: no state (and no counts) carried across
-        tracked = track_sequence(model, seq, img_size=(w, h), frames=seq_frames[seq.name],
-                                 conf_thres=cfg.eval.conf_threshold)
-        results[seq.name] = tracked.results
-        if skippable:
-            stats.append(_need("passbench.skip", "collect_stats")(model))
-    scores = evaluate_sequences({s.name: s for s in sequences}, results, iou_threshold=cfg.eval.iou_threshold,
-                                backend=cfg.eval.backend, frames=seq_frames)
+    with _progress_bar(show, n_frames, cfg.name) as bar:
+        if cfg.speed.enabled:
+            bar.set_postfix_str("timing the forward")
+        speed = _measure_speed(cfg, model, skippable, _timing_inputs(cfg, sequences[0]) if cfg.speed.enabled else [])
+        results = {}
+        stats = []  # one collect_stats per sequence: counters cover the tracked frames, not the timing run
+        for seq in sequences:
+            bar.set_postfix_str(f"tracking {seq.name}")
+            _reset(model, skippable)  # each sequence is a new stream: no state (and no counts) carried across
+            tracked = track_sequence(model, seq, img_size=(w, h), frames=seq_frames[seq.name],
+                                     conf_thres=cfg.eval.conf_threshold, on_frame=lambda _ev: bar.update(1))
+            results[seq.name] = tracked.results
+            if skippable:
+                stats.append(_need("passbench.skip", "collect_stats")(model))
+        bar.set_postfix_str("evaluating")
+        scores = evaluate_sequences({s.name: s for s in sequences}, results, iou_threshold=cfg.eval.iou_threshold,
+                                    backend=cfg.eval.backend, frames=seq_frames)
     cost = _cost(stats, skippable, gmacs_dense)
     return new_record(
         experiment=cfg.name,
         task="mot",
         dataset={"name": cfg.dataset.name, "split": cfg.dataset.split, "protocol": cfg.dataset.protocol,
                  "frames": list(cfg.dataset.frames) if cfg.dataset.frames else None,
-                 "sequences": list(cfg.dataset.sequences), "synthetic": False, "data_root": str(root),
+                 "sequences": list(cfg.dataset.sequences), "synthetic": False, "data_root": root.label,
                  "frames_used": {n: [r.start, r.stop - 1] if r is not None else None for n, r in seq_frames.items()}},
         model={"name": cfg.model.name, "tag": "trained" if weights else "init",
                "weights_sha256": _sha256(weights) if weights else None},

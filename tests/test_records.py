@@ -186,3 +186,15 @@ def test_results_dir_env(monkeypatch, tmp_path: Path) -> None:
     assert R.results_dir("elsewhere") == Path("elsewhere")
     monkeypatch.delenv("PASSBENCH_RESULTS")
     assert R.results_dir() == R.RESULTS and os.fspath(R.RESULTS).endswith("results")
+
+
+def test_new_record_refuses_an_absolute_data_root() -> None:
+    """Issue 11: records stored the machine's absolute data root; they store it as named."""
+    rec = fixture_run(dataset={"name": "MOT15", "split": "train", "protocol": "full", "frames": None,
+                               "data_root": "../shared/data"})
+    assert rec["dataset"]["data_root"] == "../shared/data"
+    with pytest.raises(R.RecordError, match="dataset.data_root.*absolute"):
+        R.new_record(**{k: rec[k] for k in ("experiment", "task", "model", "method", "metrics", "cost", "speed",
+                                            "config", "env")},
+                     dataset={**rec["dataset"], "data_root": "/work/shared/data"})
+    R.validate_record({**rec, "dataset": {**rec["dataset"], "data_root": "/old/record"}})  # readers still accept

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -74,14 +75,17 @@ def test_dense_twin_has_plain_convs_and_same_output() -> None:
 
 
 @needs_data
-def test_skipconv_row_end_to_end_on_tud_campus(tmp_path: Path) -> None:
+def test_skipconv_row_end_to_end_on_tud_campus(tmp_path: Path, capsys) -> None:
     """A real row: untrained light model, norm gates at a fixed threshold, 12 TUD-Campus frames.
 
-    Checks the record is complete and consistent, not the (meaningless, untrained) MOTA."""
+    Checks the record is complete and consistent, not the (meaningless, untrained) MOTA; the data
+    root is stored as named (relative to the checkout), never as this machine's absolute path; a
+    progress bar over the tracked frames goes to stderr when asked for."""
     cfg = _cfg("table3/skipconv.yaml", "model.weights=null", "dataset.sequences=[TUD-Campus]",
                "dataset.frames=[1,12]", "speed.iters=3", "speed.warmup=1", "speed.threads=1",
                "method.params={thresholds: 0.05, layers: ['neck.*', 'hm.*', 'wh.*', 'reg.*', 'id.*']}")
-    rec = runner.run(cfg, data_root=DATA, results=tmp_path)
+    rec = runner.run(cfg, data_root=DATA, results=tmp_path, progress=True)
+    assert "12/12" in capsys.readouterr().err
     (again,) = R.read_records(tmp_path / "records" / "table3.jsonl")
     assert again["run_id"] == rec["run_id"] and rec["kind"] == "run"
     m, c, s = rec["metrics"], rec["cost"], rec["speed"]
@@ -90,3 +94,5 @@ def test_skipconv_row_end_to_end_on_tud_campus(tmp_path: Path) -> None:
     assert 0 < c["patch_skip_rate"] <= 1 and 0 < c["gmacs_executed"] < c["gmacs_dense"]
     assert s["fps"] > 0 and s["fps_dense"] > 0 and s["speedup"] == pytest.approx(s["fps"] / s["fps_dense"])
     assert s["threads"] == 1 and rec["dataset"]["frames_used"] == {"TUD-Campus": [1, 12]}
+    assert rec["dataset"]["data_root"] == os.path.relpath(DATA, REPO_ROOT)
+    assert not os.path.isabs(rec["dataset"]["data_root"])
