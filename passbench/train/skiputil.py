@@ -58,10 +58,15 @@ def set_stream_states(model: nn.Module, states: list) -> None:
     _fn("set_stream_states")(model, states)
 
 
+def layers_with_gate(model: nn.Module, gate_class: str) -> list[nn.Module]:
+    """The skippable layers whose gate is a ``passbench.skip.<gate_class>``, in module order."""
+    gate_cls = _fn(gate_class)
+    return [m for _, m in _fn("skippable_layers")(model) if isinstance(m.gate, gate_cls)]
+
+
 def pass_layers(model: nn.Module) -> list[nn.Module]:
     """The skippable layers whose gate is a PASS gate, in module order."""
-    gate_cls = _fn("PassGate")
-    return [m for _, m in _fn("skippable_layers")(model) if isinstance(m.gate, gate_cls)]
+    return layers_with_gate(model, "PassGate")
 
 
 def set_rates(model: nn.Module, rates: float | list[float]) -> None:

@@ -1,0 +1,121 @@
+"""Records -> the matched-rate trade-off: every skipping method at the same target skip rates.
+
+The points come from ``configs/tradeoff/`` (``scripts/make_tradeoff_configs.py``): one record per
+(method, target rate), ``experiment = tradeoff/<method>_r<NN>``, plus ``tradeoff/dense``. The table
+gives, per point, the measured all-frames patch-skip rate (Eq. 2 over every frame, dense first frames
+included), MOTA / IDF1 / IDs, the executed GMACs with the gate's MACs added, and the FPS ratio to the
+dense twin timed in the same process. The figure plots MOTA against the measured skip rate and
+against executed + gate GMACs, one line per method, the dense model as a reference line. Imports no
+torch.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from passbench.records import latest_by_experiment, read_records, results_dir  # noqa: E402
+
+TABLE = "tradeoff"
+ORDER = ["pass_f", "pass_p", "skipconv_norm", "skipconv_gumbel", "random", "keyframe"]
+LABELS = {"pass_f": "PASS-F", "pass_p": "PASS-P", "skipconv_norm": "Skip-Conv (norm gates)",
+          "skipconv_gumbel": "Skip-Conv (Gumbel gates)", "random": "random (floor)", "keyframe": "keyframe (floor)",
+          "dense": "dense"}
+_POINT = re.compile(r"^(?:.*/)?(?P<method>[a-z_]+?)(?:_r(?P<rate>\d\d))?$")
+
+
+def points(records: list[dict[str, Any]], table: str = TABLE) -> pd.DataFrame:
+    """One row per experiment of ``table`` (its latest run): method, target rate, measured numbers."""
+    rows = []
+    for r in latest_by_experiment(records).values():
+        if r.get("kind") != "run" or (r.get("config") or {}).get("table") != table:
+            continue
+        m = _POINT.match(r["experiment"])
+        if not m:
+            continue
+        cost, met, speed = r.get("cost") or {}, r.get("metrics") or {}, r.get("speed") or {}
+        fps, fps_d = speed.get("fps"), speed.get("fps_dense")
+        rows.append(dict(
+            experiment=r["experiment"], method=m["method"], target=int(m["rate"]) / 100 if m["rate"] else 0.0,
+            skip=cost.get("patch_skip_rate", 0.0), skip_gated=cost.get("patch_skip_rate_gated_frames"),
+            mota=met.get("mota"), idf1=met.get("idf1"), ids=met.get("ids"),
+            gmacs=(cost.get("gmacs_executed") or 0.0) + (cost.get("gate_gmacs") or 0.0),
+            gate_gmacs=cost.get("gate_gmacs", 0.0), fps_ratio=(fps / fps_d) if fps and fps_d else None,
+            refresh=((r.get("method") or {}).get("params") or {}).get("refresh_every"),
+            created=r.get("created_utc")))
+    cols = ["experiment", "method", "target", "skip", "skip_gated", "mota", "idf1", "ids", "gmacs", "gate_gmacs",
+            "fps_ratio", "refresh", "created"]
+    df = pd.DataFrame(rows, columns=cols)
+    rank = {m: i for i, m in enumerate(["dense", *ORDER])}
+    return df.sort_values(["method", "target"], key=lambda s: s.map(rank) if s.name == "method" else s,
+                          ignore_index=True)
+
+
+def render(df: pd.DataFrame, fmt: str = "md") -> str:
+    """The trade-off table (percentages with one decimal)."""
+    if df.empty:
+        return "no trade-off records yet (run `invoke figure -n tradeoff`)\n"
+    out = pd.DataFrame({
+        "method": df["method"].map(lambda m: LABELS.get(m, m)),
+        "target skip %": df["target"].map(lambda v: f"{100 * v:.0f}" if v else "-"),
+        "measured skip % (all frames)": df["skip"].map(lambda v: f"{100 * v:.1f}"),
+        "MOTA %": df["mota"].map(lambda v: f"{100 * v:.1f}"),
+        "IDF1 %": df["idf1"].map(lambda v: f"{100 * v:.1f}"),
+        "IDs": df["ids"].map(lambda v: f"{int(v)}"),
+        "GMACs (executed + gate)": df["gmacs"].map(lambda v: f"{v:.3f}"),
+        "FPS / dense": df["fps_ratio"].map(lambda v: "-" if v is None or pd.isna(v) else f"{v:.2f}x"),
+    })
+    if fmt == "csv":
+        return df.to_csv(index=False)
+    return out.to_markdown(index=False) + "\n"
+
+
+def plot(df: pd.DataFrame, out_dir: str | Path, y: str = "mota") -> list[Path]:
+    """MOTA (or ``y``) vs measured skip rate and vs executed + gate GMACs, one line per method."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    dense = df[df["method"] == "dense"]
+    cmap = plt.get_cmap("tab10")
+    for i, method in enumerate([m for m in ORDER if m in set(df["method"])]):
+        g = df[df["method"] == method].sort_values("skip")
+        style = dict(marker="o", color=cmap(i), label=LABELS.get(method, method),
+                     linestyle="--" if method in ("random", "keyframe") else "-")
+        axes[0].plot(100 * g["skip"], 100 * g[y], **style)
+        axes[1].plot(g["gmacs"], 100 * g[y], **style)
+    for ax in axes:
+        if not dense.empty:
+            ax.axhline(100 * float(dense[y].iloc[0]), color="0.3", linestyle=":", label="dense")
+        ax.set_ylabel(f"{y.upper()} [%]")
+        ax.grid(alpha=0.3)
+    if not dense.empty:
+        axes[1].scatter(dense["gmacs"], 100 * dense[y], color="0.3", marker="s", zorder=3)
+    axes[0].set_xlabel("measured patch-skip rate, all frames [%]")
+    axes[1].set_xlabel("executed GMACs per frame (gate MACs included)")
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle("Matched-rate trade-off on the sample eval split (measured; configs/tradeoff/)", fontsize=10)
+    fig.tight_layout()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "tradeoff.png", out / "tradeoff.pdf"]
+    for p in paths:
+        fig.savefig(p, dpi=150)
+    plt.close(fig)
+    return paths
+
+
+def write(results: str | Path | None = None, y: str = "mota") -> list[Path]:
+    """Table (md, csv) and figure (png, pdf) from the records under ``results``."""
+    root = results_dir(results)
+    rdir = root / "records"
+    df = points(read_records(rdir) if rdir.is_dir() else [])
+    tables = root / "tables"
+    tables.mkdir(parents=True, exist_ok=True)
+    (tables / "tradeoff.md").write_text(render(df, "md"))
+    (tables / "tradeoff.csv").write_text(render(df, "csv") if not df.empty else "")
+    return [tables / "tradeoff.md", tables / "tradeoff.csv", *plot(df, root / "figures", y)]

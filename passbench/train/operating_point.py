@@ -1,0 +1,123 @@
+"""Operating points: move each skipping method to a target patch-skip rate by its own knob.
+
+Matched-rate comparisons (``configs/tradeoff/``) need every method at the same skip rate. Each method
+has one knob, set here from a target ``rate`` (fraction of gated patches to skip):
+
+* PASS (``pass_p`` / ``pass_f``): the top-k inference fraction of every PASS-gated layer (``rates``);
+  exact per layer, no data needed.
+* Skip-Conv norm gates (``skipconv`` with ``gate: norm``, ``skipconv_norm``): per-layer thresholds
+  calibrated front to back on training pairs (``skipconv.calibrate_norm_thresholds``).
+* Skip-Conv Gumbel gates (``skipconv`` with ``gate: gumbel``, ``skipconv_gumbel``): one inference
+  threshold on the skip probability for every layer, found by bisection on training pairs (the gates
+  learned *which* patches to skip under their budget; the threshold moves how many).
+* random (``fixed``): compute fraction ``keep = 1 - rate`` per layer.
+* keyframe (``keyframe``): the fraction ``rate`` of gated frames that reuse every output.
+
+The rate on the training pairs is what the knob is calibrated to; the rate on evaluation video differs
+for content-adaptive gates (norm, Gumbel) and is what records report (``cost.patch_skip_rate``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from passbench.train import skiputil as sk
+
+Pairs = Sequence[tuple[torch.Tensor, torch.Tensor]]
+
+
+def _gates(model: nn.Module, gate_class: str) -> list[nn.Module]:
+    return [m.gate for m in sk.layers_with_gate(model, gate_class)]
+
+
+def knob_kind(method: str, params: dict[str, Any]) -> str:
+    """Which knob a method has: ``pass``, ``norm``, ``gumbel``, ``random`` or ``keyframe``."""
+    if method in ("pass", "pass_p", "pass_f"):
+        return "pass"
+    if method == "skipconv_norm" or (method == "skipconv" and params.get("gate", "norm") == "norm"):
+        return "norm"
+    if method == "skipconv_gumbel" or (method == "skipconv" and params.get("gate") == "gumbel"):
+        return "gumbel"
+    if method == "fixed":
+        return "random"
+    if method == "keyframe":
+        return "keyframe"
+    raise ValueError(f"operating_point: method {method!r} has no skip-rate knob (dense?)")
+
+
+@torch.no_grad()
+def gumbel_threshold(model: nn.Module, pairs: Pairs, rate: float, iters: int = 30) -> float:
+    """One Gumbel-gate inference threshold (skip where skip probability > t, every layer) such that a
+    ``rate`` fraction of the training pairs' gated patches is skipped; bisection on t in (0, 1)."""
+    from passbench.train.skipconv import measured_skip_rate
+
+    gates = _gates(model, "GumbelGate")
+    if not gates:
+        raise ValueError("gumbel_threshold: the model has no Gumbel-gated layer")
+    model.eval()
+    lo, hi = 0.0, 1.0  # skip rate falls as t rises
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        for g in gates:
+            g.threshold = mid
+        lo, hi = (mid, hi) if measured_skip_rate(model, pairs) > rate else (lo, mid)
+    t = 0.5 * (lo + hi)
+    for g in gates:
+        g.threshold = t
+    return t
+
+
+def set_operating_point(model: nn.Module, method: str, params: dict[str, Any], rate: float,
+                        pairs: Pairs | None) -> dict[str, Any]:
+    """Set the method's knob so that it skips a ``rate`` fraction of gated patches; returns the knob
+    values set (JSON-able, for the record).
+
+    Args:
+        model: a skippable model (``make_skippable`` applied, weights loaded), in eval mode.
+        method, params: the method name and its ``make_skippable`` parameters (to tell gate kinds apart).
+        rate: target patch-skip fraction in [0, 1].
+        pairs: ``(x_prev, x)`` training batches; needed for the norm and Gumbel knobs.
+    """
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"operating_point: rate must be in [0, 1], got {rate}")
+    kind = knob_kind(method, params)
+    model.eval()
+    if kind == "pass":
+        sk.set_rates(model, rate)
+        return {"knob": "rates", "value": rate}
+    if kind == "random":
+        for g in _gates(model, "FixedGate"):
+            g.keep = 1.0 - rate
+        return {"knob": "keep", "value": 1.0 - rate}
+    if kind == "keyframe":
+        for g in _gates(model, "KeyframeGate"):
+            g.rate = rate
+        return {"knob": "rate", "value": rate}
+    if not pairs:
+        raise ValueError(f"operating_point: the {kind} knob is calibrated on training pairs; none given")
+    if kind == "norm":
+        from passbench.train.skipconv import calibrate_norm_thresholds
+
+        th = calibrate_norm_thresholds(model, pairs, rate, per_layer=True)
+        return {"knob": "thresholds", "value": [float(t) for t in th]}
+    return {"knob": "threshold", "value": gumbel_threshold(model, pairs, rate)}
+
+
+def training_pairs(input_wh: tuple[int, int], data_root: str | None = None, n: int = 16, batch: int = 4,
+                   seed: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``n`` consecutive-frame pairs from the sample training split (first halves), letterboxed to
+    ``input_wh``, in batches of ``batch``, without augmentation; deterministic in ``seed``."""
+    from passbench.train.data import TRAIN_SEQUENCES, MotSamples, StepBatches, load_store
+
+    stores = [load_store(name, tuple(input_wh), data_root) for name in TRAIN_SEQUENCES]
+    samples = MotSamples(stores, pairs=True, flip=False, scale_jitter=0.0)
+    batches = StepBatches(samples, batch, seed)
+    out = []
+    for s in range(max(1, int(np.ceil(n / batch)))):
+        b = batches(s)
+        out.append((b["prev"], b["img"]))
+    return out

@@ -1,0 +1,85 @@
+"""Operating points: every method's knob moves it to the target skip rate (matched-rate comparisons)."""
+
+import pytest
+import torch
+from torch import nn
+
+from passbench import skip
+from passbench.train import skiputil as sk
+from passbench.train.operating_point import knob_kind, set_operating_point
+from passbench.train.skipconv import measured_skip_rate
+
+
+def _model(method, **params):
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                      nn.Conv2d(8, 4, 3, padding=1))
+    skip.make_skippable(m, method, patch_size=4, **params)
+    if method == "skipconv_gumbel":  # spread the untrained gates' probabilities so that a threshold can split them
+        for g in skip.gate_parameters(m):
+            nn.init.normal_(g, std=1.0)
+    return m.eval()
+
+
+def _pairs(n=3):
+    g = torch.Generator().manual_seed(2)
+    out = []
+    for _ in range(n):
+        a = torch.rand(2, 3, 32, 32, generator=g)
+        amount = torch.linspace(0.0, 1.0, 32).view(1, 1, 32, 1) * torch.linspace(0.1, 1.0, 32).view(1, 1, 1, 32)
+        b = a + amount * torch.rand(2, 3, 32, 32, generator=g)  # every patch changes, each by its own amount
+        out.append((a, b))
+    return out
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.6])
+def test_pass_rate_is_exact_per_layer(rate):
+    m = _model("pass_p", embed_dim=8, hidden=8, rates=0.5)
+    knob = set_operating_point(m, "pass_p", {}, rate, None)
+    assert knob == {"knob": "rates", "value": rate}
+    x0, x1 = _pairs(1)[0]
+    with torch.no_grad():
+        sk.prime(m, x0)
+        sk.set_mask_mode(m, "normal")
+        m(x1)
+    for layer in sk.pass_layers(m):  # 8x8 grid, 64 patches
+        assert float(layer.last.mask.mean()) == pytest.approx(round(rate * 64) / 64)
+
+
+@pytest.mark.parametrize("method,params,kind", [
+    ("skipconv", {"gate": "norm"}, "norm"),
+    ("skipconv_gumbel", {}, "gumbel"),
+])
+@pytest.mark.parametrize("rate", [0.25, 0.6])
+def test_calibrated_knobs_hit_the_rate_on_their_pairs(method, params, kind, rate):
+    m = _model(method, **params)
+    pairs = _pairs()
+    knob = set_operating_point(m, method, params, rate, pairs)
+    assert knob_kind(method, params) == kind and knob["knob"] in ("thresholds", "threshold")
+    assert measured_skip_rate(m, pairs) == pytest.approx(rate, abs=0.05)
+
+
+def test_random_and_keyframe_knobs():
+    m = _model("fixed", keep=0.5)
+    assert set_operating_point(m, "fixed", {}, 0.7, None) == {"knob": "keep", "value": pytest.approx(0.3)}
+    assert all(layer.gate.keep == pytest.approx(0.3) for _, layer in skip.skippable_layers(m))
+    m = _model("keyframe")
+    set_operating_point(m, "keyframe", {}, 0.75, None)
+    x0, x1 = _pairs(1)[0]
+    rates = []
+    with torch.no_grad(), skip.skip_session(m):
+        m(x0)
+        for _ in range(8):
+            m(x1)
+            rates.append(float(skip.skippable_layers(m)[0][1].last.mask.mean()))
+    assert rates == [1.0, 1.0, 1.0, 0.0] * 2
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match="no skip-rate knob"):
+        knob_kind("dense", {})
+    m = _model("skipconv", gate="norm")
+    with pytest.raises(ValueError, match="training pairs"):
+        set_operating_point(m, "skipconv", {"gate": "norm"}, 0.5, None)
+    with pytest.raises(ValueError, match="rate must be in"):
+        set_operating_point(m, "skipconv", {}, 1.5, _pairs(1))

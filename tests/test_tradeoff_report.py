@@ -1,0 +1,43 @@
+"""The matched-rate trade-off report (table + figure) from fixture records (never results)."""
+
+import pandas as pd
+
+from passbench import records as R
+from passbench.report import tradeoff
+from test_records import fixture_run
+
+
+def _rec(stem, skip, mota, gmacs, gate=0.0, fps=(10.0, 8.0)):
+    r = fixture_run(f"tradeoff/{stem}", metrics={"mota": mota, "idf1": 0.6, "idp": 0.7, "ids": 4},
+                    cost={"gmacs_dense": 1.0, "gmacs_executed": gmacs, "gate_gmacs": gate, "patch_skip_rate": skip,
+                          "mac_reduction": 0.0})
+    r["config"]["table"] = "tradeoff"
+    r["speed"]["fps"], r["speed"]["fps_dense"] = fps
+    return r
+
+
+def test_points_table_and_figure(tmp_path):
+    recs = [_rec("dense", 0.0, 0.50, 1.0), _rec("pass_f_r40", 0.38, 0.49, 0.8, gate=0.05),
+            _rec("pass_f_r20", 0.19, 0.50, 0.9, gate=0.05), _rec("random_r40", 0.40, 0.30, 0.8),
+            fixture_run("table3/pass_p")]  # another table: ignored
+    df = tradeoff.points(recs)
+    assert list(df["experiment"]) == ["tradeoff/dense", "tradeoff/pass_f_r20", "tradeoff/pass_f_r40",
+                                      "tradeoff/random_r40"]
+    row = df[df["experiment"] == "tradeoff/pass_f_r40"].iloc[0]
+    assert row["method"] == "pass_f" and row["target"] == 0.4 and abs(row["gmacs"] - 0.85) < 1e-12  # gate MACs added
+    assert row["fps_ratio"] == 10.0 / 8.0
+    md = tradeoff.render(df)
+    assert "PASS-F" in md and "| 40 " in md and "38.0" in md and "1.25x" in md
+    for r in recs:
+        R.append_record(tmp_path / "records" / "x.jsonl", r)
+    paths = tradeoff.write(tmp_path)
+    assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
+    assert len(pd.read_csv(tmp_path / "tables" / "tradeoff.csv")) == 4
+
+
+def test_a_rerun_replaces_its_point():
+    a, b = _rec("random_r40", 0.40, 0.30, 0.8), _rec("random_r40", 0.41, 0.31, 0.8)
+    b["created_utc"] = "2099-01-01T00:00:00Z"
+    df = tradeoff.points([a, b])
+    assert len(df) == 1 and df["mota"].iloc[0] == 0.31
+    assert "no trade-off records" in tradeoff.render(tradeoff.points([]))
