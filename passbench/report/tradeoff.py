@@ -74,7 +74,7 @@ def render(df: pd.DataFrame, fmt: str = "md") -> str:
     })
     if fmt == "csv":
         return df.to_csv(index=False)
-    return out.to_markdown(index=False) + "\n"
+    return out.to_markdown(index=False, disable_numparse=True) + "\n"
 
 
 def plot(df: pd.DataFrame, out_dir: str | Path, y: str = "mota") -> list[Path]:
