@@ -11,6 +11,8 @@ import pytest
 
 from passbench.datasets import h36m as H
 from passbench.datasets import synthetic_h36m as G
+from passbench.datasets import synthetic_motion as M
+from passbench.datasets import synthetic_scene as S
 
 
 @pytest.fixture(scope="module")
@@ -58,20 +60,81 @@ def test_round_trip_projection_matches_drawn_2d_and_bbox_contains_joints(syn):
             assert (u >= bx).all() and (u <= bx + bw).all() and (v >= by).all() and (v <= by + bh).all()
 
 
+def _bg(fr) -> np.ndarray:
+    """(H, W, 3) int RGB background of a synthetic frame (its setting, seen by its camera), no figure."""
+    cam = S.Cam(fr.camera.R, fr.camera.t, fr.camera.f, fr.camera.c)
+    return S.render_background(G.setting_of(fr.key.action), cam, fr.width, 0)[:, :, ::-1].astype(int)
+
+
 def test_images_show_the_figure_at_the_projected_joints(syn):
     ds = H.Human36M(syn.root, "mhp-p2", "test", subjects=(9,), cameras=(1,))
-    hit = tot = 0
-    for st in ds:
-        bg = G._background(256, 0 * 10 + st.key.camera)[:, :, ::-1].astype(int)  # RGB
+    assert {st.key.action for st in ds} == {3, 14}
+    for st in ds:  # Discussion (fixed camera) and Walking (moving camera)
+        hit = tot = 0
         for i in (0, 50, 129):
             fr = st[i]
-            img = fr.image().astype(int)
+            img, bg = fr.image().astype(int), _bg(fr)
             assert img.shape == (256, 256, 3)
+            # Half an image away from the pelvis there is only background: the render matches it.
+            far_col = (int(round(fr.joints_img[H.ROOT, 0])) + 128) % 256
+            assert np.median(np.abs(img - bg).sum(-1)[:, far_col]) < 20, st.key.folder
             for u, v in np.round(fr.joints_img[:17, :2]).astype(int):
                 if 0 <= u < 256 and 0 <= v < 256:
                     tot += 1
                     hit += np.abs(img[v, u] - bg[v, u]).sum() > 60  # a limb is painted there
-    assert tot > 80 and hit / tot > 0.9
+        assert tot > 40 and hit / tot > 0.9, st.key.folder
+
+
+def test_table2_conditions_fixed_plain_indoor_vs_moving_cluttered_outdoor(syn):
+    """Discussion: static camera, plain background; Walking: the camera pans and translates over clutter."""
+    import cv2
+
+    ds = H.Human36M(syn.root, "mhp-p2", "test", subjects=(9,), cameras=(1,))
+    fixed, moving = ds.streams[H.StreamKey(9, 3, 1, 1)], ds.streams[H.StreamKey(9, 14, 1, 1)]
+    assert not fixed.moving and moving.moving and fixed.camera_at(100) is fixed.camera
+    centres = np.stack([-c.R.T @ c.t for c in moving.cameras])  # (F, 3) mm
+    axes = np.stack([c.R[2] for c in moving.cameras])  # optical axes
+    assert np.linalg.norm(centres[-1] - centres[0]) > 300  # translates (mm over 2.6 s)
+    assert np.degrees(np.arccos(np.clip(axes[0] @ axes[-1], -1, 1))) > 5  # pans
+    # The same background pixels, first vs last frame: equal for the fixed camera (up to JPEG), not for the moving one.
+    for st, changes in ((fixed, False), (moving, True)):
+        a, b = _bg(st[0]), _bg(st[129])
+        assert (np.abs(a - b).mean() > 10) == changes, st.key.folder
+    # Clutter: mean gradient magnitude of the background, outdoor vs indoor.
+    grad = [np.abs(cv2.Laplacian(_bg(st[0]).astype(np.float32), cv2.CV_32F)).mean() for st in (fixed, moving)]
+    assert grad[1] > 5 * grad[0], grad
+    sm = ds.summary()
+    assert sm["moving_camera_streams"] == 1 and sm["synthetic"]
+    assert sm["settings"]["Walking"] == {"action": "Walking", "background": "outdoor, cluttered background",
+                                         "camera": "moving (pans and translates)"}
+    assert sm["settings"]["Discussion"]["camera"] == "fixed" and "indoor" in sm["settings"]["Discussion"]["background"]
+    # Every Table 2 column's group is what the paper's header says.
+    for p in H.PAPER_TABLE2:
+        assert G.setting_of(p.action_idx) == ("outdoor" if "outdoor" in p.paper_setting else "indoor")
+
+
+def test_action_specific_motion():
+    """Each Table 2 action moves its own way (world mm, 2.6 s at 50 fps)."""
+    t = np.arange(130) / G.FPS
+    P = {a: np.stack([M.pose_world(x, a, 9) for x in t]) for a in G.TABLE2_ACTIONS}  # (F, 17, 3)
+    j = {n: H.JOINT_NAMES.index(n) for n in ("Pelvis", "Head", "L_Wrist", "R_Wrist", "L_Knee", "Nose")}
+    assert P[M.EATING][:, j["Pelvis"], 2].max() < 600  # seated
+    assert np.linalg.norm(P[M.EATING][:, j["R_Wrist"]] - P[M.EATING][:, j["Nose"]], axis=-1).min() < 150  # to mouth
+    assert (P[M.GREETING][:, j["R_Wrist"], 2] > P[M.GREETING][:, j["Head"], 2]).mean() > 0.5  # waving above the head
+    assert np.linalg.norm(P[M.PHONING][:, j["L_Wrist"]] - P[M.PHONING][:, j["Head"]], axis=-1).max() < 400
+    photo = P[M.PHOTO]
+    both = np.linalg.norm(photo[:, [j["L_Wrist"], j["R_Wrist"]]] - photo[:, [j["Nose"]]], axis=-1)
+    assert both.max() < 400  # both hands at the face
+    for a in (M.WALKING, M.WALKDOG):  # walkers travel; the dog walker more slowly
+        assert np.ptp(P[a][:, j["Pelvis"], :2], axis=0).max() > 1000
+    v = {a: np.linalg.norm(np.diff(P[a][:, 0, :2], axis=0), axis=1).mean() * G.FPS for a in (M.WALKING, M.WALKDOG)}
+    assert v[M.WALKDOG] < 0.8 * v[M.WALKING]
+    talk = P[M.DISCUSSION]
+    assert np.ptp(talk[:, j["L_Wrist"]], axis=0).max() > 100 and np.ptp(talk[:, 0, :2], axis=0).max() < 800
+    # Limb lengths stay fixed (a rigid skeleton): thigh of every action.
+    for a, p in P.items():
+        thigh = np.linalg.norm(p[:, j["L_Knee"]] - p[:, H.JOINT_NAMES.index("L_Hip")], axis=-1)
+        assert np.ptp(thigh) < 1e-6, a
 
 
 def test_streams_are_in_frame_order_and_flag_protocol_frames(syn):
@@ -207,6 +270,63 @@ def test_gt_through_pose_metrics_is_zero_and_noise_is_measured(syn):
     pred[:, 1:] += np.array([3.0, 4.0, 0.0])  # 5 mm (3-4-5) on the 16 non-root joints; root stays at 0
     e = P.mpjpe(P.root_align(pred), gt)
     assert e.mean == pytest.approx(5.0 * 16 / 17)
+
+
+def test_bad_input_names_file_and_field(tmp_path):
+    """An image whose size differs from its json, a missing action, image folder or per-frame camera."""
+    G.generate(tmp_path, subjects=(9,), actions=(3, 14), frames=4, cams=(1,), size=64)
+    ann = tmp_path / "Human36M" / "annotations" / "Human36M_subject9_data.json"
+    st = H.Human36M(tmp_path, "mhp-p2", subjects=(9,)).streams[H.StreamKey(9, 3, 1, 1)]
+    assert st[2].image().shape == (64, 64, 3)  # the size check passes on good data
+    import cv2
+
+    cv2.imwrite(str(st.paths[2]), np.zeros((48, 64, 3), np.uint8))  # now 64x48 px, the json says 64x64
+    with pytest.raises(H.H36MFormatError, match=r"_000003\.jpg: image is 64x48 px but .*subject9_data\.json: "
+                                                r"images\[2\] says width=64, height=64"):
+        st[2].image()
+    with pytest.raises(H.H36MFormatError, match=r"images\[2\] says width=64"):
+        list(st.images())
+    # A requested action (or a protocol subject) the root does not have.
+    with pytest.raises(H.H36MFormatError, match=r"subject9_data\.json: subject 9 has no images of action_idx "
+                                                r"12 \(Photo\), which this run needs"):
+        H.Human36M(tmp_path, "mhp-p2", subjects=(9,), actions=("Discussion", "Photo"))
+    with pytest.raises(FileNotFoundError, match="Human36M_subject11_data.json"):
+        H.Human36M(tmp_path, "mhp-p2")  # the protocol's test subjects are 9 and 11
+    # A moving-camera frame without its camera.
+    d = json.loads(ann.read_text())
+    k = next(i for i, im in enumerate(d["images"]) if im["action_idx"] == 14 and im["frame_idx"] == 1)
+    del d["images"][k]["camera"]
+    ann.write_text(json.dumps(d))
+    with pytest.raises(H.H36MFormatError, match=rf"subject9_data\.json: images\[{k}\]: missing field 'camera'"):
+        H.Human36M(tmp_path, "mhp-p2", subjects=(9,))
+    d["images"][k]["camera"] = {"R": [[1, 0, 0]], "t": [0, 0, 0], "f": [1, 1], "c": [0, 0]}
+    ann.write_text(json.dumps(d))
+    with pytest.raises(H.H36MFormatError, match=rf"images\[{k}\]: field 'camera': field 'R' is not a \(3, 3\)"):
+        H.Human36M(tmp_path, "mhp-p2", subjects=(9,))
+    # A missing image folder.
+    G.generate(tmp_path, subjects=(9,), actions=(3, 14), frames=4, cams=(1,), size=64)
+    shutil.rmtree(tmp_path / "Human36M" / "images" / "s_09_act_14_subact_01_ca_01")
+    with pytest.raises(FileNotFoundError, match=r"image folder .*s_09_act_14_subact_01_ca_01 is missing"):
+        H.Human36M(tmp_path, "mhp-p2", subjects=(9,))
+    assert len(H.Human36M(tmp_path, "mhp-p2", subjects=(9,), check_images=False)) == 2
+
+
+def test_generation_is_deterministic_and_cached(tmp_path):
+    a = G.generate(tmp_path / "a", subjects=(1, 9), actions=(4, 15), frames=3, cams=(1,), size=64, workers=2)
+    b = G.generate(tmp_path / "b", subjects=(1, 9), actions=(4, 15), frames=3, cams=(1,), size=64)
+    assert a.images == b.images == 2 * 2 * 3
+    for f in sorted((tmp_path / "a").rglob("*.*")):
+        assert f.read_bytes() == (tmp_path / "b" / f.relative_to(tmp_path / "a")).read_bytes(), f
+    root = G.ensure("tiny", cache=tmp_path / "cache")
+    assert root.parent == tmp_path / "cache" and root.name.startswith("tiny-")
+    stamp = (root / "Human36M" / G.MARKER).stat().st_mtime_ns
+    assert G.ensure("tiny", cache=tmp_path / "cache") == root  # cached: not regenerated
+    assert (root / "Human36M" / G.MARKER).stat().st_mtime_ns == stamp
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [root.name]  # no temporary folder left
+    tr, te = H.Human36M(root, "mhp-p2", "train", subjects=(1,)), H.Human36M(root, "mhp-p2", "test", subjects=(9,))
+    assert len(tr) == len(te) == 2 and tr.num_frames == 2 * 8 and tr.synthetic and te.summary()["moving_camera_streams"] == 1
+    with pytest.raises(KeyError, match="unknown synthetic_h36m preset 'tabel2'"):
+        G.ensure("tabel2", cache=tmp_path / "cache")
 
 
 @pytest.mark.data

@@ -8,6 +8,10 @@ Layout (``<data_root>/Human36M``; REFERENCE.md 3.1; upstream ``tool/Human36M/h36
     annotations/Human36M_subject{s}_joint_3d.json  {"<action>": {"<subaction>": {"<frame>": 17x3 world mm}}}
     images/s_XX_act_XX_subact_XX_ca_XX/s_XX_act_XX_subact_XX_ca_XX_%06d.jpg   (frame_idx + 1)
 
+passbench extension (synthetic data only): an image entry may carry ``"camera": {R, t, f, c}``, the
+camera of that frame, for a moving camera; it overrides ``camera.json`` for that frame. Real
+Human3.6M has no such field (four static cameras) and loads exactly as upstream.
+
 Streams are keyed (subject, action, subaction, camera) and hold *all* frames in frame order, because
 temporal gates (PASS, Skip-Conv) need consecutive frames; each frame carries ``evaluate``, true on
 the protocol's frames (``frame_idx % stride == 0``: 64 for the MHP/3DMPPE test split, 5 for their
@@ -59,6 +63,7 @@ ACTION_NAMES = ("Directions", "Discussion", "Eating", "Greeting", "Phoning", "Po
 SUBJECTS = (1, 5, 6, 7, 8, 9, 11)
 # Corrupt video upstream; h36m2coco.py skips it, and so do we (also if a copy of the data has it).
 SKIP_FOLDERS = frozenset({"s_11_act_02_subact_02_ca_01"})
+CAMERA_FIELD = "camera"  # optional per-image camera (passbench extension for moving cameras; synthetic only)
 
 
 def action_name(action_idx: int) -> str:
@@ -327,6 +332,8 @@ class Frame:
         joints_img: (18, 3) [u px, v px, Z - Z_root mm] (upstream ``joint_img``).
         root_cam: (3,) Pelvis in camera mm (GT root: ``use_gt_info=True``).
         evaluate: whether the protocol scores this frame.
+        camera: this frame's camera (the stream's, or the frame's own for a moving camera).
+        data_json, json_index: the ``_data.json`` and ``images[json_index]`` entry it came from.
     """
 
     key: StreamKey
@@ -344,18 +351,36 @@ class Frame:
     joints_img: np.ndarray
     root_cam: np.ndarray
     evaluate: bool
+    data_json: Path | None = None
+    json_index: int | None = None
 
     def image(self) -> np.ndarray:
-        """(H, W, 3) uint8 RGB."""
-        return read_image(self.path)
+        """(H, W, 3) uint8 RGB; raises if its size differs from the json's width / height."""
+        return read_image(self.path, (self.width, self.height), _where(self.data_json, self.json_index))
 
 
-def read_image(path: Path) -> np.ndarray:
+def _where(data_json: Path | None, index: int | None) -> str | None:
+    return None if data_json is None else f"{data_json}: images[{index}]"
+
+
+def read_image(path: Path, expect_wh: tuple[int, int] | None = None, where: str | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image file.
+
+    Args:
+        path: image file.  expect_wh: (width, height) the annotation gives, checked when given.
+        where: the annotation entry (``<data json>: images[i]``), for the error message.
+
+    Raises:
+        FileNotFoundError: unreadable file.  H36MFormatError: size differs from ``expect_wh``.
+    """
     import cv2  # deferred: geometry and annotation work without OpenCV
 
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise FileNotFoundError(f"Human3.6M: cannot read image {path}")
+    if expect_wh is not None and (img.shape[1], img.shape[0]) != tuple(int(v) for v in expect_wh):
+        raise H36MFormatError(f"{path}: image is {img.shape[1]}x{img.shape[0]} px but {where or 'its json'} says "
+                              f"width={int(expect_wh[0])}, height={int(expect_wh[1])} (fields 'width', 'height')")
     return img[:, :, ::-1].copy()
 
 
@@ -368,6 +393,9 @@ class Stream:
         paths: F image paths.  frame_idx: (F,) int.  image_ids: (F,) int.  sizes: (F, 2) [w, h] px.
         bboxes: (F, 4) annotation boxes px.  joints_world: (F, 17, 3) mm.
         eval_mask: (F,) bool, the protocol's frames.
+        cameras: F per-frame cameras of a moving camera (the layout's per-image ``camera`` field),
+            or None for a fixed camera (``camera`` for every frame; real Human3.6M).
+        data_json: the subject's ``_data.json``.  json_index: (F,) each frame's ``images[i]`` index.
     """
 
     key: StreamKey
@@ -380,9 +408,24 @@ class Stream:
     joints_world: np.ndarray
     eval_mask: np.ndarray
     input_hw: tuple[int, int] = (256, 256)
+    cameras: tuple[Camera, ...] | None = None
+    data_json: Path | None = None
+    json_index: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.frame_idx)
+
+    @property
+    def moving(self) -> bool:
+        """True when the stream has per-frame cameras (a moving camera)."""
+        return self.cameras is not None
+
+    def camera_at(self, i: int) -> Camera:
+        """The camera of frame ``i``."""
+        return self.cameras[i] if self.cameras is not None else self.camera
+
+    def _index(self, i: int) -> int | None:
+        return None if self.json_index is None else int(self.json_index[i])
 
     @property
     def contiguous(self) -> bool:
@@ -391,31 +434,40 @@ class Stream:
 
     def joints_cam(self) -> np.ndarray:
         """(F, 18, 3) camera mm, Thorax appended."""
-        return add_thorax(self.camera.world_to_cam(self.joints_world))
+        if self.cameras is None:
+            return add_thorax(self.camera.world_to_cam(self.joints_world))
+        r = np.stack([c.R for c in self.cameras])  # (F, 3, 3)
+        t = np.stack([c.t for c in self.cameras])  # (F, 3)
+        return add_thorax(np.einsum("fij,fkj->fki", r, self.joints_world) + t[:, None])
 
     def joints_img(self) -> np.ndarray:
         """(F, 18, 3) [u px, v px, Z - Z_root mm]."""
         cam = self.joints_cam()
-        img = self.camera.cam_to_pixel(cam)
+        if self.cameras is None:
+            img = self.camera.cam_to_pixel(cam)
+        else:
+            img = np.stack([c.cam_to_pixel(x) for c, x in zip(self.cameras, cam)])
         img[..., 2] -= cam[:, ROOT : ROOT + 1, 2]
         return img
 
     def __getitem__(self, i: int) -> Frame:
         i = range(len(self))[i]
-        cam = add_thorax(self.camera.world_to_cam(self.joints_world[i]))  # (18, 3)
-        img = self.camera.cam_to_pixel(cam)
+        camera = self.camera_at(i)
+        cam = add_thorax(camera.world_to_cam(self.joints_world[i]))  # (18, 3)
+        img = camera.cam_to_pixel(cam)
         img[:, 2] -= cam[ROOT, 2]
         w, h = (int(v) for v in self.sizes[i])
         return Frame(self.key, i, int(self.frame_idx[i]), int(self.image_ids[i]), self.paths[i], w, h,
-                     self.camera, self.bboxes[i], process_bbox(self.bboxes[i], w, h, self.input_hw),
-                     self.joints_world[i], cam, img, cam[ROOT].copy(), bool(self.eval_mask[i]))
+                     camera, self.bboxes[i], process_bbox(self.bboxes[i], w, h, self.input_hw),
+                     self.joints_world[i], cam, img, cam[ROOT].copy(), bool(self.eval_mask[i]), self.data_json,
+                     self._index(i))
 
     def __iter__(self) -> Iterator[Frame]:
         return (self[i] for i in range(len(self)))
 
     def images(self) -> Iterator[np.ndarray]:
-        """(H, W, 3) uint8 RGB images in frame order."""
-        return (read_image(p) for p in self.paths)
+        """(H, W, 3) uint8 RGB images in frame order (each checked against its json width / height)."""
+        return (read_image(p, self.sizes[i], _where(self.data_json, self._index(i))) for i, p in enumerate(self.paths))
 
 
 class Human36M:
@@ -426,17 +478,25 @@ class Human36M:
         protocol: a :data:`PROTOCOLS` name (or alias), e.g. ``"mhp-p2"``.
         split: ``"test"`` or ``"train"``: picks the subjects and the scored-frame stride.
         subjects, actions, subactions, cameras: optional filters (actions by index 2..16 or name).
+            Every requested subject and action must be present (an error names the file otherwise).
         input_hw: network input (H, W) for ``process_bbox``.
+        check_images: check that every stream's image folder and first image exist (one stat each).
 
     Attributes:
         root: the ``Human36M`` folder.  synthetic: True for data made by ``synthetic_h36m``.
         protocol: the :class:`Protocol`.  stride: scored-frame stride.  streams: key -> :class:`Stream`.
+        settings: action name -> {"background", "camera"}: the synthetic generator's ``info.settings``,
+            or for real Human3.6M its lab (indoor, 4 fixed cameras) for every loaded action.
+
+    Raises:
+        FileNotFoundError: a missing annotation file (a subject the protocol needs), image folder or image.
+        H36MFormatError: a malformed file, or a requested action / subject without images (names the file).
     """
 
     def __init__(self, data_root: Any = None, protocol: str = PAPER_PROTOCOL, split: str = "test", *,
                  subjects: Sequence[int] | None = None, actions: Sequence[int | str] | None = None,
                  subactions: Sequence[int] | None = None, cameras: Sequence[int] | None = None,
-                 input_hw: tuple[int, int] = (256, 256)) -> None:
+                 input_hw: tuple[int, int] = (256, 256), check_images: bool = True) -> None:
         self.root = resolve_data_root(data_root) / "Human36M"
         if not self.root.is_dir():
             raise FileNotFoundError(f"Human3.6M: {self.root} does not exist (3DMPPE layout expected)")
@@ -448,8 +508,21 @@ class Human36M:
         self._filt = (None if actions is None else {a if isinstance(a, int) else action_index(a) for a in actions},
                       None if subactions is None else set(subactions), None if cameras is None else set(cameras))
         self.streams: dict[StreamKey, Stream] = {}
+        self.settings: dict[str, dict[str, str]] = {}
         for s in self.subjects:
             self._load_subject(int(s))
+        if check_images:
+            self._check_images()
+
+    def _check_images(self) -> None:
+        for st in self:
+            folder = self.root / "images" / st.key.folder
+            if not folder.is_dir():
+                raise FileNotFoundError(f"Human3.6M: image folder {folder} is missing ({st.data_json} lists "
+                                        f"{len(st)} images in it)")
+            if not st.paths[0].is_file():
+                raise FileNotFoundError(f"Human3.6M: image {st.paths[0]} is missing "
+                                        f"(listed in {_where(st.data_json, st._index(0))}, field 'file_name')")
 
     def _load_subject(self, s: int) -> None:
         ann = self.root / "annotations"
@@ -458,6 +531,7 @@ class Human36M:
         info = data.get("info") if isinstance(data, dict) else None
         if isinstance(info, dict) and info.get("synthetic"):
             self.synthetic = True
+        declared = info.get("settings", {}) if isinstance(info, dict) and self.synthetic else {}
         images, annots = _field(data, "images", str(p_data)), _field(data, "annotations", str(p_data))
         bbox_of: dict[int, Any] = {}
         for i, a in enumerate(annots):
@@ -477,17 +551,41 @@ class Human36M:
                 continue
             if vals[5] not in bbox_of:
                 raise H36MFormatError(f"{where}: image id {vals[5]} has no entry in 'annotations'")
-            groups.setdefault(key, []).append(vals[4:])
+            cam = im.get(CAMERA_FIELD)
+            cam = None if cam is None else Camera.from_json(cam, f"{where}: field '{CAMERA_FIELD}'")
+            groups.setdefault(key, []).append(vals[4:] + [i, cam])
+        if not groups:
+            raise H36MFormatError(f"{p_data}: no images of subject {s} match this run (actions "
+                                  f"{sorted(fa) if fa else 'all'}, subactions {sorted(fs) if fs else 'all'}, "
+                                  f"cameras {sorted(fc) if fc else 'all'})")
+        missing = sorted((fa or set()) - {k.action for k in groups})
+        if missing:
+            names = ", ".join(f"{a} ({action_name(a)})" for a in missing)
+            raise H36MFormatError(f"{p_data}: subject {s} has no images of action_idx {names}, which this run needs")
         for key in sorted(groups):
-            self.streams[key] = self._build_stream(key, groups[key], cams, joints, bbox_of, p_cam, p_j)
+            self.streams[key] = self._build_stream(key, groups[key], cams, joints, bbox_of, p_cam, p_j, p_data)
+            name = key.action_name
+            self.settings.setdefault(name, dict(declared.get(str(key.action), {})) if self.synthetic else
+                                     {"background": "indoor lab", "camera": "fixed (4 static calibrated cameras)"})
 
     def _build_stream(self, key: StreamKey, rows: list, cams: Any, joints: Any, bbox_of: dict,
-                      p_cam: Path, p_j: Path) -> Stream:
+                      p_cam: Path, p_j: Path, p_data: Path) -> Stream:
+        # rows: [frame_idx, id, width, height, file_name, json index, per-image Camera or None]
         rows.sort(key=lambda r: r[0])
         fidx = np.array([r[0] for r in rows], dtype=np.int64)
         if np.any(np.diff(fidx) == 0):
             raise H36MFormatError(f"{key.folder}: duplicate frame_idx in the data json")
-        camera = Camera.from_json(_field(cams, str(key.camera), str(p_cam)), f"{p_cam}: ['{key.camera}']")
+        per_frame = [r[6] for r in rows]
+        if any(c is not None for c in per_frame):
+            lacking = next(r for r in rows if r[6] is None) if None in per_frame else None
+            if lacking is not None:  # a moving camera needs every frame's camera
+                raise H36MFormatError(f"{p_data}: images[{lacking[5]}]: missing field '{CAMERA_FIELD}' (other "
+                                      f"frames of {key.folder} carry their own camera)")
+            frame_cams: tuple[Camera, ...] | None = tuple(per_frame)
+            camera = frame_cams[0]
+        else:
+            frame_cams = None
+            camera = Camera.from_json(_field(cams, str(key.camera), str(p_cam)), f"{p_cam}: ['{key.camera}']")
         sub = _field(_field(joints, str(key.action), str(p_j)), str(key.subaction), f"{p_j}: ['{key.action}']")
         jw = np.empty((len(rows), 17, 3))
         for n, f in enumerate(fidx):
@@ -506,7 +604,8 @@ class Human36M:
         img_dir = self.root / "images"
         return Stream(key, camera, tuple(img_dir / r[4] for r in rows), fidx,
                       np.array([r[1] for r in rows], dtype=np.int64), np.array([[r[2], r[3]] for r in rows]),
-                      bboxes, jw, fidx % self.stride == 0, self.input_hw)
+                      bboxes, jw, fidx % self.stride == 0, self.input_hw, frame_cams, p_data,
+                      np.array([r[5] for r in rows], dtype=np.int64))
 
     def __iter__(self) -> Iterator[Stream]:
         return iter(self.streams.values())
@@ -533,4 +632,5 @@ class Human36M:
         return {"name": "synthetic_h36m" if self.synthetic else "Human36M", "synthetic": self.synthetic,
                 "protocol": self.protocol.name, "metric": self.protocol.metric, "split": self.split,
                 "subjects": list(self.subjects), "streams": len(self), "frames": self.num_frames,
-                "eval_frames": self.num_eval_frames, "stride": self.stride}
+                "eval_frames": self.num_eval_frames, "stride": self.stride,
+                "moving_camera_streams": sum(st.moving for st in self), "settings": dict(self.settings)}
