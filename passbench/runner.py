@@ -191,6 +191,7 @@ def _run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = Fa
         )
     model, skippable = _load_weights(model, weights, cfg)
     model.eval()
+    knob = _operating_point(cfg, model, root) if skippable else None
     if cfg.model.fold_bn:
         _need("passbench.skip", "fold_batchnorm")(model)
     if cfg.model.channels_last:
@@ -228,7 +229,7 @@ def _run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = Fa
                  "frames_used": {n: [r.start, r.stop - 1] if r is not None else None for n, r in seq_frames.items()}},
         model={"name": cfg.model.name, "tag": "trained" if weights else "init",
                "weights_sha256": _sha256(weights) if weights else None},
-        method={"name": cfg.method.name, "params": dict(cfg.method.params)},
+        method={"name": cfg.method.name, "params": dict(cfg.method.params), "knob": knob},
         metrics=_mot_metrics(scores),
         cost=cost,
         speed=speed,
@@ -248,6 +249,8 @@ def _load_weights(model: Any, weights: Path | None, cfg: ExperimentCfg) -> tuple
     method = cfg.method.name
     if weights is not None:
         ck = torch.load(weights, map_location="cpu", weights_only=False)
+        if isinstance(ck, dict) and ck.get("base"):  # a passbench.train delta checkpoint: merge its base chain
+            ck = _need("passbench.train.common", "read_final")(weights)
         if isinstance(ck, dict) and "model" in ck and "model_name" in ck:
             if ck["model_name"] != cfg.model.name:
                 raise ValueError(f"{weights}: weights of model {ck['model_name']!r}, config says {cfg.model.name!r}")
@@ -255,7 +258,12 @@ def _load_weights(model: Any, weights: Path | None, cfg: ExperimentCfg) -> tuple
             if spec:
                 if spec["method"] != method:
                     raise ValueError(f"{weights}: gates of method {spec['method']!r}, config says {method!r}")
-                model = _make_skippable(model, method, {**spec.get("params", {}), **cfg.method.params})
+                params = dict(spec.get("params", {}))
+                if method in ("pass_p", "pass_f") and "rates" not in params:
+                    # A PASS checkpoint from before per-layer rates were stored (TEMPORARY, until the sample
+                    # weights are retrained): the engine it was made with thresholded at 0.5 on every grid.
+                    params.update(rule="threshold", min_patches=1)
+                model = _make_skippable(model, method, {**params, **cfg.method.params})
             elif method in ("pass_p", "pass_f"):
                 raise SkipRow(f"{weights} holds no {method} gates (train them: python -m passbench.train {method})")
             model.load_state_dict(ck["model"], strict=True)
@@ -272,8 +280,26 @@ def _load_weights(model: Any, weights: Path | None, cfg: ExperimentCfg) -> tuple
 
 
 def _make_skippable(model: Any, method: str, params: dict[str, Any]) -> Any:
+    params = {k: v for k, v in params.items() if k != "operating_point"}  # not a make_skippable argument
     res = _need("passbench.skip", "make_skippable")(model, method, **params)
     return res if res is not None else model  # in-place wrappers may return None
+
+
+def _operating_point(cfg: ExperimentCfg, model: Any, root: Any) -> dict[str, Any] | None:
+    """``method.params.operating_point: {rate: r, pairs: n}``: move the method's knob so that it skips a
+    fraction r of gated patches on n training pairs (``passbench.train.operating_point``); returns the
+    knob values set, for the record. None without an operating point."""
+    op = cfg.method.params.get("operating_point")
+    if not op:
+        return None
+    if not isinstance(op, dict) or "rate" not in op or set(op) - {"rate", "pairs"}:
+        raise ValueError(f"{cfg.name}: method.params.operating_point must be {{rate: r[, pairs: n]}}, got {op!r}")
+    mod = "passbench.train.operating_point"
+    kind = _need(mod, "knob_kind")(cfg.method.name, dict(cfg.method.params))
+    pairs = None
+    if kind in ("norm", "gumbel"):  # content-adaptive gates: calibrated on the training split
+        pairs = _need(mod, "training_pairs")(tuple(cfg.model.input_wh), str(root.path), n=int(op.get("pairs", 16)))
+    return _need(mod, "set_operating_point")(model, cfg.method.name, dict(cfg.method.params), float(op["rate"]), pairs)
 
 
 def _timing_inputs(cfg: ExperimentCfg, seq: Any) -> list[Any]:
