@@ -38,12 +38,13 @@ def table(c, table, fmt="md", results_dir=None):
     c.run(CLI + _opt("--results-dir", results_dir) + f" table {int(table)} --format {fmt}")
 
 
-@task(help={"n": "figure number (4 or 5)", "metric": "y metric, e.g. idf1",
+@task(help={"n": "figure: 4, 5 or tradeoff", "metric": "y metric, e.g. idf1",
             "run": "first run the figure's configs (configs/figure<N>/) that have no record",
             "data_root": "data root", "force": "with --run: re-run configs that have records"})
-def figure(c, n=5, metric=None, results_dir=None, run=True, data_root=None, force=False):
-    """Run the figure's missing points, then draw Figure N into results/figures/ (PNG + PDF)."""
-    c.run(CLI + _opt("--results-dir", results_dir) + f" figure {int(n)}" + _opt("--metric", metric)
+def figure(c, n="5", metric=None, results_dir=None, run=True, data_root=None, force=False):
+    """Run the figure's missing points, then draw Figure N (4, 5) or the matched-rate trade-off
+    (``-n tradeoff``: figure + table) into results/figures/ (PNG + PDF)."""
+    c.run(CLI + _opt("--results-dir", results_dir) + f" figure {shlex.quote(str(n))}" + _opt("--metric", metric)
           + " --run" * bool(run) + _opt("--data-root", data_root) + " --force" * bool(force))
 
 

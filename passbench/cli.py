@@ -184,9 +184,16 @@ def _cmd_figure(args: argparse.Namespace) -> int:
     from passbench.report.figures import write_figure
 
     outcome = None
-    if args.run:  # the figure's own points (configs/figure<N>/) that have no record yet
-        outcome = _run_missing(find_configs(f"figure{args.n}"), args)
-    for p in write_figure(args.n, args.results_dir, y=args.metric):
+    folder = "tradeoff" if args.n == "tradeoff" else f"figure{args.n}"
+    if args.run:  # the figure's own points (configs/figure<N>/, configs/tradeoff/) that have no record yet
+        outcome = _run_missing(find_configs(folder), args)
+    if args.n == "tradeoff":
+        from passbench.report import tradeoff
+
+        paths = tradeoff.write(args.results_dir, y=args.metric or "mota")
+    else:
+        paths = write_figure(int(args.n), args.results_dir, y=args.metric)
+    for p in paths:
         print(f"wrote {p}")
     return outcome.report(f"figure {args.n} --run") if outcome is not None else 0
 
@@ -236,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(fn=_cmd_table)
 
     f = sub.add_parser("figure", parents=[out], help="draw a paper figure from the records (PNG + PDF)")
-    f.add_argument("n", type=int, choices=(4, 5))
+    f.add_argument("n", choices=("4", "5", "tradeoff"),
+                   help="4, 5 (the paper's figures) or tradeoff (every method at matched skip rates, configs/tradeoff/)")
     f.add_argument("--metric", default=None, help="y metric (default: mpjpe_mm for 4, mota for 5), e.g. idf1")
     f.add_argument("--run", action="store_true", help="first run the figure's configs that have no record")
     f.add_argument("overrides", nargs="*", help="overrides applied to every config run (with --run)")

@@ -97,7 +97,10 @@ def plot(df: pd.DataFrame, out_dir: str | Path, y: str = "mota") -> list[Path]:
         axes[1].scatter(dense["gmacs"], 100 * dense[y], color="0.3", marker="s", zorder=3)
     axes[0].set_xlabel("measured patch-skip rate, all frames [%]")
     axes[1].set_xlabel("executed GMACs per frame (gate MACs included)")
-    axes[0].legend(fontsize=7, loc="lower left")
+    if df.empty:
+        axes[0].text(0.5, 0.5, "no trade-off records yet", transform=axes[0].transAxes, ha="center", color="0.5")
+    else:
+        axes[0].legend(fontsize=7, loc="lower left")
     fig.suptitle("Matched-rate trade-off on the sample eval split (measured; configs/tradeoff/)", fontsize=10)
     fig.tight_layout()
     out = Path(out_dir)
