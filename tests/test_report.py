@@ -265,3 +265,16 @@ def test_figure_series_separates_threshold_sweep() -> None:
     assert len(lines["measured: pass_f"]) == 2  # the input-size line has no threshold point
     sweep = lines["measured: pass_f, gate threshold sweep at 384x224"]
     assert sorted(sweep["gmacs"]) == [0.77, 0.89]  # the default-threshold point starts the sweep
+
+
+def test_smoke_rows_sit_beside_no_paper_value():
+    # a run on the cut MOT17-mini (12 frames) is a pipeline check: status says smoke, the paper's value
+    # for its paper row appears in its own "not run" row instead
+    smoke = fixture_run("table4/pass_f", dataset={"name": "MOT17-mini", "split": "train", "protocol": "full",
+                                                   "frames": None, "sequences": ["MOT17-02-FRCNN"]})
+    smoke["config"].update(table="table4", paper_row="pass_f")
+    df = build_table(4, [smoke])
+    row = df[df["experiment"] == "table4/pass_f"].iloc[0]
+    assert row["status"].startswith("smoke") and pd.isna(row["mota_mot17_02_paper"])
+    paper_row = df[(df["experiment"].isna()) & (df["paper_row"] == "pass_f")].iloc[0]
+    assert paper_row["status"] == "not run" and paper_row["mota_mot17_02_paper"] == pytest.approx(0.8443)

@@ -141,6 +141,17 @@ def _table_of(rec: dict) -> str:
     return (rec.get("config") or {}).get("table") or ""
 
 
+def smoke_reason(rec: dict) -> str | None:
+    """Why a run is a smoke run (a few frames, a cut dataset), or None. Smoke runs show their numbers
+    with status ``smoke: ...`` and never beside the paper's values: a cut sequence (``*-mini``, e.g. the
+    4 + 8 frames of MOT17-mini) or ``dataset.protocol: smoke`` proves the pipeline runs, not accuracy."""
+    ds = rec.get("dataset") or {}
+    name = str(ds.get("name", ""))
+    if name.endswith("-mini") or ds.get("protocol") == "smoke":
+        return f"smoke ({name}, protocol {ds.get('protocol')}): pipeline check, not comparable to the paper"
+    return None
+
+
 def build_table(n: int, records: list[dict] | None = None, paper_dir: str | Path | None = None) -> pd.DataFrame:
     """Table ``n`` (1-4) as machine columns: measured ``<key>``, paper ``<key>_paper``, provenance.
 
@@ -172,20 +183,21 @@ def build_table(n: int, records: list[dict] | None = None, paper_dir: str | Path
             "model": (rec.get("model") or cfg.get("model") or {}).get("name"),
             "paper_row": prow,
         }
+        smoke = smoke_reason(rec) if rec["kind"] == "run" else None
         if rec["kind"] == "run":
             for c in cols:
                 row[c.key] = c.get(rec)
             row["dataset"] = _dataset_label(rec)
             row["device"] = (rec.get("speed") or {}).get("device") or (rec.get("env") or {}).get("device")
-            row["status"] = "measured"
+            row["status"] = smoke or "measured"
         else:
             for c in cols:
                 row[c.key] = None
             row["dataset"] = _dataset_label(rec)
             row["device"] = None
             row["status"] = f"not runnable here: {rec['reason']}"
-        _add_paper(row, cols, paper, prow)
-        if prow in paper.index:
+        _add_paper(row, cols, paper, None if smoke else prow)  # a smoke row sits beside no paper value
+        if prow in paper.index and not smoke:
             used_paper.add(prow)
         rows.append(row)
     for prow in paper.index:
