@@ -5,6 +5,11 @@ skipping (every conv wrapped; sparse == reference with random masks)."""
 from __future__ import annotations
 
 import copy
+import importlib.util
+import os
+import sys
+import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -224,6 +229,70 @@ def test_mhp_state_dict_matches_upstream_layout():
     assert len(ups) == 3 and all(q.mode == "bilinear" and q.align_corners for q in ups)
     lpres = build_model("mhp_lpres").state_dict()
     assert len(lpres) == 397 and "backbone.deonv0.0.weight" in lpres  # upstream's spelling
+
+
+@pytest.mark.skipif(not os.environ.get("PASSBENCH_UPSTREAM_MHP"),
+                    reason="set PASSBENCH_UPSTREAM_MHP to a checkout of SangbumChoi/MobileHumanPose@a359dd9")
+@pytest.mark.parametrize("variant,cls", [("lpski", "LpNetSkiConcat"), ("lpres", "LpNetResConcat"),
+                                         ("lpwo", "LpNetWoConcat")])
+def test_mhp_equals_the_upstream_code(variant, cls, monkeypatch):
+    """The oracle itself: upstream's backbone file (not vendored; its own checkout), same keys in the
+    same order, and the same output once upstream's random weights and BN statistics are loaded."""
+    root = Path(os.environ["PASSBENCH_UPSTREAM_MHP"]) / "common" / "backbone"
+    monkeypatch.setitem(sys.modules, "torchsummary", types.SimpleNamespace(summary=lambda *a, **k: None))
+    spec = importlib.util.spec_from_file_location(f"upstream_{variant}", root / f"lpnet_{variant[2:]}_concat.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for width in ((1.0, 0.5) if variant != "lpres" else (1.0,)):
+        torch.manual_seed(0)
+        up = getattr(mod, cls)((256, 256), 18, width_mult=width)
+        for p in up.parameters():
+            p.data.normal_(0.0, 0.05)
+        for q in up.modules():
+            if isinstance(q, nn.BatchNorm2d):
+                q.running_mean.normal_(0.0, 0.1)
+                q.running_var.uniform_(0.5, 1.5)
+        wrapped = nn.Module()
+        wrapped.backbone = up  # upstream CustomNet holds the backbone as .backbone
+        ours = build_model(f"mhp_{variant}", width=width, normalize=False)
+        assert list(wrapped.state_dict()) == list(ours.state_dict())
+        ours.load_state_dict(wrapped.state_dict())
+        x = torch.randn(1, 3, 256, 256)
+        with torch.no_grad():
+            torch.testing.assert_close(ours.eval().backbone(x), up.eval()(x), rtol=0, atol=0)
+
+
+def _load_file(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.skipif(not os.environ.get("PASSBENCH_UPSTREAM_POSENET"),
+                    reason="set PASSBENCH_UPSTREAM_POSENET to a checkout of mks0601/3DMPPE_POSENET_RELEASE@dd025c5")
+def test_posenet_equals_the_upstream_code(monkeypatch):
+    """Upstream's ResPoseNet from its own files (model_urls and cfg stubbed: torchvision >= 0.13 dropped
+    model_urls, and config.py creates output folders): same keys in the same order, same head output."""
+    import torchvision.models.resnet as tv_resnet
+
+    root = Path(os.environ["PASSBENCH_UPSTREAM_POSENET"])
+    monkeypatch.setattr(tv_resnet, "model_urls", {}, raising=False)
+    monkeypatch.setitem(sys.modules, "config", types.SimpleNamespace(
+        cfg=types.SimpleNamespace(depth_dim=64, output_shape=(64, 64))))
+    monkeypatch.setitem(sys.modules, "nets", types.ModuleType("nets"))
+    monkeypatch.setitem(sys.modules, "nets.resnet", _load_file("nets.resnet", root / "common/nets/resnet.py"))
+    up_model = _load_file("upstream_posenet_model", root / "main/model.py")
+    torch.manual_seed(0)
+    up = up_model.ResPoseNet(sys.modules["nets.resnet"].ResNetBackbone(50), up_model.HeadNet(18), 18)
+    for p in up.parameters():
+        p.data.normal_(0.0, 0.02)
+    ours = build_model("posenet_r50", normalize=False)
+    assert list(up.state_dict()) == list(ours.state_dict())
+    ours.load_state_dict(up.state_dict())
+    x = torch.randn(1, 3, 256, 256)
+    with torch.no_grad():  # upstream's soft_argmax calls .cuda(): compare the heatmaps it would read
+        torch.testing.assert_close(ours.eval().head(ours.backbone(x)), up.eval().head(up.backbone(x)), rtol=0, atol=0)
 
 
 def test_mhp_skip_concat_comes_first():
