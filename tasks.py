@@ -3,6 +3,7 @@
     invoke reproduce --table 3 [--data-root DIR] [--force]
     invoke figure -n 5   (invoke spells one-letter options with one dash)
     invoke test [--slow]
+    invoke regress [--update --reason "why"] [--case pass_f]   # accuracy vs results/golden/
     invoke bench
     invoke demo          # the README's main job: Table 3 on the sample data, runnable rows only
     invoke leaderboard-add timm:resnet18 [--budget-minutes 30]   # a backbone's four leaderboard rows
@@ -52,6 +53,15 @@ def figure(c, n="5", metric=None, results_dir=None, run=True, data_root=None, fo
 def test(c, slow=False):
     """Run the test suite (the default run excludes slow/gpu/data tests)."""
     c.run(f"{PY} -m pytest" + (" -m 'not gpu and not data'" if slow else ""))
+
+
+@task(help={"update": "re-bless: write the measured values as the goldens",
+            "reason": "with --update: why the goldens change (recorded with them)",
+            "case": "run only this case (dense, skipconv, pass_f)", "data_root": "data root"})
+def regress(c, update=False, reason=None, case=None, data_root=None):
+    """Accuracy regression check of the committed weights against results/golden/ (exit 1 on drift)."""
+    c.run(CLI + " regress" + " --update" * bool(update) + _opt("--reason", reason) + _opt("--case", case)
+          + _opt("--data-root", data_root))
 
 
 @task

@@ -309,6 +309,9 @@ def main(cases: list[str] | None = None, overrides: list[str] | None = None, upd
         measured[case.name] = (case, rec)
         g = gold["cases"].get(case.name)
         rows.extend(compare(case, values_of(rec, case.task), g))
+        if g and (g.get("config"), g.get("overrides")) != (case.config, list(case.overrides)):
+            print(f"  note: {case.name}: the case definition changed since the golden was blessed "
+                  f"({g.get('config')} {g.get('overrides')}); re-bless with --update --reason if intended", flush=True)
         if g and g.get("weights_sha256") != rec["model"]["weights_sha256"]:
             print(f"  note: {case.name}: the weights changed since the golden was blessed "
                   f"({g['blessed']['utc']}, {g['blessed']['reason']!r}); if that is intended, re-bless with "
