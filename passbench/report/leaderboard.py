@@ -15,8 +15,9 @@ import pandas as pd
 from passbench.records import latest_by_experiment
 
 BOARD_TABLES = ("table3", "leaderboard")  # records (config.table) at the sample-eval protocol, 384x224
-BOARD_COLUMNS = ["backbone", "method", "mota", "idf1", "gmacs_executed", "gmacs_dense", "patch_skip_rate",
-                 "fps", "fps_ratio_to_dense", "device", "input", "protocol", "experiment", "created_utc"]
+BOARD_COLUMNS = ["backbone", "method", "mota", "idf1", "gmacs_executed", "gate_gmacs", "gmacs_dense",
+                 "patch_skip_rate", "fps", "fps_ratio_to_dense", "device", "input", "protocol", "experiment",
+                 "created_utc"]
 
 
 def _ratio(sp: dict[str, Any]) -> float | None:
@@ -61,7 +62,8 @@ def board(records: list[dict[str, Any]], tables: tuple[str, ...] = BOARD_TABLES)
     """Method x backbone: one row per (backbone, method), the newest MOT run among the experiments of
     ``tables`` (the record's ``config.table``). Sorted by backbone, then dense first.
 
-    Columns: :data:`BOARD_COLUMNS` (``mota``/``idf1``/``patch_skip_rate`` fractions; ``fps_ratio_to_dense``
+    Columns: :data:`BOARD_COLUMNS` (``mota``/``idf1``/``patch_skip_rate`` fractions; ``gmacs_executed`` the
+    network's MACs the kernels computed per frame, ``gate_gmacs`` the gates' on top; ``fps_ratio_to_dense``
     the skipped model's FPS over its dense twin's in the same process; ``protocol`` the dataset
     protocol label, e.g. ``sample_val``, so that a smoke run never passes for a real one).
     """
@@ -72,7 +74,8 @@ def board(records: list[dict[str, Any]], tables: tuple[str, ...] = BOARD_TABLES)
         wh = r["config"].get("model", {}).get("input_wh")
         sp, co, me = r["speed"], r["cost"], r["metrics"]
         rows.append(dict(backbone=r["model"]["name"], method=r["method"]["name"], mota=me.get("mota"),
-                         idf1=me.get("idf1"), gmacs_executed=co.get("gmacs_executed"), gmacs_dense=co.get("gmacs_dense"),
+                         idf1=me.get("idf1"), gmacs_executed=co.get("gmacs_executed"), gate_gmacs=co.get("gate_gmacs"),
+                         gmacs_dense=co.get("gmacs_dense"),
                          patch_skip_rate=co.get("patch_skip_rate"), fps=sp.get("fps"), fps_ratio_to_dense=_ratio(sp),
                          device=sp.get("device"), input=f"{wh[0]}x{wh[1]}" if wh else "",
                          protocol=r["dataset"].get("protocol"), experiment=r["experiment"],
@@ -99,8 +102,9 @@ def pareto_front(df: pd.DataFrame, x: str, y: str = "mota", x_lower_is_better: b
 
 
 def plot_board(df: pd.DataFrame, y: str = "mota"):
-    """Three panels (seaborn): ``y`` vs executed GMACs, ``y`` vs FPS ratio to dense (each with its
-    Pareto front dashed), and per backbone the change of ``y`` from its dense row per method.
+    """Three panels (seaborn): ``y`` vs executed GMACs with the gates' MACs charged
+    (``gmacs_executed + gate_gmacs``), ``y`` vs FPS ratio to dense (each with its Pareto front over all
+    rows dashed), and per backbone the change of ``y`` from its dense row per method.
 
     Returns:
         The matplotlib Figure.
@@ -109,8 +113,8 @@ def plot_board(df: pd.DataFrame, y: str = "mota"):
     import seaborn as sns  # noqa: PLC0415
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), constrained_layout=True)
-    d = df.assign(**{y: df[y] * 100})  # percent on the axes
-    panels = ((axes[0], "gmacs_executed", True, "executed GMACs / frame (gates included)"),
+    d = df.assign(**{y: df[y] * 100, "gmacs_charged": df["gmacs_executed"] + df["gate_gmacs"].fillna(0.0)})
+    panels = ((axes[0], "gmacs_charged", True, "executed GMACs / frame, gate MACs included"),
               (axes[1], "fps_ratio_to_dense", False, "FPS / dense FPS (same process)"))
     for ax, x, low, label in panels:
         if d.dropna(subset=[x, y]).empty:
