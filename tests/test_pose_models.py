@@ -321,9 +321,11 @@ def test_posenet_layout():
 # ---------------------------------------------------------------- patch skipping
 
 _WIDTHS = {"mhp_lpski_w075", "mhp_lpski_w05", "mhp_lpwo"}  # same code as a default-run model: slow only
+_BIG = {"mhp_lpres", "posenet_r50"}  # 15-20 s each on 2 busy cores: slow only
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _WIDTHS else n for n in POSE_MODELS])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _WIDTHS | _BIG else n
+                                  for n in POSE_MODELS])
 def test_skippable_dense_equals_model(name):
     skip = pytest.importorskip("passbench.skip")
     m = _calibrated(name, SKIP_HW)
@@ -338,7 +340,7 @@ def test_skippable_dense_equals_model(name):
 
 
 # The sparse path runs layer by layer on 2 CPU cores: one model per family in the default run.
-_SLOW = _WIDTHS | {"mhp_lpwo_w05", "mhp_lpres", "posenet_r50"}
+_SLOW = _WIDTHS | _BIG | {"mhp_lpwo_w05", "vnect"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW else n for n in POSE_MODELS])

@@ -66,6 +66,8 @@ SETTING_TEXT = {"indoor": ("indoor, plain background", "fixed"),
 # the MHP/3DMPPE protocol-2 split: training subjects 1, 5, 6, 7, 8 (one subaction, cameras 1-2) and test
 # subjects 9, 11 (two subactions, cameras 1-2: 4 videos per action and subject). 130 frames per video =
 # 26 training frames (stride 5) or 3 scored test frames (stride 64) per video: 24 test frames per action.
+# Images: 5 x 7 x 1 x 2 x 130 + 2 x 7 x 2 x 2 x 130 = 9,100 + 7,280 = 16,380 (256 x 256 JPEG).
+# "tiny" (tests, demos): 2 x 2 x 1 x 1 x 8 = 32 images of 128 x 128.
 PRESETS: dict[str, tuple[dict[str, Any], ...]] = {
     "table2": (dict(subjects=(1, 5, 6, 7, 8), actions=TABLE2_ACTIONS, subactions=(1,), frames=130, cams=(1, 2)),
                dict(subjects=(9, 11), actions=TABLE2_ACTIONS, subactions=(1, 2), frames=130, cams=(1, 2))),
