@@ -14,7 +14,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from invoke import task
+from invoke import Exit, task
 
 PY = shlex.quote(sys.executable)
 CLI = f"{PY} -m passbench.cli"
@@ -28,9 +28,12 @@ def _opt(flag: str, value: object) -> str:
             "results_dir": "results folder", "fmt": "md | csv | latex"})
 def reproduce(c, table, data_root=None, force=False, results_dir=None, fmt="md"):
     """Run the table's configs whose records are missing, then derive results/tables/table<N>."""
+    c.run(_reproduce_cmd(table, data_root, force, results_dir, fmt), pty=False)
+
+
+def _reproduce_cmd(table, data_root=None, force=False, results_dir=None, fmt="md") -> str:
     cmd = CLI + _opt("--results-dir", results_dir) + f" reproduce {int(table)}" + _opt("--data-root", data_root)
-    cmd += " --force" * bool(force) + _opt("--format", fmt)
-    c.run(cmd, pty=False)
+    return cmd + " --force" * bool(force) + _opt("--format", fmt)
 
 
 @task(help={"table": "paper table number (1-4)", "fmt": "md | csv | latex"})
@@ -74,9 +77,13 @@ def bench(c):
             "results_dir": "where the demo's records/tables/figures go (default runs/demo)"})
 def demo(c, data_root=None, results_dir="runs/demo"):
     """Measure Table 3 afresh on the sample data (every runnable row, ~10 min on 2 CPU cores) into
-    ``runs/demo/`` (not the committed ``results/``), then draw Figure 5 from those records."""
-    reproduce(c, 3, data_root=data_root, results_dir=results_dir)
+    ``runs/demo/`` (not the committed ``results/``), then draw Figure 5 from those records. A row that
+    fails leaves the others, the table and the figure in place; the task then exits with reproduce's
+    code (1, the rows listed above)."""
+    res = c.run(_reproduce_cmd(3, data_root, results_dir=results_dir), pty=False, warn=True)
     figure(c, 5, results_dir=results_dir, run=False)
+    if res.exited:
+        raise Exit(f"invoke demo: passbench reproduce 3 exited {res.exited} (see above)", code=res.exited)
 
 
 @task(help={"model": "timm:<arch> (any timm features_only body) or a registered model name",
