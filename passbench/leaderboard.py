@@ -210,7 +210,7 @@ def train_stage(stage: str, make: Callable[[int | None], Any], stage_dir: Path, 
     steps = entry["steps"]
     if steps is not None:
         log(f"{stage}: {steps} steps" + (f" at {entry['s_per_step']:.2f} s/step" if "s_per_step" in entry else "")
-            + (f" ({entry['budget_s'] / 60:.1f} min budget)" if entry.get("budget_s") else "")
+            + (f" ({entry['budget_s'] / 60:.1f} min budget)" if entry.get("budget_s") is not None else "")
             + (f", resuming at step {_done_steps(stage_dir)}" if (stage_dir / "last.pt").exists() else ""))
     else:
         log(f"{stage}: {make(None).calib} calibration of the thresholds" if stage == "skipconv" else f"{stage}")
