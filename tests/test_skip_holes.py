@@ -110,7 +110,7 @@ def _nan_stream(n=8, nan_at=2, seed=0):
 
 @pytest.mark.parametrize("method,kw", [
     ("fixed", {"keep": 0.5, "seed": 4}),
-    ("skipconv", {"thresholds": 0.05, "refresh_every": 4}),
+    ("skipconv", {"thresholds": 0.05, "refresh_every": 4}),  # (agreed before the fix too: a guard)
     ("skipconv_gumbel", {"residual": False}),  # a learned gate: NaN logits give a NaN mask (= skip)
 ])
 @torch.no_grad()
