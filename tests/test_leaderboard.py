@@ -104,6 +104,16 @@ def test_default_layers_gate_neck_and_heads(name):
     assert len(names) == 12 and all(n.startswith(("neck.", "hm.", "wh.", "reg.", "id.")) for n in names), names
 
 
+@pytest.mark.xfail(strict=True, reason="passbench/train/build.py build_net reads 'timm:<arch>' as 'module:function'; "
+                   "when it hands timm: names to passbench.models.build_model, drop this marker and "
+                   "leaderboard.timm_names_in_training")
+def test_training_builds_timm_names_by_itself():
+    from passbench.models.timm_fairmot import TimmFairMOT
+    from passbench.train.build import build_net
+
+    assert isinstance(build_net(TINY, pretrained=False), TimmFairMOT)
+
+
 def test_timm_names_in_training_routes_and_restores():
     from passbench.models.timm_fairmot import TimmFairMOT
     from passbench.train import build
