@@ -84,10 +84,7 @@ _SPARSE = ("method.params.execution=sparse",)  # deterministic executed MACs (mo
 CASES: tuple[Case, ...] = (
     Case("dense", "configs/table3/dense_light.yaml", _MOT),
     Case("skipconv", "configs/table3/skipconv.yaml", _MOT + _SPARSE),
-    # weights/sample/pass_f.pt predates the top-k inference rule (now the PASS default, which needs the
-    # per-layer rates pre-training stores): it was trained and measured with the paper's threshold
-    # rule, so the case asks for that rule. Drop the override when PASS-F is retrained, and re-bless.
-    Case("pass_f", "configs/table3/pass_f.yaml", _MOT + _SPARSE + ("method.params.rule=threshold",)),
+    Case("pass_f", "configs/table3/pass_f.yaml", _MOT + _SPARSE),
 )
 
 TASK_METRICS: dict[str, tuple[Metric, ...]] = {
