@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Train the light model and its gates on the sample data's training halves (docs/training.md), then
-# copy each stage's final.pt into weights/sample/ with its sha256 (the files the Table 3 configs load).
-# This is the exact chain that produced the committed weights; each stage resumes from runs/<stage>/last.pt.
-#   usage: scripts/train_sample.sh [stage ...]     (default: task pass_p pass_f skipconv)
+# copy each stage's final.pt into weights/sample/ with its sha256 (the files the Table 3 / trade-off configs
+# load). This is the exact chain behind the committed weights; each stage resumes from runs/<stage>/last.pt.
+#   usage: scripts/train_sample.sh [stage ...]   (default: task pass_p pass_f skipconv skipconv_gumbel)
+# Stages after `task` store only what differs from their init (gates; a fine-tuned backbone), with the
+# init's sha256: weights/sample/pass_p.pt needs task.pt beside it, pass_f.pt needs pass_p.pt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -10,28 +12,45 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 # Gated layers (all methods alike): the stride-4 neck and the heads' 3x3 convs and the id 1x1 (53% of the
 # model's MACs). Not the MobileNetV2 body: its 1x1 / depthwise convs are memory-bound, and a per-layer gate
 # there costs more time than the skipped MACs save (docs/engine-benchmark.md); not the 64->1/2/4 head
-# outputs, whose gate would cost more MACs than the conv itself.
+# outputs, whose gate would cost more MACs than the conv itself. PASS gates on grids of fewer than 16
+# patches (the stride-16/32 neck convs at 384x224) never decide (PassGate min_patches).
 LAYERS="[neck.*, hm.0, wh.0, reg.0, id.0, id.2]"
 COMMON=(input_wh=[384,224] patch_size=8)
-stages=("$@"); [ ${#stages[@]} -eq 0 ] && stages=(task pass_p pass_f skipconv)
+stages=("$@"); [ ${#stages[@]} -eq 0 ] && stages=(task pass_p pass_f skipconv skipconv_gumbel)
 for s in "${stages[@]}"; do
   case $s in
-    task)     $PY -m passbench.train task --out runs/task "${COMMON[@]}" steps=700 batch_size=8 lr=4e-4 log_every=10 ckpt_every=50 ;;
-    pass_p)   $PY -m passbench.train pass_p --out runs/pass_p "${COMMON[@]}" init=runs/task/final.pt steps=150 batch_size=4 lr=1e-3 \
-                  target_rate=0.5 rate_weight=0.002 log_every=5 ckpt_every=25 "skip_params={embed_dim: 16, hidden: 64, layers: $LAYERS}" ;;
-    pass_f)   $PY -m passbench.train pass_f --out runs/pass_f "${COMMON[@]}" init=runs/pass_p/final.pt steps=150 batch_size=8 lr=1e-4 \
-                  log_every=5 ckpt_every=25 ;;
-    skipconv) $PY -m passbench.train skipconv --out runs/skipconv "${COMMON[@]}" init=runs/task/final.pt calib=per_layer calib_pairs=16 \
+    task)     base=""
+              $PY -m passbench.train task --out runs/task "${COMMON[@]}" steps=700 batch_size=8 lr=4e-4 log_every=10 ckpt_every=50 ;;
+    pass_p)   base=task.pt
+              $PY -m passbench.train pass_p --out runs/pass_p "${COMMON[@]}" init=runs/task/final.pt steps=400 batch_size=4 lr=1e-3 \
+                  target_rate=0.5 rate_weight=1.0 log_every=10 ckpt_every=50 calib_pairs=32 \
+                  "skip_params={embed_dim: 16, hidden: 64, layers: $LAYERS}" ;;
+    pass_f)   base=pass_p.pt
+              $PY -m passbench.train pass_f --out runs/pass_f "${COMMON[@]}" init=runs/pass_p/final.pt steps=300 batch_size=8 lr=1e-4 \
+                  log_every=10 ckpt_every=50 ;;
+    skipconv) base=task.pt
+              $PY -m passbench.train skipconv --out runs/skipconv "${COMMON[@]}" init=runs/task/final.pt calib=per_layer calib_pairs=16 \
                   target_rate=0.5 "skip_params={gate: norm, layers: $LAYERS}" ;;
+    skipconv_gumbel) base=task.pt
+              $PY -m passbench.train skipconv --out runs/skipconv_gumbel "${COMMON[@]}" init=runs/task/final.pt steps=300 batch_size=8 \
+                  lr=2e-4 target_rate=0.5 budget_weight=1.0 log_every=10 ckpt_every=50 \
+                  "skip_params={gate: gumbel, layers: $LAYERS}" ;;
     *) echo "unknown stage $s" >&2; exit 2 ;;
   esac
   mkdir -p weights/sample
-  $PY - "$s" <<'PY'
+  # Fine-tuned backbones are committed in float16: checked to leave every metric of the regress and
+  # trade-off evaluations unchanged (weights/sample/README.md).
+  half=0; case $s in pass_f|skipconv_gumbel) half=1 ;; esac
+  $PY - "$s" "$base" "$half" <<'PY'
 import hashlib, shutil, sys
 from pathlib import Path
-s = sys.argv[1]
+from passbench.train.common import rebase_final
+s, base, half = sys.argv[1], sys.argv[2] or None, sys.argv[3] == "1"
 src, dst = Path(f"runs/{s}/final.pt"), Path(f"weights/sample/{s}.pt")
-shutil.copyfile(src, dst)
+if base:
+    rebase_final(src, dst, base, half=half)  # the copy finds its base beside it (sha256 checked)
+else:
+    shutil.copyfile(src, dst)
 sums = Path("weights/sample/SHA256SUMS")
 lines = [l for l in (sums.read_text().splitlines() if sums.exists() else []) if not l.endswith(f"  {dst.name}")]
 lines.append(f"{hashlib.sha256(dst.read_bytes()).hexdigest()}  {dst.name}")
