@@ -3,7 +3,7 @@
 1. train the dense task model on the sample training split (``passbench.train.task.train_task``),
    then PASS-P gates (``pass_p.train_pass_p``), PASS-F fine-tuning (``pass_f.train_pass_f``) and
    Skip-Conv norm thresholds (``skipconv.train_skipconv``), with the recipe in
-   ``configs/leaderboard/train.yaml`` (that of ``scripts/train_sample.sh``);
+   ``configs/leaderboard/_base_/train.yaml`` (that of ``scripts/train_sample.sh``);
 2. run dense, Skip-Conv, PASS-P and PASS-F on the sample eval split with ``passbench.runner.run``
    (templates ``configs/leaderboard/<method>.yaml``: Table 3's protocol) and append the records to
    ``results/records/leaderboard.jsonl``.
@@ -39,7 +39,7 @@ INIT_OF = {"task": None, "pass_p": "task", "pass_f": "pass_p", "skipconv": "task
 # id head's 1x1 (not the 64 -> 1/2/4 outputs, whose gate would cost more MACs than the conv).
 DEFAULT_LAYERS = ("neck.*", "hm.0", "wh.0", "reg.0", "id.0", "id.2")
 CONFIG_DIR = CONFIGS / "leaderboard"
-RECIPE = CONFIG_DIR / "train.yaml"
+RECIPE = CONFIG_DIR / "_base_" / "train.yaml"
 PLAN = "plan.json"
 
 
@@ -52,7 +52,7 @@ class LeaderboardError(ValueError):
 
 
 def load_recipe(path: Path = RECIPE) -> dict[str, Any]:
-    """``configs/leaderboard/train.yaml`` checked: ``{probe_steps, common, stages: {stage: {share, ...}}}``.
+    """``configs/leaderboard/_base_/train.yaml`` checked: ``{probe_steps, common, stages: {stage: {share, ...}}}``.
 
     Raises:
         LeaderboardError: a missing / unknown section or stage, a bad share, or a key that is not a
