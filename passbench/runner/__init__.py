@@ -1,0 +1,66 @@
+"""The one place that wires model + data + metrics: ``run(config) -> record``, per task over one core.
+
+    core.py   data root, weights + method, dense MACs and the CPU cap, operating point, speed (dense
+              twin vs skipped in one process), cost (executed / dense / gate MACs, patch skip rate)
+    mot.py    MOT rows (Tables 3-4, Figure 5): track sequences, TrackEval / motmetrics scores
+    pose.py   3D pose rows (Tables 1-2, Figure 4): Human3.6M-layout video streams, MPJPE / PA-MPJPE
+
+``run`` dispatches on ``cfg.task`` and appends the record (or a skip marker saying why the row cannot
+run here) only once the row finished: a failing row writes nothing. A user's mistake (a given data
+root that does not exist or lacks the row's data, a missing weights file) raises and writes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from passbench.config import ExperimentCfg, to_dict
+from passbench.paths import REPO_ROOT  # noqa: F401 - re-exported (tests, scripts)
+from passbench.records import append_record, skip_marker
+from passbench.runner.core import (SkipRow, WeightsNotFoundError, _cost, _dense_twin, _load_weights,  # noqa: F401
+                                   _measure_speed, _weights_path, records_file)
+from passbench.runner.mot import _frames_for, _run_mot, _timing_inputs  # noqa: F401
+from passbench.runner.pose import _run_pose
+
+__all__ = ["SkipRow", "WeightsNotFoundError", "records_file", "run"]
+
+
+def run(
+    cfg: ExperimentCfg,
+    data_root: str | os.PathLike[str] | None = None,
+    results: str | os.PathLike[str] | None = None,
+    write: bool = True,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Run one experiment and return its record (or a skip marker saying why it cannot run here).
+
+    Args:
+        cfg: resolved experiment config (``passbench.config.load_config``).
+        data_root: overrides ``cfg.dataset.data_root``; resolved by ``passbench.paths.find_data_root``
+            (pose rows also accept ``synthetic:<preset>``, ``passbench.pose.data``).
+        results: results folder (default ``$PASSBENCH_RESULTS`` or ``<repo>/results``).
+        write: append the record / marker to ``results/records/<table>.jsonl``.
+        progress: a tqdm bar on stderr over the frames; None = only when stderr is a terminal.
+
+    Raises:
+        DataRootError: a given data root does not exist or lacks the row's data (nothing written).
+        WeightsNotFoundError: ``model.weights`` names a file that does not exist (nothing written).
+        NotImplementedError: a pipeline piece (module or function) this row needs does not exist.
+        Any error of the run itself: nothing is written then.
+    """
+    resolved = to_dict(cfg)
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    try:
+        if cfg.task == "mot":
+            rec = _run_mot(cfg, data_root, resolved, show)
+        elif cfg.task == "pose":
+            rec = _run_pose(cfg, data_root, resolved, show)
+        else:
+            raise ValueError(f"{cfg.name}: unknown task {cfg.task!r} (mot, pose)")
+    except SkipRow as why:
+        rec = skip_marker(experiment=cfg.name, task=cfg.task, reason=str(why), config=resolved)
+    if write:
+        append_record(records_file(cfg, results), rec)
+    return rec

@@ -1,0 +1,150 @@
+"""The MOT pipeline (Table 3 / Table 4 / Figure 5 rows), over ``passbench.runner.core``.
+
+1. check the row can run here (dense MACs under the CPU cap, its dataset under the *default* data
+   root); otherwise a skip marker with the reason (no numbers, nothing from the paper). A user's
+   mistake is an error that writes nothing: a given data root (``--data-root``, ``PASSBENCH_DATA``,
+   ``dataset.data_root``) that does not exist or lacks the row's data, or a configured weights file
+   that does not exist;
+2. build the model (``passbench.models.build_model``, ``pretrained=False``: no downloads), load the
+   configured weights (``core._load_weights``);
+3. time the dense forward, then apply the method (``passbench.skip.make_skippable``; ``dense`` leaves
+   the model untouched) and time it on the same consecutive frames in the same process;
+4. track every sequence (``passbench.tracking.infer.track_sequence``) and evaluate
+   (``passbench.metrics.mot.evaluate_sequences``);
+5. gather executed / dense / gate MACs and the patch skip rate (``passbench.skip.collect_stats``),
+   and return the record (``passbench.records.new_record``); ``passbench.runner.run`` appends it only
+   once everything above finished. The record names the data root as given
+   (``passbench.paths.DataRoot.label``), never the machine's path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from passbench.config import ExperimentCfg
+from passbench.paths import DataRoot
+from passbench.records import new_record
+from passbench.runner.core import (_absent, _cost, _data_root, _dense_gmacs, _load_weights, _measure_speed, _need,
+                                   _operating_point, _progress_bar, _reset, _sha256, _weights_path)
+
+
+def _mot_sequences(cfg: ExperimentCfg, root: DataRoot) -> list[Path]:
+    if not cfg.dataset.sequences:
+        raise ValueError(f"{cfg.name}: dataset.sequences is empty")
+    out = []
+    for s in cfg.dataset.sequences:
+        p = root.path / cfg.dataset.name / cfg.dataset.split / s
+        if not p.is_dir():
+            raise _absent(root, f"sequence {cfg.dataset.name}/{cfg.dataset.split}/{s}")
+        out.append(p)
+    return out
+
+
+def _training_pairs(cfg: ExperimentCfg, root: DataRoot, n: int) -> list[Any]:
+    """``n`` consecutive-frame pairs of the sample training split, for a content-adaptive operating point."""
+    return _need("passbench.train.operating_point", "training_pairs")(tuple(cfg.model.input_wh), str(root.path), n=n)
+
+
+def _run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = False) -> dict[str, Any]:
+    root = _data_root(cfg, data_root)
+    seq_dirs = _mot_sequences(cfg, root)
+    weights = _weights_path(cfg)
+    import torch  # noqa: PLC0415 - heavy imports only when a row really runs
+
+    build_model = _need("passbench.models", "build_model")
+    torch.set_num_threads(cfg.speed.threads)
+    torch.manual_seed(cfg.train.seed)
+    w, h = cfg.model.input_wh
+    model = build_model(cfg.model.name, pretrained=False, **cfg.model.kwargs).eval()
+    # MACs of the dense network at the configured input (FlopCounterMode / 2, REFERENCE.md 4).
+    gmacs_dense = _dense_gmacs(cfg, model, torch.zeros(1, 3, h, w))
+    model, skippable = _load_weights(model, weights, cfg)
+    model.eval()
+    knob = _operating_point(cfg, model, lambda n: _training_pairs(cfg, root, n)) if skippable else None
+    if cfg.model.fold_bn:
+        _need("passbench.skip", "fold_batchnorm")(model)
+    if cfg.model.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    sequences = [_need("passbench.datasets.mot", "load_sequence")(str(p)) for p in seq_dirs]
+    seq_frames = {seq.name: _frames_for(cfg, seq) for seq in sequences}
+    n_frames = sum(len(r) if r is not None else seq.num_frames for seq, r in zip(sequences, seq_frames.values()))
+    track_sequence = _need("passbench.tracking.infer", "track_sequence")
+    evaluate_sequences = _need("passbench.metrics.mot", "evaluate_sequences")
+    with _progress_bar(show, n_frames, cfg.name) as bar:
+        if cfg.speed.enabled:
+            bar.set_postfix_str("timing the forward")
+        speed = _measure_speed(cfg, model, skippable, _timing_inputs(cfg, sequences[0]) if cfg.speed.enabled else [])
+        results = {}
+        stats = []  # one collect_stats per sequence: counters cover the tracked frames, not the timing run
+        for seq in sequences:
+            bar.set_postfix_str(f"tracking {seq.name}")
+            _reset(model, skippable)  # each sequence is a new stream: no state (and no counts) carried across
+            tracked = track_sequence(model, seq, img_size=(w, h), frames=seq_frames[seq.name],
+                                     conf_thres=cfg.eval.conf_threshold, on_frame=lambda _ev: bar.update(1))
+            results[seq.name] = tracked.results
+            if skippable:
+                stats.append(_need("passbench.skip", "collect_stats")(model))
+        bar.set_postfix_str("evaluating")
+        scores = evaluate_sequences({s.name: s for s in sequences}, results, iou_threshold=cfg.eval.iou_threshold,
+                                    backend=cfg.eval.backend, frames=seq_frames)
+    cost = _cost(stats, skippable, gmacs_dense)
+    return new_record(
+        experiment=cfg.name,
+        task="mot",
+        dataset={"name": cfg.dataset.name, "split": cfg.dataset.split, "protocol": cfg.dataset.protocol,
+                 "frames": list(cfg.dataset.frames) if cfg.dataset.frames else None,
+                 "sequences": list(cfg.dataset.sequences), "synthetic": False, "data_root": root.label,
+                 "frames_used": {n: [r.start, r.stop - 1] if r is not None else None for n, r in seq_frames.items()}},
+        model={"name": cfg.model.name, "tag": "trained" if weights else "init",
+               "weights_sha256": _sha256(weights) if weights else None},
+        method={"name": cfg.method.name, "params": dict(cfg.method.params), "knob": knob},
+        metrics=_mot_metrics(scores),
+        cost=cost,
+        speed=speed,
+        config=resolved,
+    )
+
+
+def _timing_inputs(cfg: ExperimentCfg, seq: Any) -> list[Any]:
+    """The first ``warmup + iters`` frames of ``seq``, letterboxed: (1, 3, H, W) in [0, 1] each."""
+    letterbox = _need("passbench.tracking.letterbox", "letterbox")
+    n = cfg.speed.warmup + cfg.speed.iters
+    out = []
+    for item in seq.frames():
+        rgb = item[-1] if isinstance(item, tuple) else item  # (frame_id, rgb) or rgb
+        x, _ = letterbox(rgb, tuple(cfg.model.input_wh))
+        out.append(x.unsqueeze(0))
+        if len(out) == n:
+            break
+    return out
+
+
+def _frames_for(cfg: ExperimentCfg, seq: Any) -> range | None:
+    """The contiguous MOT frames of ``seq`` this row tracks and scores (``dataset.halves`` / ``frames``)."""
+    half = cfg.dataset.halves.get(seq.name)
+    if half is not None:
+        if half not in ("train", "val"):
+            raise ValueError(f"{cfg.name}: dataset.halves.{seq.name} must be 'train' or 'val', got {half!r}")
+        tr, va = _need("passbench.datasets.mot", "half_split")(seq)
+        return va if half == "val" else tr
+    if cfg.dataset.frames:
+        return range(cfg.dataset.frames[0], cfg.dataset.frames[1] + 1)
+    return None
+
+
+def _mot_metrics(scores: dict[str, Any]) -> dict[str, Any]:
+    """``metrics{mota, idf1, idp, idr, ids, ..., per_sequence{seq: {...}}}`` (fractions in [0, 1]).
+
+    ``evaluate_sequences`` already combines sequences as TrackEval does (counts summed, then ratios);
+    ``ids`` is the record's name for identity switches (``idsw``).
+    """
+    def rename(d: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in d.items() if k != "per_sequence"}
+        out["ids"] = out.pop("idsw")
+        return out
+
+    out = rename(scores)
+    out["per_sequence"] = {n: rename(v) for n, v in scores.get("per_sequence", {}).items()}
+    return out
