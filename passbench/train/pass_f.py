@@ -2,8 +2,8 @@
 
 Per pair ``(X_{t-1}, X_t)``: the stream state is primed with a dense pass on ``X_{t-1}`` (as a stream's
 first frame is computed densely), then ``X_t`` runs gated (mode ``normal``: the patches the gate marks
-1 reuse the previous output, "the positive sample") and the FairMOT task loss on that prediction
-updates the backbone (``min L(Y, G)``).
+1 reuse the previous output, "the positive sample") and the task loss on that prediction (FairMOT's, or
+the pose coordinate L1 with ``task=pose``) updates the backbone (``min L(Y, G)``).
 
 Gates: frozen (no gradient) **and in eval mode**, i.e. the deterministic inference masks the engine
 produces at test time, so the backbone adapts to the masks it will see when deployed (the paper does
@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from passbench.train import skiputil as sk
-from passbench.train.build import build_stage_model, out_dir, to_device, training_stores
+from passbench.train.build import build_stage_model, out_dir, stage_samples, task_loss, to_device
 from passbench.train.common import FINAL, DistEnv, StageCfg, init_distributed, run_loop, save_final, seed_all
-from passbench.train.data import FrameStore, MotSamples, StepBatches
+from passbench.train.data import FrameStore, StepBatches
 from passbench.train.losses import FairMOTLoss
 
 
@@ -67,13 +67,10 @@ class GatedTaskObjective(nn.Module):
         return loss, logs
 
 
-def task_loss_from(extra: dict[str, Any], samples: MotSamples) -> FairMOTLoss:
-    """FairMOT loss with the classifier / uncertainty weights carried from the task stage when they fit."""
-    loss = FairMOTLoss(samples.num_ids)
-    state = extra.get("classifier")
-    if state is not None and extra.get("num_ids") == samples.num_ids:
-        loss.load_state_dict(state)
-    return loss
+def task_loss_from(extra: dict[str, Any], samples: Any) -> nn.Module:
+    """The task loss (``passbench.train.build.task_loss``): FairMOT's with the classifier / uncertainty
+    weights carried from the task stage when they fit, or the pose coordinate L1."""
+    return task_loss(samples, extra)
 
 
 def train_pass_f(cfg: StageCfg, out: str | Path, *, stores: Sequence[FrameStore] | None = None,
@@ -82,8 +79,7 @@ def train_pass_f(cfg: StageCfg, out: str | Path, *, stores: Sequence[FrameStore]
     env = env or init_distributed()
     seed_all(cfg.seed)
     out = out_dir(out)
-    samples = MotSamples(training_stores(cfg, stores), pairs=True, max_objs=cfg.max_objs, flip=cfg.flip,
-                         scale_jitter=cfg.scale_jitter)
+    samples = stage_samples(cfg, stores, pairs=True)
     model, skip, extra = build_stage_model(cfg, skippable=True)
     # Same gates and wrapping as the PASS-P init; recorded under this stage's method name (runner checks it).
     skip = {"method": cfg.method, "params": dict(skip["params"])}

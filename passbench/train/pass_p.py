@@ -14,7 +14,8 @@ For a pair ``(X_{t-1}, X_t)`` with the backbone frozen (weights and BatchNorm st
 
 **The "heatmap" carries every gated layer's effect**: the model's output heads named in
 ``cfg.heads`` (default all of FairMOT's: ``hm`` as sigmoid probabilities, ``id`` L2-normalised per
-pixel as the tracker reads it, ``wh`` and ``reg`` raw), each compared on its own scale. A gate on
+pixel as the tracker reads it, ``wh`` and ``reg`` raw; pose, ``task=pose``: ``heatmaps`` as each joint's
+softmax distribution, which the soft-argmax integrates, and ``coords`` raw), each compared on its own scale. A gate on
 ``wh.0`` can only change ``wh``: a loss on ``hm`` alone gives it exactly zero triplet gradient
 (measured on the first sample weights: four of twelve gates learned nothing but the rate term).
 
@@ -48,16 +49,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from passbench.train import skiputil as sk
-from passbench.train.build import build_stage_model, out_dir, to_device, training_stores
+from passbench.train.build import build_stage_model, out_dir, stage_samples, to_device
 from passbench.train.common import FINAL, DistEnv, StageCfg, init_distributed, run_loop, save_final, seed_all
-from passbench.train.data import FrameStore, MotSamples, StepBatches
+from passbench.train.data import FrameStore, StepBatches
 
 NEGATIVES = ("complement", "inverted")
 
 
 def head_maps(out: dict[str, torch.Tensor], heads: Sequence[str]) -> dict[str, torch.Tensor]:
     """Model heads -> ``{head: (B, D) per sample}``: ``hm`` through a sigmoid, ``id`` L2-normalised over
-    channels (as FairMOT's tracker reads them), others raw."""
+    channels (as FairMOT's tracker reads them), pose ``heatmaps`` ((B, J, D, H, W) or (B, J, H, W) logits)
+    as each joint's softmax over its map (the distribution the soft-argmax integrates; logits are only
+    defined up to a per-joint constant), others raw (``coords``, ``locmaps``)."""
     maps = {}
     for h in heads:
         if h not in out:
@@ -67,6 +70,8 @@ def head_maps(out: dict[str, torch.Tensor], heads: Sequence[str]) -> dict[str, t
             t = torch.sigmoid(t)
         elif h == "id":
             t = F.normalize(t, dim=1)
+        elif h == "heatmaps":
+            t = F.softmax(t.flatten(2), dim=2)
         maps[h] = t.flatten(1)
     return maps
 
@@ -177,7 +182,7 @@ def measure_layer_rates(model: nn.Module, pairs: Sequence[tuple[torch.Tensor, to
     return [s / c if c else 0.0 for s, c in zip(sums, counts)]
 
 
-def calibration_pairs(samples: MotSamples, cfg: StageCfg, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def calibration_pairs(samples: Any, cfg: StageCfg, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``cfg.calib_pairs`` training pairs (a fixed seed apart from the training batches)."""
     calib = StepBatches(samples, max(1, min(cfg.batch_size, cfg.calib_pairs)), cfg.seed + 1)
     n = max(1, cfg.calib_pairs // calib.per_rank)
@@ -195,8 +200,7 @@ def train_pass_p(cfg: StageCfg, out: str | Path, *, stores: Sequence[FrameStore]
     env = env or init_distributed()
     seed_all(cfg.seed)
     out = out_dir(out)
-    samples = MotSamples(training_stores(cfg, stores), pairs=True, max_objs=cfg.max_objs, flip=cfg.flip,
-                         scale_jitter=cfg.scale_jitter)
+    samples = stage_samples(cfg, stores, pairs=True)
     model, skip, extra = build_stage_model(cfg, skippable=True)
     gates = sk.gate_parameters(model)
     if not gates:

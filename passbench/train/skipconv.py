@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from passbench.train import skiputil as sk
-from passbench.train.build import build_stage_model, out_dir, to_device, training_stores
+from passbench.train.build import build_stage_model, out_dir, stage_samples, to_device
 from passbench.train.common import FINAL, DistEnv, StageCfg, init_distributed, run_loop, save_final, seed_all
-from passbench.train.data import FrameStore, MotSamples, StepBatches
+from passbench.train.data import FrameStore, StepBatches
 from passbench.train.pass_f import GatedTaskObjective, task_loss_from
 
 
@@ -114,8 +114,7 @@ def train_skipconv(cfg: StageCfg, out: str | Path, *, stores: Sequence[FrameStor
     env = env or init_distributed()
     seed_all(cfg.seed)
     out = out_dir(out)
-    samples = MotSamples(training_stores(cfg, stores), pairs=True, max_objs=cfg.max_objs, flip=False,
-                         scale_jitter=0.0)
+    samples = stage_samples(cfg, stores, pairs=True, augment=False)
     model, skip, extra = build_stage_model(cfg, skippable=True)
     model.to(env.device)
     gates = sk.gate_parameters(model)
@@ -142,9 +141,8 @@ def train_skipconv(cfg: StageCfg, out: str | Path, *, stores: Sequence[FrameStor
         objective.train()
         params = gates + (backbone if cfg.train_backbone else []) + list(loss.parameters())
         optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        batches = StepBatches(MotSamples(samples.stores, pairs=True, max_objs=cfg.max_objs, flip=cfg.flip,
-                                         scale_jitter=cfg.scale_jitter, labels=samples.labels),
-                              cfg.batch_size, cfg.seed, env.rank, env.world)
+        batches = StepBatches(stage_samples(cfg, pairs=True, like=samples), cfg.batch_size, cfg.seed, env.rank,
+                              env.world)
         history = run_loop(cfg, out, env, objective, optimizer, lambda s: to_device(batches(s), env), params=params,
                            stop_at=stop_at)
         extra = {"num_ids": samples.num_ids, "classifier": loss.state_dict()}

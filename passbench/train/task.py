@@ -1,4 +1,5 @@
-"""Task training of a dense FairMOT-style detector + re-ID model with the FairMOT loss.
+"""Task training of a dense FairMOT-style detector + re-ID model with the FairMOT loss (``task=mot``), or of a
+pose model with upstream 3DMPPE's coordinate L1 (``task=pose``, ``passbench.pose.samples``).
 
 Adam, FairMOT's step schedule (lr, then lr/10), light augmentation (flip, scale jitter). The ID
 classifier and the uncertainty weights ``s_det, s_id`` train with the model, as upstream adds the loss
@@ -13,9 +14,9 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from passbench.train.build import build_stage_model, out_dir, to_device, training_stores
+from passbench.train.build import build_stage_model, out_dir, stage_samples, task_loss, to_device
 from passbench.train.common import FINAL, DistEnv, StageCfg, init_distributed, run_loop, save_final, seed_all
-from passbench.train.data import FrameStore, MotSamples, StepBatches
+from passbench.train.data import FrameStore, StepBatches
 from passbench.train.losses import FairMOTLoss
 
 
@@ -40,10 +41,9 @@ def train_task(cfg: StageCfg, out: str | Path, *, stores: Sequence[FrameStore] |
     env = env or init_distributed()
     seed_all(cfg.seed)  # model init and anything before the first step
     out = out_dir(out)
-    stores = training_stores(cfg, stores)
-    samples = MotSamples(stores, pairs=False, max_objs=cfg.max_objs, flip=cfg.flip, scale_jitter=cfg.scale_jitter)
+    samples = stage_samples(cfg, stores, pairs=False)
     model, _, _ = build_stage_model(cfg, skippable=False)
-    objective = TaskObjective(model, FairMOTLoss(samples.num_ids)).to(env.device)
+    objective = TaskObjective(model, task_loss(samples)).to(env.device)
     objective.train()
     params = [p for p in objective.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
