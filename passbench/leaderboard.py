@@ -8,10 +8,10 @@
    (templates ``configs/leaderboard/<method>.yaml``: Table 3's protocol) and append the records to
    ``results/records/leaderboard.jsonl``.
 
-Time budget: ``budget_minutes`` covers training (evaluation comes on top, about a minute per row for a
-light model on 2 CPU cores). Each stage gets its ``share`` of what is left when it starts; its first
-steps are timed (``probe_steps``) and its step count set to fill its share. The plan is stored in
-``OUT/plan.json``.
+Time budget: ``budget_minutes`` covers training (evaluation comes on top: four rows measured as Table 3's
+are). Each stage gets its ``share`` of what is left when it starts; its first ``1 + probe_steps`` steps
+run anyway and the last ``probe_steps`` of them are timed to set its step count to fill its share. The
+plan is stored in ``OUT/plan.json``.
 
 Resumable: every stage resumes from ``OUT/<stage>/last.pt`` with the stored plan and a stage whose
 ``final.pt`` exists is not trained again; a row whose record exists (same resolved config, same
