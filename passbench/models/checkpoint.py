@@ -6,7 +6,11 @@ Accepted inputs (path or in-memory object):
 * FairMOT's training checkpoint ``{'epoch': int, 'state_dict': {...}, 'optimizer': ...}``
   (``src/lib/models/model.py`` ``save_model`` / ``load_model``), keys possibly prefixed ``module.``
   (DataParallel) -- stripped as upstream ``load_model`` does;
-* a ``passbench.train`` ``final.pt`` (``{'model': state_dict, 'model_name': ...}``).
+* a ``passbench.train`` ``final.pt`` (``{'model': state_dict, 'model_name': ...}``);
+* an upstream 3DMPPE / MobileHumanPose training snapshot ``{'epoch': int, 'network': state_dict,
+  'optimizer': ...}`` (``main/base.py`` ``Trainer.save_model`` of mks0601/3DMPPE_POSENET_RELEASE, the same
+  in SangbumChoi/MobileHumanPose), saved from ``DataParallel`` so every key starts with ``module.``;
+  stripped as for FairMOT.
 
 Keys are matched by name and shape. Documented exceptions:
 
@@ -87,14 +91,14 @@ def read_state_dict(src: str | Path | Mapping[str, Any]) -> tuple[dict[str, torc
             raise FileNotFoundError(f"checkpoint {src} does not exist")
         obj = torch.load(src, map_location="cpu", weights_only=False)
     if isinstance(obj, Mapping):
-        for wrap in ("state_dict", "model"):
+        for wrap in ("state_dict", "model", "network"):  # FairMOT, passbench.train, 3DMPPE / MHP snapshots
             if wrap in obj and isinstance(obj[wrap], Mapping):
                 obj = obj[wrap]
                 break
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointMismatchError(f"{name}: not a state dict (expected {{name: tensor}}, optionally inside "
-                                      "'state_dict' or 'model')")
-    # FairMOT load_model: strip 'module.' (DataParallel) but not 'module_list' (yolo).
+                                      "'state_dict', 'model' or 'network')")
+    # FairMOT load_model / 3DMPPE snapshots: strip 'module.' (DataParallel) but not 'module_list' (yolo).
     sd = {(k[7:] if k.startswith("module.") else k): v for k, v in obj.items()}
     return sd, name
 
