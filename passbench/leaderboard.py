@@ -141,6 +141,23 @@ def timm_names_in_training() -> Iterator[None]:
         build.build_net = orig
 
 
+def check_layers(model: str, layers: Sequence[str]) -> None:
+    """Raise LeaderboardError (before any training) if a glob of ``layers`` matches no Conv2d of ``model``."""
+    import fnmatch  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    from passbench.models import build_model  # noqa: PLC0415
+
+    with torch.device("meta"):  # names only: no weights, no arithmetic
+        net = build_model(model, pretrained=False)
+    convs = [n for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    bad = [g for g in layers if not any(fnmatch.fnmatch(n, g) for n in convs)]
+    if bad:
+        raise LeaderboardError(f"--layers {', '.join(bad)}: no Conv2d of {model} matches (its convs look like "
+                               f"{', '.join(convs[:3])}, ..., {', '.join(convs[-3:])})")
+
+
 # ----------------------------------------------------------------------------------------------
 # training within a budget
 
@@ -304,6 +321,7 @@ def add(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = No
     if probe_cfg.max_cpu_gmacs is not None and probe_cfg.speed.device == "cpu" and gmacs > probe_cfg.max_cpu_gmacs:
         raise LeaderboardError(f"{model} costs {gmacs:.1f} GMACs/frame at {wh[0]}x{wh[1]}, over the CPU cap "
                                f"max_cpu_gmacs={probe_cfg.max_cpu_gmacs}: the rows would be skip markers")
+    check_layers(model, layers)
     log(f"{model}: {gmacs:.2f} GMACs/frame at {wh[0]}x{wh[1]}; training in {out} (budget {budget_minutes:g} min)")
 
     plan = _read_plan(out, model)

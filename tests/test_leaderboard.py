@@ -172,12 +172,15 @@ def test_planner_turns_the_budget_into_steps(tmp_path, monkeypatch):
     assert plan2["stages"]["task"]["steps"] == 8 and lb._done_steps(tmp_path / "task2") == 8
 
 
-def test_refuses_a_model_over_the_cpu_cap_before_training(tmp_path):
+def test_refuses_bad_input_before_training(tmp_path):
     with pytest.raises(lb.LeaderboardError, match="over the CPU cap max_cpu_gmacs=0.01"):
         lb.add(TINY, out=tmp_path / "o", eval_overrides=["max_cpu_gmacs=0.01"], results=tmp_path, log=lambda s: None)
     assert not (tmp_path / "o").exists()
     with pytest.raises(lb.LeaderboardError, match="did you mean"):
         lb.add("timm:resnet1", out=tmp_path / "o", results=tmp_path, log=lambda s: None)
+    with pytest.raises(lb.LeaderboardError, match=r"--layers body\.nope\*: no Conv2d of .* matches"):
+        lb.add(TINY, out=tmp_path / "o", layers=["neck.*", "body.nope*"], results=tmp_path, log=lambda s: None)
+    assert not (tmp_path / "o").exists()
 
 
 def test_plan_of_another_model_is_refused(tmp_path):
