@@ -322,6 +322,10 @@ def add(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = No
         raise LeaderboardError(f"{model} costs {gmacs:.1f} GMACs/frame at {wh[0]}x{wh[1]}, over the CPU cap "
                                f"max_cpu_gmacs={probe_cfg.max_cpu_gmacs}: the rows would be skip markers")
     check_layers(model, layers)
+    pre = overrides.get("pretrained", recipe["common"].get("pretrained"))
+    if model.startswith("timm:") and pre not in (None, False):
+        raise LeaderboardError(f"{model}: pretrained={pre!r} is not available: passbench never downloads weights "
+                               "(timm bodies train from random init here)")
     log(f"{model}: {gmacs:.2f} GMACs/frame at {wh[0]}x{wh[1]}; training in {out} (budget {budget_minutes:g} min)")
 
     plan = _read_plan(out, model)

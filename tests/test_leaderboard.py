@@ -180,6 +180,8 @@ def test_refuses_bad_input_before_training(tmp_path):
         lb.add("timm:resnet1", out=tmp_path / "o", results=tmp_path, log=lambda s: None)
     with pytest.raises(lb.LeaderboardError, match=r"--layers body\.nope\*: no Conv2d of .* matches"):
         lb.add(TINY, out=tmp_path / "o", layers=["neck.*", "body.nope*"], results=tmp_path, log=lambda s: None)
+    with pytest.raises(lb.LeaderboardError, match="never downloads"):
+        lb.add(TINY, out=tmp_path / "o", train_overrides={"pretrained": "imagenet"}, results=tmp_path, log=lambda s: None)
     assert not (tmp_path / "o").exists()
 
 
