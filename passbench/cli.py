@@ -113,9 +113,13 @@ class _Outcome:
 
 
 def _check_data_root(args: argparse.Namespace) -> None:
-    """A data root the user named must exist before any row runs (raises ``DataRootError``)."""
+    """A data root the user named must exist before any row runs (raises ``DataRootError``);
+    ``synthetic:<preset>`` (pose rows) is generated on demand."""
     from passbench.paths import DataRootError, find_data_root
+    from passbench.pose.data import is_synthetic_root
 
+    if is_synthetic_root(args.data_root):
+        return
     try:
         find_data_root(args.data_root)
     except DataRootError as e:
@@ -129,6 +133,7 @@ def _run_missing(paths: list, args: argparse.Namespace) -> _Outcome:
     from passbench.config import load_config
     from passbench.records import read_records, records_dir
     from passbench.runner import run
+    from passbench.runner.pose import reproduce_root
 
     _check_data_root(args)
     rdir = records_dir(args.results_dir)
@@ -139,8 +144,12 @@ def _run_missing(paths: list, args: argparse.Namespace) -> _Outcome:
         if cfg.name in done and not args.force:
             print(f"{cfg.name}: record exists (use --force to re-run)")
             continue
+        root = args.data_root
+        if cfg.task == "pose" and (root := reproduce_root(args.data_root)) != args.data_root:
+            print(f"{cfg.name}: no Human3.6M under the default data root: running on the SYNTHETIC preset "
+                  f"(--data-root {root}); its numbers are not Human3.6M numbers", flush=True)
         try:
-            rec = run(cfg, data_root=args.data_root, results=args.results_dir, write=True, progress=args.progress)
+            rec = run(cfg, data_root=root, results=args.results_dir, write=True, progress=args.progress)
         except NotImplementedError as e:  # a pipeline piece is missing: say so, write nothing, go on
             print(f"{cfg.name}: NOT IMPLEMENTED: {e}", flush=True)
             out.not_implemented.append(cfg.name)

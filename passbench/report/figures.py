@@ -47,7 +47,8 @@ def measured_points(records: list[dict[str, Any]], task: str, y: str, tables: tu
             dict(
                 experiment=r["experiment"], method=r["method"]["name"], model=r["model"]["name"],
                 input=f"{wh[0]}x{wh[1]}" if wh else "", gmacs=gm, value=val,
-                dataset=r["dataset"].get("name"), threshold=(r["method"].get("params") or {}).get("threshold"),
+                dataset=r["dataset"].get("name") + (" (SYNTHETIC, not Human3.6M)" if r["dataset"].get("synthetic") else ""),
+                threshold=(r["method"].get("params") or {}).get("threshold"),
             )
         )
     return pd.DataFrame(rows, columns=["experiment", "method", "model", "input", "gmacs", "value", "dataset",

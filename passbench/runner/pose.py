@@ -29,6 +29,7 @@ scored frames show what skipping does (on the synthetic preset: frames 64 and 12
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,26 @@ from passbench.records import new_record
 from passbench.runner.core import (SkipRow, _absent, _cost, _data_root, _dense_gmacs, _load_weights, _measure_speed,
                                    _need, _operating_point, _progress_bar, _reset, _sha256, _weights_path)
 
+SYNTHETIC_DEFAULT = "synthetic:table2"  # the preset reproduce falls back to (passbench.datasets.synthetic_h36m)
 POSE_TIMED_REGION = "model forward, 1 frame, box crop already on device (no decode / crop / back-projection)"
+
+
+def reproduce_root(data_root: Any) -> Any:
+    """The data root ``passbench reproduce 1|2`` and ``figure 4 --run`` give pose rows: the one named
+    (``--data-root``, ``$PASSBENCH_DATA``), else the default root when it holds ``Human36M/``, else the
+    SYNTHETIC preset :data:`SYNTHETIC_DEFAULT` (``passbench run`` has no such fallback: a single row
+    without Human3.6M is a skip marker saying so)."""
+    import os  # noqa: PLC0415
+
+    from passbench.paths import find_data_root  # noqa: PLC0415
+
+    if data_root is not None or os.environ.get("PASSBENCH_DATA"):
+        return data_root
+    try:
+        root = find_data_root(None)
+    except DataRootError:
+        return SYNTHETIC_DEFAULT
+    return None if (root.path / "Human36M").is_dir() else SYNTHETIC_DEFAULT
 
 
 def _pose_root(cfg: ExperimentCfg, data_root: Any) -> DataRoot:
@@ -107,104 +127,118 @@ def _frame_range(cfg: ExperimentCfg, stream: Any) -> np.ndarray:
     return (stream.frame_idx >= first) & (stream.frame_idx <= last)
 
 
-def _check_finite(coords: np.ndarray, frame_path: Any, stream: Any, i: int) -> None:
-    """A NaN / inf prediction stops the row before anything is scored (names the image and the field)."""
-    from passbench.datasets.h36m import JOINT_NAMES_18  # noqa: PLC0415
-    from passbench.pose.evaluate import PredictionError  # noqa: PLC0415
+@dataclass
+class Scores:
+    """Per-(frame, joint) errors of every frame run that has its own box, with the frame's labels.
 
-    bad = ~np.isfinite(coords)
-    if bad.any():
-        j, k = (int(v) for v in np.argwhere(bad)[0])
-        raise PredictionError(f"{frame_path}: prediction field 'coords' is {coords[j, k]} at joint {j} "
-                              f"({JOINT_NAMES_18[j]}), axis {'xyz'[k]} (video {stream.key.folder}, frame_idx "
-                              f"{int(stream.frame_idx[i])}); nothing scored, no record written")
+    Attributes:
+        metrics: the ``passbench.pose.evaluate.joint_errors`` metrics computed (``mpjpe``, ``pa_mpjpe``:
+            upstream ``rigid_align``, no scale; ``p_mpjpe`` for the VideoPose3D protocol that asks for it).
+        errors: metric -> list of (n, 17) errors mm per video (root-aligned).
+        action, camera: N action names and camera kinds (``fixed`` / ``moving``).
+        protocol: (N,) the protocol scores this frame.  first: (N,) the frame is its video's first.
+    """
+
+    metrics: tuple[str, ...] = ("mpjpe", "pa_mpjpe")
+    errors: dict = field(default_factory=dict)
+    action: list = field(default_factory=list)
+    camera: list = field(default_factory=list)
+    protocol: list = field(default_factory=list)
+    first: list = field(default_factory=list)
+
+    def add(self, coords: np.ndarray, frames: list[Any], spec: Any, moving: bool) -> None:
+        """Score one video's frames (coords (n, 18, 3); NaN / inf raise naming the image and the field)."""
+        from passbench.pose.evaluate import camera_joints, joint_errors  # noqa: PLC0415
+
+        pred, keep = camera_joints(coords, frames, spec)
+        kept = [fr for fr, k in zip(frames, keep) if k]
+        if not kept:
+            return
+        gt = np.stack([fr.joints_cam for fr in kept])
+        for m in self.metrics:
+            self.errors.setdefault(m, []).append(joint_errors(pred, gt, m))
+        self.action += [fr.key.action_name for fr in kept]
+        self.camera += ["moving" if moving else "fixed"] * len(kept)
+        self.protocol += [fr.evaluate for fr in kept]
+        self.first += [fr.index == 0 for fr in kept]
 
 
-def _run_streams(cfg: ExperimentCfg, model: Any, skippable: bool, data: Any, input_hw: tuple[int, int],
-                 bar: Any) -> tuple[list[Any], np.ndarray, list[tuple[bool, dict[str, Any]]], int]:
-    """Run every stream; returns (scored frames, their coords (N, J, 3), per-stream skip stats with the
-    stream's moving-camera flag, frames run)."""
+def _run_streams(cfg: ExperimentCfg, model: Any, skippable: bool, data: Any, spec: Any, bar: Any
+                 ) -> tuple[Scores, list[tuple[bool, dict[str, Any]]], int, int]:
+    """Run every stream; returns (scores of every frame run, per-stream skip stats with the stream's
+    moving-camera flag, frames run, frames without their own box among the protocol's)."""
     import torch  # noqa: PLC0415
 
     from passbench.pose.crop import crop_image, to_input  # noqa: PLC0415
     from passbench.pose.data import stream_boxes  # noqa: PLC0415
 
     collect = _need("passbench.skip", "collect_stats") if skippable else None
-    frames, coords, stats, n_run = [], [], [], 0
+    extra = () if data.protocol.metric in ("mpjpe", "pa_mpjpe") else (data.protocol.metric,)
+    scores, stats, n_run, no_box = Scores(("mpjpe", "pa_mpjpe") + extra), [], 0, 0
     for st in data:
-        boxes, own = stream_boxes(st, input_hw)
+        boxes, own = stream_boxes(st, spec.input_hw)
         run = _frame_range(cfg, st)
         scored = np.flatnonzero(st.eval_mask & run)
         if not len(scored):
             continue
+        no_box += int((~own[scored]).sum())
         if boxes[0] is None:  # no frame of this video has a box: nothing can be cropped or scored
-            frames += [st[int(i)] for i in scored]
-            coords += [np.zeros((model.num_joints, 3))] * len(scored)
             continue
         bar.set_postfix_str(st.key.folder)
         _reset(model, skippable)  # each video is a new stream: no state (and no counts) carried across
-        todo = np.flatnonzero(run)
-        todo = todo[todo <= scored[-1]]
+        last = int(scored[-1])
         images = st.images()
-        for i in range(todo[-1] + 1):
+        coords, frames = [], []
+        for i in range(last + 1):
             img = next(images)  # decoded in order (checked against the json's width / height)
             if not run[i]:
                 continue
-            x = to_input(crop_image(img, boxes[i], input_hw)[None])
+            x = to_input(crop_image(img, boxes[i], spec.input_hw)[None])
             with torch.inference_mode():
                 c = model(x)["coords"][0].float().numpy()
             n_run += 1
             bar.update(1)
-            if st.eval_mask[i]:
-                if own[i]:
-                    _check_finite(c, st.paths[i], st, i)
-                frames.append(st[i])
+            if own[i]:
                 coords.append(c)
+                frames.append(st[i])
         if skippable:
             stats.append((st.moving, collect(model)))
-    if not frames:
+        if frames:
+            scores.add(np.stack(coords).astype(np.float64), frames, spec, st.moving)
+    if not any(scores.protocol):
         raise ValueError(f"{cfg.name}: no scored frame (protocol {data.protocol.name}, frames {cfg.dataset.frames})")
-    return frames, np.stack(coords).astype(np.float64), stats, n_run
+    return scores, stats, n_run, no_box
 
 
-def pose_metrics(coords: np.ndarray, frames: list[Any], spec: Any, protocol: Any, moving: dict[str, bool]
-                 ) -> dict[str, Any]:
-    """``metrics{mpjpe_mm, pa_mpjpe_mm, mpjpe_mm_later, per_action, per_camera, frames, skipped_empty_box}``.
+def pose_metrics(scores: Scores, no_box: int) -> dict[str, Any]:
+    """``metrics{mpjpe_mm, pa_mpjpe_mm, mpjpe_mm_later, mpjpe_mm_all_frames, per_action, per_camera, ...}``.
 
-    Both errors on the same scored frames (the 3DMPPE ``evaluate`` pipeline): MPJPE after root alignment
-    and PA-MPJPE with upstream's ``rigid_align`` (rotation + translation, no scale); the protocol's own
-    metric is named in the record's ``dataset.metric``. Means over all (frame, joint) pairs, per action
-    over its own pairs (3DMPPE ``tot_err``).
-
-    Args:
-        coords: (N, 18, 3) model coords of the N scored frames.  moving: video folder -> moving camera.
+    ``mpjpe_mm`` / ``pa_mpjpe_mm``: the protocol's frames (3DMPPE ``evaluate``: MPJPE after root alignment;
+    PA with upstream's ``rigid_align``, rotation + translation, no scale; the protocol's own metric is
+    named in ``dataset.metric``), mean over all (frame, joint) pairs as 3DMPPE's ``tot_err``, per action
+    over its own pairs. ``mpjpe_mm_later``: the protocol's frames that are not their video's first (the
+    first frame runs dense in every method). ``mpjpe_mm_all_frames``: every frame run (the protocol
+    scores every 64th of the same streams: too few to tell methods apart on a small set, and a periodic
+    skip schedule can alias with that stride); ``frames`` / ``frames_all`` count them.
     """
-    from passbench.metrics.pose import aggregate  # noqa: PLC0415
-    from passbench.pose.evaluate import camera_joints, joint_errors  # noqa: PLC0415
+    err = {m: np.concatenate(v) for m, v in scores.errors.items()}
+    proto, first = np.array(scores.protocol), np.array(scores.first)
+    action, camera = np.array(scores.action), np.array(scores.camera)
 
-    pred, keep = camera_joints(coords, frames, spec)
-    kept = [fr for fr, k in zip(frames, keep) if k]
-    if not kept:
-        raise ValueError("no scored frame has a box: nothing to score")
-    gt = np.stack([fr.joints_cam for fr in kept])
-    errs = {m: joint_errors(pred, gt, m) for m in ("mpjpe", "pa_mpjpe")}
-    later = np.array([fr.index > 0 for fr in kept])
-    actions = [fr.key.action_name for fr in kept]
-    cams = ["moving" if moving[fr.key.folder] else "fixed" for fr in kept]
+    def mean(e: np.ndarray, sel: np.ndarray) -> float | None:
+        return float(e[sel].mean()) if sel.any() else None
 
     def summary(sel: np.ndarray) -> dict[str, Any]:
-        out = {f"{m}_mm": float(e[sel].mean()) for m, e in errs.items()}
-        out["mpjpe_mm_later"] = float(errs["mpjpe"][sel & later].mean()) if (sel & later).any() else None
-        out["frames"] = int(sel.sum())
+        out = {f"{m}_mm": mean(e, sel & proto) for m, e in err.items()}
+        out.update({f"{m}_mm_all_frames": mean(e, sel) for m, e in err.items()})
+        out["mpjpe_mm_later"] = mean(err["mpjpe"], sel & proto & ~first)
+        out.update(frames=int((sel & proto).sum()), frames_all=int(sel.sum()))
         return out
 
-    everything = np.ones(len(kept), dtype=bool)
-    out = summary(everything)
-    if protocol.aggregation != "frame":  # the record's means are 3DMPPE's tot_err; another average is stated
-        out["mpjpe_mm_protocol_average"] = aggregate(errs["mpjpe"], actions, how=protocol.aggregation).overall
-    out["per_action"] = {a: summary(np.array([x == a for x in actions])) for a in dict.fromkeys(actions)}
-    out["per_camera"] = {c: summary(np.array([x == c for x in cams])) for c in dict.fromkeys(cams)}
-    out["skipped_empty_box"] = int((~keep).sum())
+    out = summary(np.ones(len(proto), dtype=bool))
+    out["per_action"] = {a: summary(action == a) for a in dict.fromkeys(scores.action)}
+    out["per_camera"] = {c: summary(camera == c) for c in dict.fromkeys(scores.camera)}
+    out["skipped_empty_box"] = no_box
     return out
 
 
@@ -268,10 +302,8 @@ def _run_pose(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = F
         if cfg.speed.enabled:
             bar.set_postfix_str("timing the forward")
         speed = _measure_speed(cfg, model, skippable, timing, POSE_TIMED_REGION)
-        frames, coords, stats, n_run = _run_streams(cfg, model, skippable, data, spec.input_hw, bar)
-        bar.set_postfix_str("evaluating")
-        moving = {st.key.folder: st.moving for st in data}
-        metrics = pose_metrics(coords, frames, spec, protocol, moving)
+        scores, stats, n_run, no_box = _run_streams(cfg, model, skippable, data, spec, bar)
+        metrics = pose_metrics(scores, no_box)
     cost = _cost([s for _, s in stats], skippable, gmacs_dense)
     if skippable:  # the skip rate per camera kind (fixed / moving): what the gates do when the camera moves
         for cam, m in metrics["per_camera"].items():
@@ -287,7 +319,7 @@ def _run_pose(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = F
                  "frames": list(cfg.dataset.frames) if cfg.dataset.frames else None,
                  "sequences": list(cfg.dataset.sequences), "subjects": summary["subjects"],
                  "synthetic": bool(summary["synthetic"]), "data_root": root.label, "streams": summary["streams"],
-                 "frames_run": n_run, "scored_frames": len(frames), "settings": summary["settings"],
+                 "frames_run": n_run, "settings": summary["settings"],
                  "note": ("SYNTHETIC stick-figure data (passbench.datasets.synthetic_h36m): not Human3.6M numbers"
                           if summary["synthetic"] else "Human3.6M: indoor lab, 4 fixed cameras")},
         model={"name": cfg.model.name, "tag": "trained", "weights_sha256": _sha256(weights)},
