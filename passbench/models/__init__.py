@@ -1,7 +1,11 @@
-"""passbench.models: MOT backbones with FairMOT heads, registered by name.
+"""passbench.models: MOT backbones with FairMOT heads and 3D pose models, registered by name.
 
-Every model maps x (B, 3, H, W) RGB in [0, 1] (no mean/std, as FairMOT) to
-``{hm (B,1,H/4,W/4) logits, wh (B,4,..) ltrb, reg (B,2,..), id (B,128,..)}``.
+Every MOT model (family ``fairmot_dla``, ``mobilenet``, ...) maps x (B, 3, H, W) RGB in [0, 1] (no
+mean/std, as FairMOT) to ``{hm (B,1,H/4,W/4) logits, wh (B,4,..) ltrb, reg (B,2,..), id (B,128,..)}``.
+Every pose model (``passbench.models.pose``: ``mhp_*``, ``posenet_r50``, ``vnect``, ``movnect``) maps
+x (B, 3, H, W) RGB in [0, 1] (ImageNet mean/std applied inside) to ``{coords (B,J,3) (x, y output-map
+px, z depth bins), + its raw maps}`` and carries ``input_hw``, ``output_hw``, ``depth_dim``, ...
+(``passbench.models.pose.common``).
 
     MODELS                      Registry name -> builder(**kw) (``passbench.registry.Registry``)
     MODEL_SPECS                 name -> ModelSpec (input size, family, paper row, description)
