@@ -166,3 +166,17 @@ def test_reproduce_falls_back_to_the_synthetic_preset_only_without_human36m(tmp_
     assert reproduce_root("/some/root") == "/some/root"
     monkeypatch.setenv("PASSBENCH_DATA", str(tmp_path))
     assert reproduce_root(None) is None
+
+
+def test_reproduce_exits_1_listing_failed_pose_rows_and_keeps_the_skip_markers(tmp_path, capsys):
+    """A root the user named that lacks an action: every runnable pose row fails (listed, exit 1), nothing
+    is recorded for them; the rows that cannot run here still get their skip markers."""
+    root = _real_layout(tmp_path / "partial", actions=tuple(range(2, 16)))
+    res = tmp_path / "res"
+    assert main(["--results-dir", str(res), "reproduce", "1", *FAST, "--data-root", str(root)]) == 1
+    err = capsys.readouterr().err
+    failed = err.split("FAILED: ")[1].splitlines()[0]
+    assert {"table1/mhp", "table1/pass_f", "table1/pass_p", "table1/skipconv"} <= set(failed.split(", "))
+    recs = R.read_records(res / "records")
+    assert {r["experiment"] for r in recs} == {"table1/posenet", "table1/vnect", "table1/movnect"}
+    assert all(r["kind"] == "skipped" for r in recs)
