@@ -20,13 +20,12 @@ weights sha256) is not measured again (``force=True`` re-measures). Retraining n
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 from passbench.config import CONFIGS, ExperimentCfg, load_config, to_dict
 from passbench.paths import REPO_ROOT
@@ -116,29 +115,6 @@ def _stage_fn(stage: str) -> Callable[..., dict[str, Any]]:
     else:
         from passbench.train.skipconv import train_skipconv as fn  # noqa: PLC0415
     return fn
-
-
-@contextlib.contextmanager
-def timm_names_in_training() -> Iterator[None]:
-    """Let ``passbench.train`` build ``timm:<arch>`` models while this context is open.
-
-    ``passbench.train.build.build_net`` reads every name containing ':' as ``module:function`` (its test
-    stand-ins), which ``timm:<arch>`` also matches; until it hands ``timm:`` names to
-    ``passbench.models.build_model`` itself, this routes them there (and only them), then restores it.
-    """
-    from passbench.models import build_model  # noqa: PLC0415
-    from passbench.train import build  # noqa: PLC0415
-
-    orig = build.build_net
-
-    def build_net(name: str, **kw: Any) -> Any:
-        return build_model(name, **kw) if name.startswith("timm:") else orig(name, **kw)
-
-    build.build_net = build_net
-    try:
-        yield
-    finally:
-        build.build_net = orig
 
 
 def check_layers(model: str, layers: Sequence[str]) -> None:
@@ -335,19 +311,18 @@ def add(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = No
     shares = {s: float(recipe["stages"][s]["share"]) for s in STAGES}
     t_start = time.perf_counter()
     finals: dict[str, Path] = {}
-    with timm_names_in_training():
-        for i, stage in enumerate(STAGES):
-            left_s = max(0.0, 60.0 * budget_minutes - (time.perf_counter() - t_start))
-            rest = sum(shares[s] for s in STAGES[i:])
-            budget_s = left_s * shares[stage] / rest if shares[stage] > 0 else None
+    for i, stage in enumerate(STAGES):
+        left_s = max(0.0, 60.0 * budget_minutes - (time.perf_counter() - t_start))
+        rest = sum(shares[s] for s in STAGES[i:])
+        budget_s = left_s * shares[stage] / rest if shares[stage] > 0 else None
 
-            def make(steps: int | None, stage: str = stage) -> Any:
-                return stage_cfg(recipe, stage, model, out, layers=layers, data_root=data_root, steps=steps,
-                                 overrides=overrides)
+        def make(steps: int | None, stage: str = stage) -> Any:
+            return stage_cfg(recipe, stage, model, out, layers=layers, data_root=data_root, steps=steps,
+                             overrides=overrides)
 
-            finals[stage] = train_stage(stage, make, out / stage, budget_s=budget_s,
-                                        probe_steps=recipe["probe_steps"], max_steps=max_steps, plan=plan,
-                                        save_plan=lambda: _write_plan(out, plan), log=log)
+        finals[stage] = train_stage(stage, make, out / stage, budget_s=budget_s,
+                                    probe_steps=recipe["probe_steps"], max_steps=max_steps, plan=plan,
+                                    save_plan=lambda: _write_plan(out, plan), log=log)
     log(f"training: {(time.perf_counter() - t_start) / 60:.1f} min in this call")
 
     records = []

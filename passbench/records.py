@@ -57,6 +57,9 @@ _REQUIRED_RUN = {
     "config": (),
 }
 _FRACTION_KEYS = ("patch_skip_rate", "mac_reduction", "mota", "idf1", "idp", "idr", "recall", "precision")
+# Fractions that may be negative: MOTA = 1 - (FN + FP + IDSW) / GT, and the MAC reduction with the gate's
+# MACs charged, 1 - (executed + gate) / dense, which is < 0 when a gate costs more than its layer skips.
+_AT_MOST_ONE = ("mota", "mac_reduction")
 
 
 class RecordError(ValueError):
@@ -180,10 +183,11 @@ def _check_numbers(d: dict[str, Any], prefix: str, depth: int) -> None:
             continue
         if not _is_num(v):
             raise RecordError(f"field '{name}': expected a finite number, got {v!r}")
-        if k in _FRACTION_KEYS and k != "mota" and not 0.0 <= v <= 1.0:
+        if k in _FRACTION_KEYS and k not in _AT_MOST_ONE and not 0.0 <= v <= 1.0:
             raise RecordError(f"field '{name}': fraction {v} outside [0, 1]")
-        if k == "mota" and v > 1.0:  # MOTA = 1 - (FN + FP + IDSW) / GT lies in (-inf, 1]
-            raise RecordError(f"field '{name}': MOTA {v} > 1 (store fractions, not percent)")
+        if k in _AT_MOST_ONE and v > 1.0:
+            label = "MOTA" if k == "mota" else k
+            raise RecordError(f"field '{name}': {label} {v} > 1 (store fractions, not percent)")
 
 
 def validate_record(rec: Any) -> None:

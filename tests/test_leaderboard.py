@@ -133,26 +133,15 @@ def test_default_layers_gate_neck_and_heads(name):
     assert len(names) == 12 and all(n.startswith(("neck.", "hm.", "wh.", "reg.", "id.")) for n in names), names
 
 
-@pytest.mark.xfail(strict=True, reason="passbench/train/build.py build_net reads 'timm:<arch>' as 'module:function'; "
-                   "when it hands timm: names to passbench.models.build_model, drop this marker and "
-                   "leaderboard.timm_names_in_training")
-def test_training_builds_timm_names_by_itself():
+def test_training_builds_timm_names():
+    # passbench.train's build_net reads "pkg.module:function" as a factory (test stand-ins) but hands
+    # "timm:<arch>" to passbench.models.build_model
     from passbench.models.timm_fairmot import TimmFairMOT
     from passbench.train.build import build_net
-
-    assert isinstance(build_net(TINY, pretrained=False), TimmFairMOT)
-
-
-def test_timm_names_in_training_routes_and_restores():
-    from passbench.models.timm_fairmot import TimmFairMOT
-    from passbench.train import build
     from passbench.train.tiny import TinyFairMOT
 
-    orig = build.build_net
-    with lb.timm_names_in_training():
-        assert isinstance(build.build_net(TINY, pretrained=False), TimmFairMOT)
-        assert isinstance(build.build_net("passbench.train.tiny:tiny_fairmot"), TinyFairMOT)  # untouched
-    assert build.build_net is orig
+    assert isinstance(build_net(TINY, pretrained=False), TimmFairMOT)
+    assert isinstance(build_net("passbench.train.tiny:tiny_fairmot"), TinyFairMOT)
 
 
 # ----------------------------------------------------------------------------------------------

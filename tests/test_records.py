@@ -55,6 +55,7 @@ def test_append_and_read_round_trip(tmp_path: Path) -> None:
         ({"schema": "v0"}, "field 'schema'"),
         ({"kind": "done"}, "field 'kind'"),
         ({"metrics__mota": 84.1}, "MOTA 84.1 > 1"),
+        ({"cost__mac_reduction": 1.5}, "mac_reduction 1.5 > 1"),
         ({"cost__patch_skip_rate": 54.25}, "field 'cost.patch_skip_rate': fraction 54.25 outside [0, 1]"),
         ({"metrics__idf1": "high"}, "field 'metrics.idf1': expected a finite number"),
         ({"metrics__idf1": float("nan")}, "field 'metrics.idf1': expected a finite number"),
@@ -198,3 +199,8 @@ def test_new_record_refuses_an_absolute_data_root() -> None:
                                             "config", "env")},
                      dataset={**rec["dataset"], "data_root": "/work/shared/data"})
     R.validate_record({**rec, "dataset": {**rec["dataset"], "data_root": "/old/record"}})  # readers still accept
+
+
+def test_a_gate_that_costs_more_than_it_saves_gives_a_negative_mac_reduction() -> None:
+    # 1 - (executed + gate) / dense < 0: a legitimate measurement, not a schema error
+    R.validate_record(fixture_run(cost__mac_reduction=-0.3))

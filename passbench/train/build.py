@@ -16,8 +16,9 @@ from passbench.train.data import (TRAIN_SEQUENCES, FrameStore, MotSamples, asser
 
 def build_net(name: str, **kw: Any) -> nn.Module:
     """``passbench.models.build_model(name, **kw)``; a ``"pkg.module:function"`` name imports a factory
-    instead (used by tests for a tiny stand-in with the same output contract)."""
-    if ":" in name:
+    instead (used by tests for a tiny stand-in with the same output contract); ``timm:<arch>`` is a
+    registered model name (``passbench.models.timm_fairmot``), not a factory."""
+    if ":" in name and not name.startswith("timm:"):
         mod, fn = name.split(":", 1)
         return getattr(importlib.import_module(mod), fn)(**kw)
     from passbench.models import build_model
