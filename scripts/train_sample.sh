@@ -33,7 +33,7 @@ for s in "${stages[@]}"; do
                   target_rate=0.5 "skip_params={gate: norm, layers: $LAYERS}" ;;
     skipconv_gumbel) base=task.pt
               $PY -m passbench.train skipconv --out runs/skipconv_gumbel "${COMMON[@]}" init=runs/task/final.pt steps=300 batch_size=8 \
-                  lr=2e-4 target_rate=0.5 budget_weight=1.0 log_every=10 ckpt_every=50 \
+                  lr=2e-4 gate_lr_scale=50 target_rate=0.5 budget_weight=1.0 log_every=10 ckpt_every=50 \
                   "skip_params={gate: gumbel, layers: $LAYERS}" ;;
     *) echo "unknown stage $s" >&2; exit 2 ;;
   esac

@@ -88,3 +88,14 @@ def test_skipconv_gumbel_real_engine_trains_with_budget(chain):
     last = res["history"][-1]
     assert {"budget", "skip_prob", "skip_rate", "hm", "id"} <= set(last) and last["budget"] >= 0.0
     assert _m(res["final"])["skip"]["params"]["gate"] == "gumbel" and 0.0 <= res["skip_rate"] <= 1.0
+
+
+def test_gumbel_gates_train_at_their_own_learning_rate(chain):
+    tmp, stores, task, _, _ = chain
+    moved = {}
+    for scale in (1.0, 100.0):
+        res = train_skipconv(cfg("skipconv", init=str(task), method="skipconv", skip_params={"gate": "gumbel"},
+                                 lr=1e-4, steps=2, gate_lr_scale=scale), tmp / f"glr{scale}", stores=stores)
+        after = _m(res["final"])["model"]
+        moved[scale] = max(abs(float(after[k]) - 3.0) for k in after if k.endswith("gate.proj.bias"))  # init 3.0
+    assert moved[100.0] > 20 * moved[1.0] > 0, moved

@@ -65,6 +65,8 @@ class StageCfg:
         calib: ``global`` (one threshold for every layer, by bisection) or ``per_layer`` (sequential
             quantiles); either way stored as ``thresholds`` in the ``final.pt`` skip spec.
         budget_weight: weight of the Skip-Conv sparsity budget term.
+        gate_lr_scale: learned Skip-Conv gates train at ``lr * gate_lr_scale`` while the backbone trains
+            jointly at ``lr`` (a gate's bias must move by units, a fine-tuned backbone by little).
         save_half: store ``final.pt``'s changed tensors in float16 (check that no metric moves first).
     """
 
@@ -103,6 +105,7 @@ class StageCfg:
     calib_pairs: int = 32
     calib: str = "global"
     budget_weight: float = 1.0
+    gate_lr_scale: float = 1.0
     save_half: bool = False
 
 
@@ -478,11 +481,15 @@ def _wrapped_names(ref: dict[str, torch.Tensor], state: dict[str, torch.Tensor])
     return out
 
 
-def rebase_final(src: str | Path, dst: str | Path, base: str | Path | None) -> None:
+def rebase_final(src: str | Path, dst: str | Path, base: str | Path | None, half: bool = False) -> None:
     """Copy a :func:`save_final` file to ``dst``, pointing its base (if any) at ``base`` (a path that the
     copy will find relative to its own folder, e.g. the committed ``task.pt`` beside it). The base's
-    sha256 must equal the recorded one."""
+    sha256 must equal the recorded one. ``half``: store the file's floating-point tensors in float16
+    (``read_final`` restores float32; check first that no metric moves)."""
     ck = torch.load(src, map_location="cpu", weights_only=False)
+    if half and not ck.get("half"):
+        ck["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ck["model"].items()}
+        ck["half"] = True
     if ck.get("base"):
         if base is None:
             raise ValueError(f"{src} has a base ({ck['base']['path']}): say where the copy finds it")
@@ -542,7 +549,7 @@ def run_loop(
         for step in range(start, min(cfg.steps, stop_at if stop_at is not None else cfg.steps)):
             seed_all(step_seed(cfg.seed, step, env.rank))
             for g in optimizer.param_groups:
-                g["lr"] = lr_at(cfg, step)
+                g["lr"] = lr_at(cfg, step) * g.get("lr_scale", 1.0)
             batch = batch_fn(step)
             optimizer.zero_grad(set_to_none=True)
             loss, logs = model(batch)

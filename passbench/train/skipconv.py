@@ -139,8 +139,10 @@ def train_skipconv(cfg: StageCfg, out: str | Path, *, stores: Sequence[FrameStor
         objective = GatedTaskObjective(model, loss, bn_train=cfg.bn_train, gates_train=True,
                                        budget=(cfg.budget_weight, cfg.target_rate)).to(env.device)
         objective.train()
-        params = gates + (backbone if cfg.train_backbone else []) + list(loss.parameters())
-        optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        rest = (backbone if cfg.train_backbone else []) + list(loss.parameters())
+        params = gates + rest
+        optimizer = torch.optim.Adam([{"params": gates, "lr_scale": cfg.gate_lr_scale}, {"params": rest}],
+                                     lr=cfg.lr, weight_decay=cfg.weight_decay)
         batches = StepBatches(stage_samples(cfg, pairs=True, like=samples), cfg.batch_size, cfg.seed, env.rank,
                               env.world)
         history = run_loop(cfg, out, env, objective, optimizer, lambda s: to_device(batches(s), env), params=params,
