@@ -27,7 +27,14 @@ def rolling(v: list[float], k: int = 5) -> list[float]:
 
 
 def read_log(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """Log lines in step order; a step logged twice (a run resumed from an earlier checkpoint replays
+    the same steps exactly) is kept once, its last line."""
+    by_step = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            by_step[r["step"]] = r
+    return [by_step[k] for k in sorted(by_step)]
 
 
 def main(argv: list[str] | None = None) -> int:
