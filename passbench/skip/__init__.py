@@ -18,6 +18,7 @@ Public API (stable names; ``models/``, ``train/`` and ``runner.py`` code against
                                   "inverted" (gate re-run, mask 0 = skip), "off" (dense)
     set_thresholds(model, th)     norm gates: one float, or one per skippable layer (module order)
     set_rates(model, rates)       PASS gates: top-k inference skip fraction, one float or one per layer
+    set_gate_engine(model, name)  PASS gates' inference ops: "fast" (default), "compiled", "eager" (skip.fastgate)
     stream_states / set_stream_states   snapshot and restore every layer's stream state
     gate_parameters(model)        list of the gates' parameters
     skip_probability(model)       differentiable mean skip probability of the last forward (scalar)
@@ -49,6 +50,7 @@ from passbench.skip.wrapper import (
     reset,
     residual_norms,
     set_mask_mode,
+    set_gate_engine,
     set_rates,
     set_stream_states,
     set_thresholds,
@@ -79,6 +81,7 @@ __all__ = [
     "reset",
     "residual_norms",
     "set_mask_mode",
+    "set_gate_engine",
     "set_rates",
     "set_stream_states",
     "set_thresholds",

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from passbench.registry import Registry
+from passbench.skip import fastgate as _fastgate
 
 GATES = Registry("gates")
 
@@ -43,6 +44,7 @@ __all__ = [
     "topk_ste",
     "bernoulli_ste",
     "fit_grid",
+    "decide_stacked",
 ]
 
 
@@ -231,6 +233,8 @@ class PassGate(nn.Module):
             raise ValueError(f"PassGate: need depth >= 1 and an odd kernel_size, got {depth}, {kernel_size}")
         self.patch_in, self.head_kind, self.rule = int(patch_in), head, rule
         self.threshold, self.min_patches = float(threshold), int(min_patches)
+        self.engine: str | None = None  # inference engine (skip.fastgate.ENGINES); None: PASSBENCH_GATE_ENGINE
+        self._stack = None  # skip.fastgate.GateStack of this gate alone (built on first fast use)
         self.rate = None
         if rate is not None:
             self.set_rate(rate)
@@ -276,10 +280,42 @@ class PassGate(nn.Module):
         out = self.head(f)
         return out.view(x.shape[0], grid[0], grid[1])
 
-    def forward(self, x: torch.Tensor, prev: torch.Tensor, grid: tuple[int, int], **_) -> GateOut:
+    def inference_engine(self, x: torch.Tensor, prev: torch.Tensor, engine: str | None = None) -> str | None:
+        """The ``skip.fastgate`` engine this call may use, or None for the reference ops (training,
+        gradients wanted, the paper's linear head, or engine ``"eager"``)."""
+        if self.training or self.head_kind != "patch":
+            return None
+        eng = engine or self.engine or _fastgate.default_engine()
+        if eng == "eager":
+            return None
+        if torch.is_grad_enabled() and (x.requires_grad or prev.requires_grad
+                                        or any(q.requires_grad for q in self.parameters())):
+            return None
+        return eng
+
+    def fast_decide(self, x: torch.Tensor, prev: torch.Tensor, grid: tuple[int, int], engine: str) -> GateOut:
+        """The inference decision through ``skip.fastgate`` (this gate alone; see ``inference_engine``)."""
+        if self._stack is None:
+            self._stack = _fastgate.GateStack([self])
+        logit = self._stack.logits(fit_grid(x, self.patch_in, grid), fit_grid(prev, self.patch_in, grid), engine)
+        return decide_stacked([self], logit)[0]
+
+    def forward(self, x: torch.Tensor, prev: torch.Tensor, grid: tuple[int, int], group=None,
+                engine: str | None = None, **_) -> GateOut:
+        """Decide for one layer. ``group``: a callable ``(gate, x, prev, grid, engine) -> GateOut`` that
+        may compute this gate stacked with others reading the same input (``SkipConv2d`` passes one);
+        ``engine``: override ``self.engine`` for this call ("eager" = the reference ops)."""
         if not self.gated(grid):  # never skip; the gate costs nothing here
             zero = x.new_zeros((x.shape[0], *grid))
             return GateOut(zero, zero, active=False)
+        eng = self.inference_engine(x, prev, engine)
+        if eng is not None:  # same decisions as below, fewer ops (skip.fastgate; float caveat there)
+            if self.rule == "topk" and self.rate is None:
+                raise RuntimeError("PassGate(rule='topk') has no calibrated rate: pre-train it with passbench.train "
+                                   "pass_p (which stores each layer's rate) or pass rates=... / rule='threshold'")
+            if group is not None:
+                return group(self, x, prev, grid, eng)
+            return self.fast_decide(x, prev, grid, eng)
         logit = self.logits(x, prev, grid)
         if self.training:  # Eq. 4 with Gumbel noise, then Eq. 5 Bernoulli sampling + STE
             prob = gumbel_normalization(logit, noise=True)
@@ -291,6 +327,38 @@ class PassGate(nn.Module):
             raise RuntimeError("PassGate(rule='topk') has no calibrated rate: pre-train it with passbench.train "
                                "pass_p (which stores each layer's rate) or pass rates=... / rule='threshold'")
         return GateOut(topk_ste(prob, self.rate), prob)
+
+
+def _minmax_normalization(flat: torch.Tensor) -> torch.Tensor:
+    """``gumbel_normalization(x, noise=False)`` of (N, n) rows, bit for bit, in fewer ops (inference only:
+    one ``aminmax`` instead of ``min`` + ``max``, a scalar ``where`` branch instead of ``full_like``)."""
+    lo, hi = torch.aminmax(flat, dim=1, keepdim=True)
+    rng = hi - lo
+    return torch.where(rng > 0, (flat - lo) / rng.clamp_min(1e-12), 0.5)
+
+
+def decide_stacked(gates: list[PassGate], logit: torch.Tensor) -> list[GateOut]:
+    """Inference decisions of G PASS gates from their stacked logits (B, G, Hp, Wp), with the same ops
+    per gate as ``PassGate.forward`` (noise-free Gumbel Normalization per sample and gate, then top-k or
+    threshold), batched over the gates. Returns one ``GateOut`` per gate (mask / prob (B, Hp, Wp) views)."""
+    B, G, hp, wp = logit.shape
+    prob = _minmax_normalization(logit.reshape(B * G, hp * wp)).view(B, G, hp * wp)
+    hard = torch.zeros_like(prob)
+    n = hp * wp
+    ks = [int(round(float(g.rate) * n)) if g.rule == "topk" else None for g in gates]
+    if ks[0] is not None and len(set(ks)) == 1:  # every gate top-k with one k: one topk call
+        if ks[0] > 0:
+            flat, hflat = prob.view(B * G, n), hard.view(B * G, n)
+            hflat.scatter_(1, flat.topk(ks[0], dim=1).indices, 1.0)
+    else:
+        for i, (g, k) in enumerate(zip(gates, ks)):
+            if k is None:
+                hard[:, i] = (prob[:, i] > g.threshold).to(prob.dtype)
+            elif k > 0:
+                hard[:, i].scatter_(1, prob[:, i].topk(k, dim=1).indices, 1.0)
+    mask = (hard + (prob - prob)).view(B, G, hp, wp)  # the STE forward value, NaN where prob is NaN
+    prob = prob.view(B, G, hp, wp)
+    return [GateOut(mask[:, i], prob[:, i]) for i in range(G)]
 
 
 # The authors' gate sizes (kimihe/MaskGate ``MaskGate`` defaults): embedding 256, 4 mixer blocks,

@@ -56,7 +56,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from passbench.skip import sparse as _sparse
-from passbench.skip.gates import GateOut, NormGate, PassGate
+from passbench.skip import fastgate as _fastgate
+from passbench.skip.gates import GateOut, NormGate, PassGate, decide_stacked, fit_grid
 from passbench.skip.macs import conv_dense_macs, sparse_equivalent_macs
 from passbench.skip.methods import METHODS
 from passbench.skip.state import LayerStats, StreamState
@@ -127,6 +128,7 @@ class SkipConv2d(nn.Module):
         self._gate_macs: dict[tuple, int] = {}
         self._clock: _ForwardClock | None = None  # set by make_skippable: detects a second call per forward
         self._tick = -1  # the clock's tick of this layer's last call
+        self._stored: tuple | None = None  # (clock tick, state) of the last state update (gate stacking)
         self.register_load_state_dict_pre_hook(_remap_dense_keys)
 
     # Read-only views of the wrapped conv, for code that inspects layers (e.g. weight init loops).
@@ -175,12 +177,39 @@ class SkipConv2d(nn.Module):
         key = (tuple(x.shape), str(x.dtype), self.gate.training)
         kw = {"diff": diff} if diff is not None else {}
         if key in self._gate_macs:
+            if self._stackable():
+                kw["group"] = self._stacked_gate
             return self.gate(x, prev, grid, conv=self.conv, **kw)
-        # Count the gate once per input shape, on the real call (no extra run): FLOPs / 2 = MACs.
+        # Count the gate once per input shape, on the real call (no extra run): FLOPs / 2 = MACs. The
+        # reference ops are counted (a PASS gate's fast engine computes the same function, see fastgate).
         with FlopCounterMode(display=False) as fc:
-            out = self.gate(x, prev, grid, conv=self.conv, **kw)
+            out = self.gate(x, prev, grid, conv=self.conv, engine="eager", **kw)
         self._gate_macs[key] = int(fc.get_total_flops()) // 2
         return out
+
+    def _stackable(self) -> bool:
+        """Whether this layer's PASS gate may be computed stacked with others on the same input."""
+        return (isinstance(self.gate, PassGate) and self.gate.head_kind == "patch" and self.reference == "previous"
+                and self.mask_mode == "normal" and self._clock is not None and self._clock.depth > 0)
+
+    def _stacked_gate(self, gate: PassGate, x: torch.Tensor, prev: torch.Tensor, grid: tuple[int, int],
+                      engine: str) -> GateOut:
+        """This layer's gate decision, computed together with every layer that read the same input tensor
+        in the previous forward (``_GateGroups``), or alone when that cannot be shown to be exact."""
+        groups = self._clock.groups
+        hit = groups.results.pop(self, None)
+        if hit is not None and hit[0] is x and hit[1] == grid and hit[2] is prev:
+            return hit[3]
+        members = groups.members(self, grid)
+        if members is None:
+            return gate.fast_decide(x, prev, grid, engine)  # alone
+        p_in = gate.patch_in
+        logit = groups.stack(members).logits(fit_grid(x, p_in, grid), fit_grid(prev, p_in, grid), engine)
+        outs = decide_stacked([m.gate for m in members], logit)
+        for m, o in zip(members, outs):
+            if m is not self:
+                groups.results[m] = (x, grid, m.state.prev_in, o)
+        return outs[members.index(self)]
 
     def _check_once_per_forward(self) -> None:
         """Raise when this layer runs a second time inside one forward of the model (a shared conv):
@@ -210,6 +239,8 @@ class SkipConv2d(nn.Module):
         grid = (math.ceil(Ho / p), math.ceil(Wo / p))
         have_prev = st.prev_in is not None
         refresh = self.refresh_every is not None and st.t % self.refresh_every == 0
+        if self._stackable():
+            self._clock.groups.observe(self, x, grid)
         self.last, self.last_norm = None, None
         diff = None  # X_t - X_{t-1}, computed once per forward and shared by the norm gate and Skip-Conv
         if have_prev and isinstance(self.gate, NormGate) and (self.mask_mode == "off" or refresh):
@@ -240,7 +271,10 @@ class SkipConv2d(nn.Module):
         compute = mask.detach() < 0.5  # (B, Hp, Wp) bool, True = compute (sparse_conv2d's polarity)
         n_act, n_tot = int(compute.sum()), compute.numel()
         # Skipped output pixels: each patch's area (edge patches partial), without upsampling the mask.
-        px_skip = int((~compute * _patch_area(p, Ho, Wo, x.device)).sum())  # int64: exact in any dtype
+        if Ho % p == 0 and Wo % p == 0:  # every patch whole: no tensor op, no second host sync
+            px_skip = (n_tot - n_act) * p * p
+        else:
+            px_skip = int((~compute * _patch_area(p, Ho, Wo, x.device)).sum())  # int64: exact in any dtype
 
         path = self._choose(x, mask, n_act / n_tot)
         self.last_path = path
@@ -264,12 +298,14 @@ class SkipConv2d(nn.Module):
             self._store(self._next_input(x, compute), own)
             return own.clone()
         else:  # dense conv, hard blend: same output as sparse, dense cost
-            keep = _upsample(compute.unsqueeze(1), p, Ho, Wo)
             if self.residual:
                 d = F.conv2d(xin, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
-                y = torch.where(keep, st.prev_out + d, st.prev_out)
+                y = st.prev_out + d
             else:
-                y = torch.where(keep, conv(x), st.prev_out)
+                y = conv(x)
+            # skipped patches take prev_out exactly (channels-last: copies only those pixels, instead of
+            # upsampling the mask and a three-map where)
+            y = _sparse.blend_skipped(y, st.prev_out, compute, p)
             exe = dense_macs  # the dense conv ran, whatever the mask (sparse books 0 when nothing is active)
         self._count(dense_macs, exe, gate_macs, gated=True, px=B * Ho * Wo, px_skip=px_skip, mask_macs=mask_macs)
         return self._remember(self._next_input(x, compute), y)
@@ -323,12 +359,20 @@ class SkipConv2d(nn.Module):
         # Private copies: later layers may modify activations in place (ReLU(inplace=True), +=).
         st = self.state
         self.state = StreamState(self._copy_into(st.prev_in, x), self._copy_into(st.prev_out, y), st.t + 1)
+        self._mark_stored(x)
         return y
 
     def _store(self, x: torch.Tensor, own_out: torch.Tensor) -> None:
         """Keep ``own_out`` (already private to this layer) and a copy of ``x`` as the new state."""
         st = self.state
         self.state = StreamState(self._copy_into(st.prev_in, x), own_out.detach(), st.t + 1)
+        self._mark_stored(x)
+
+    def _mark_stored(self, x: torch.Tensor) -> None:
+        """Record which input object this forward stored as ``prev_in`` (gate stacking needs to know that
+        several layers hold copies of one tensor)."""
+        clk = self._clock
+        self._stored = (clk.tick, self.state, id(x)) if clk is not None and clk.depth > 0 else None
 
     @staticmethod
     def _can_reuse(buf: torch.Tensor | None) -> bool:
@@ -426,18 +470,86 @@ def _int_padding(conv: nn.Conv2d, name: str) -> nn.Conv2d:
 class _ForwardClock:
     """Counts the forwards of a model made skippable (a forward pre-hook and an always-called forward
     hook on it), so each ``SkipConv2d`` can tell a second call within one forward (a shared conv)
-    from the next frame. ``depth`` > 0 while a forward of the model runs."""
+    from the next frame. ``depth`` > 0 while a forward of the model runs. ``groups``: the model's PASS
+    gate stacking (``_GateGroups``)."""
 
     def __init__(self) -> None:
         self.tick, self.depth = 0, 0
+        self.groups = _GateGroups()
 
     def enter(self, module: nn.Module, args: tuple) -> None:
         self.depth += 1
         if self.depth == 1:
             self.tick += 1
+            self.groups.new_tick(self.tick)
 
     def leave(self, module: nn.Module, args: tuple, out: object) -> None:
         self.depth = max(0, self.depth - 1)
+
+
+class _GateGroups:
+    """Which PASS-gated layers read the same input tensor, so that their gates run as one stacked
+    computation (``skip.fastgate``) instead of one per layer (on the light model: the four heads'
+    first convs all read the neck output).
+
+    Forward t observes, per layer, the input object it was called with. In forward t + 1, layers that
+    were called with one object in forward t and have not updated or replaced their state since form a
+    group: their stored previous inputs are copies of that one tensor, so one X_{t-1} serves them all. When
+    the first member asks for its gate, every member's gate is computed on (its X_t, X_{t-1}); a member
+    takes the stored result only if it is then called with that very X_t object (else it computes alone).
+    Only layers with reference "previous", mask mode "normal" and a fast-engine PASS gate take part;
+    every other case runs each gate alone, so the decisions are those of the unstacked gates.
+    """
+
+    def __init__(self) -> None:
+        self.tick = -1
+        self.seen: dict[int, tuple] = {}  # id(x) -> (x, [(layer, grid)]) in this tick (x held: ids unique)
+        self.plan: dict[SkipConv2d, tuple] = {}  # layer -> members, from the previous tick
+        self.results: dict[SkipConv2d, tuple] = {}  # layer -> (x, grid, prev, GateOut) computed this tick
+        self._stacks: dict[tuple, _fastgate.GateStack] = {}
+
+    def new_tick(self, tick: int) -> None:
+        plan: dict[SkipConv2d, tuple] = {}
+        if tick == self.tick + 1:
+            for x, calls in self.seen.values():
+                buckets: dict[tuple, list] = {}
+                for layer, grid in calls:
+                    buckets.setdefault((grid, _fastgate.signature(layer.gate)), []).append(layer)
+                for (grid, _), layers in buckets.items():
+                    if len(layers) > 1 and len(set(layers)) == len(layers):
+                        members = tuple(layers)
+                        for m in members:
+                            plan[m] = (members, grid, self.tick, id(x))
+        self.plan, self.seen, self.results, self.tick = plan, {}, {}, tick
+
+    def observe(self, layer: SkipConv2d, x: torch.Tensor, grid: tuple[int, int]) -> None:
+        ent = self.seen.get(id(x))
+        if ent is None:
+            self.seen[id(x)] = (x, [(layer, grid)])
+        else:
+            ent[1].append((layer, grid))
+
+    def members(self, layer: SkipConv2d, grid: tuple[int, int]) -> tuple | None:
+        """The group of ``layer`` for this tick if stacking is exact now, else None."""
+        ent = self.plan.get(layer)
+        if ent is None:
+            return None
+        members, g, prev_tick, xid = ent
+        if g != grid:
+            return None
+        for m in members:  # each stored (in the last tick, from that one object) and untouched since
+            st = m._stored
+            if (st is None or st[0] != prev_tick or st[1] is not m.state or st[2] != xid or m.state.prev_in is None
+                    or not m._stackable() or m.gate.training or (m.gate.rule == "topk" and m.gate.rate is None)):
+                return None
+        return members
+
+    def stack(self, members: tuple) -> _fastgate.GateStack:
+        key = tuple(id(m) for m in members)
+        st = self._stacks.get(key)
+        if st is None or any(a is not b.gate for a, b in zip(st.gates, members)):
+            st = self._stacks[key] = _fastgate.GateStack([m.gate for m in members])
+        return st
 
 
 def _remap_dense_keys(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors) -> None:
@@ -446,6 +558,20 @@ def _remap_dense_keys(module, state_dict, prefix, local_metadata, strict, missin
         old = prefix + k
         if old in state_dict and prefix + "conv." + k not in state_dict:
             state_dict[prefix + "conv." + k] = state_dict.pop(old)
+
+
+def dense_twin(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` with every ``SkipConv2d`` replaced by its own ``Conv2d`` (same weights, no
+    gates, no state): the dense reference a skipping model is timed against. Other modules (and their
+    memory format, BN folding) are copied as they are, so the two differ only in the wrapped convs."""
+    import copy  # noqa: PLC0415
+
+    twin = copy.deepcopy(model)
+    for m in list(twin.modules()):
+        for child_name, child in list(m.named_children()):
+            if isinstance(child, SkipConv2d):
+                setattr(m, child_name, child.conv)
+    return twin.eval()
 
 
 def skippable_layers(model: nn.Module) -> list[tuple[str, SkipConv2d]]:
@@ -627,6 +753,19 @@ def set_rates(model: nn.Module, rates: float | list[float]) -> None:
         raise ValueError(f"set_rates: {len(rs)} rates for {len(layers)} PASS-gated layers")
     for m, r in zip(layers, rs):
         m.gate.set_rate(r)
+
+
+def set_gate_engine(model: nn.Module, engine: str) -> None:
+    """PASS gates' inference engine (``skip.fastgate``): ``"fast"`` (default; also the value of
+    ``PASSBENCH_GATE_ENGINE``), ``"compiled"`` (``torch.compile``, cached on disk, eager fallback) or
+    ``"eager"`` (the reference ops). Training and gradient-carrying calls always use the reference ops."""
+    if engine not in _fastgate.ENGINES:
+        raise ValueError(f"set_gate_engine: engine must be one of {_fastgate.ENGINES}, got {engine!r}")
+    layers = [m for m in _layers(model) if isinstance(m.gate, PassGate)]
+    if not layers:
+        raise ValueError("set_gate_engine: the model has no PASS-gated layer (method pass / pass_p / pass_f)")
+    for m in layers:
+        m.gate.engine = engine
 
 
 def stream_states(model: nn.Module) -> list:
