@@ -6,6 +6,7 @@
     passbench table N [--format md|csv|latex] [--no-write]
     passbench figure N [--metric idf1] [--run]
     passbench regress [--case NAME ...] [key=value ...] [--update --reason TEXT]
+    passbench speed CONFIG [key=value ...] [--device cuda] [--precision fp16] [--threads N] [--no-write]
     passbench leaderboard add MODEL [key=value ...] [--budget-minutes N] [--data-root DIR] [--out DIR]
     passbench leaderboard show [--format md|csv]
 
@@ -207,6 +208,32 @@ def _cmd_figure(args: argparse.Namespace) -> int:
     return outcome.report(f"figure {args.n} --run") if outcome is not None else 0
 
 
+def _cmd_speed(args: argparse.Namespace) -> int:
+    from passbench.config import load_config
+    from passbench.runner.speed import SkipRow, run_speed
+
+    cfg = load_config(args.config, args.overrides)
+    try:
+        rec = run_speed(cfg, device=args.device, precision=args.precision, threads=args.threads,
+                        data_root=args.data_root, results=args.results_dir, write=not args.no_write)
+    except NotImplementedError as e:
+        print(f"{cfg.name}: NOT IMPLEMENTED: {e}", file=sys.stderr)
+        return 1
+    except SkipRow as e:
+        print(f"{cfg.name}: not runnable here: {e}", file=sys.stderr)
+        return 0
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    sp = rec["speed"]
+    print(f"{cfg.name} [{sp['device']}, {sp['precision']}, {sp['threads']} threads]: {sp['fps']:.1f} FPS "
+          f"(dense twin {sp['fps_dense']:.1f}, {sp['speedup']:.2f}x), p50 {sp['latency_ms_p50']:.2f} ms, "
+          f"p90 {sp['latency_ms_p90']:.2f} ms")
+    if args.verbose:
+        print(json.dumps(rec, indent=2, sort_keys=True))
+    return 0
+
+
 def _cmd_regress(args: argparse.Namespace) -> int:
     from passbench import regress
 
@@ -270,6 +297,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--golden", default=None, type=Path, help="golden file (default results/golden/regress.json)")
     g.add_argument("--data-root", default=None, help="data root (default: $PASSBENCH_DATA or the sample data)")
     g.set_defaults(fn=_cmd_regress)
+
+    sp = sub.add_parser("speed", parents=[out],
+                        help="time one MOT config's forward alone (dense twin vs method) on a device; append a "
+                             "speed record (tables: an FPS column per device)")
+    sp.add_argument("config", type=Path)
+    sp.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. speed.iters=60")
+    sp.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the config's speed.device)")
+    sp.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
+                    help="fp16 / bf16: every timed forward under torch.autocast (default fp32)")
+    sp.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's speed.threads)")
+    sp.add_argument("--data-root", default=None, help="data root (default: $PASSBENCH_DATA or the sample data)")
+    sp.add_argument("--no-write", action="store_true", help="do not append the speed record")
+    sp.set_defaults(fn=_cmd_speed)
 
     from passbench.leaderboard import register_cli  # passbench leaderboard add|show (passbench/leaderboard.py)
 

@@ -21,6 +21,11 @@ A row that cannot run here gets a *skip marker* instead (``kind: "skipped"``, wi
 ``config`` and no metrics/cost/speed), so tables can say why a row is empty. Nothing is ever filled
 from the paper.
 
+``passbench speed CONFIG`` (the model forward timed alone, e.g. on a GPU or a Jetson) appends a
+*speed record* (``kind: "speed"``: ``model``, ``method``, ``speed`` with its device and precision,
+``env``, ``config``; no metrics, no cost). It never stands for the experiment's row
+(``latest_by_experiment`` ignores it); tables show it as an extra FPS column for its device.
+
 Writes are atomic: the whole file is rewritten to a temp file in the same folder and renamed over
 the old one under an exclusive ``fcntl`` lock, so a reader never sees a half-written line and a
 crashed write leaves the previous file intact.
@@ -44,7 +49,7 @@ from typing import Any, Iterator
 from passbench.paths import REPO_ROOT, RESULTS
 
 SCHEMA = "passbench.record/1"
-KINDS = ("run", "skipped")
+KINDS = ("run", "skipped", "speed")
 
 _REQUIRED_RUN = {
     "dataset": ("name", "split", "protocol", "frames"),
@@ -164,6 +169,27 @@ def skip_marker(*, experiment: str, task: str, reason: str, config: dict[str, An
     return rec
 
 
+def speed_record(*, experiment: str, task: str, model: dict[str, Any], method: dict[str, Any],
+                 speed: dict[str, Any], config: dict[str, Any], env: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A speed-only record (``kind: "speed"``): the model forward of ``experiment`` timed alone on
+    ``speed.device`` at ``speed.precision`` (``passbench speed``); no metrics, no cost."""
+    rec = {
+        "schema": SCHEMA,
+        "kind": "speed",
+        "run_id": uuid.uuid4().hex[:12],
+        "created_utc": utc_now(),
+        "experiment": experiment,
+        "task": task,
+        "model": model,
+        "method": method,
+        "speed": speed,
+        "env": env if env is not None else env_info(speed.get("device", "cpu")),
+        "config": config,
+    }
+    validate_record(rec)
+    return rec
+
+
 # ----------------------------------------------------------------------------------------------
 # validation
 
@@ -208,6 +234,20 @@ def validate_record(rec: Any) -> None:
         for k in ("metrics", "cost", "speed"):
             if k in rec:
                 raise RecordError(f"field '{k}': a skip marker carries no numbers")
+        return
+    if kind == "speed":
+        for k in ("metrics", "cost"):
+            if k in rec:
+                raise RecordError(f"field '{k}': a speed record carries no {k} (it times the forward only)")
+        for section in ("model", "method", "speed", "env", "config"):
+            if not isinstance(rec.get(section), dict):
+                raise RecordError(f"field '{section}': missing or not an object")
+        for k in _REQUIRED_RUN["speed"]:
+            if k not in rec["speed"]:
+                raise RecordError(f"field 'speed.{k}': missing")
+        fps = rec["speed"].get("fps")
+        if not _is_num(fps) or fps <= 0:
+            raise RecordError(f"field 'speed.fps': expected a positive number, got {fps!r}")
         return
     for section, keys in _REQUIRED_RUN.items():
         sub = rec.get(section)
@@ -275,7 +315,7 @@ def read_records(paths: str | os.PathLike[str] | list[Any] | None = None, kind: 
     Args:
         paths: a ``.jsonl`` file, a folder (all ``*.jsonl`` in it, sorted), a list of files, or None for
             the default records folder (:func:`records_dir`).
-        kind: keep only ``"run"`` or ``"skipped"`` entries; None keeps both.
+        kind: keep only ``"run"``, ``"skipped"`` or ``"speed"`` entries; None keeps all.
 
     Raises:
         RecordError: ``<file>:<line>: <what is wrong>`` for the first bad line.
@@ -309,10 +349,13 @@ def latest_by_experiment(records: list[dict[str, Any]]) -> dict[str, dict[str, A
     """Per ``experiment`` id: the newest run record, or the newest skip marker when it never ran.
 
     A finished run wins over a later skip marker (a row skipped on one machine keeps the numbers
-    measured on another). Ties in ``created_utc`` go to the later entry in file order.
+    measured on another). Ties in ``created_utc`` go to the later entry in file order. Speed records
+    (``kind: "speed"``) are not rows and are ignored here.
     """
     out: dict[str, dict[str, Any]] = {}
     for rec in records:
+        if rec["kind"] == "speed":
+            continue
         cur = out.get(rec["experiment"])
         if cur is None:
             out[rec["experiment"]] = rec

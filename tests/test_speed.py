@@ -104,3 +104,52 @@ def test_cuda_peak_memory_and_sync():
     x = torch.randn(256, 256, device="cuda")
     r = S.measure(lambda: x @ x, warmup=2, iters=5, device="cuda")
     assert r.device.startswith("cuda") and r.peak_mem_mb > 0 and r.mem_kind.startswith("cuda")
+
+
+def test_autocast_precision_wraps_every_call_on_cpu():
+    torch = pytest.importorskip("torch")
+    seen = []
+
+    def fn() -> None:
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+
+    r = S.measure(fn, warmup=2, iters=3, precision="bf16", timed_region="autocast probe")
+    assert len(seen) == 5 and all(on and dt == torch.bfloat16 for on, dt in seen)  # warm-up calls too
+    assert r.precision == "bf16 (autocast)" and r.as_dict()["precision"] == "bf16 (autocast)"
+    seen.clear()
+    assert S.measure(fn, warmup=0, iters=2).precision == "fp32"
+    assert seen == [(False, seen[0][1])] * 2  # fp32: no autocast
+    # a conv under fp16 / bf16 autocast really runs in that dtype (the meter's context reaches the model)
+    conv = torch.nn.Conv2d(3, 4, 3)
+    out = []
+    S.measure(lambda: out.append(conv(torch.randn(1, 3, 8, 8)).dtype), warmup=0, iters=1, precision="bf16")
+    assert out == [torch.bfloat16]
+
+
+def test_precision_and_timer_are_checked():
+    with pytest.raises(ValueError, match="precision must be one of"):
+        S.SpeedMeter(precision="fp8")
+    with pytest.raises(ValueError, match="timer must be one of"):
+        S.SpeedMeter(timer="stopwatch")
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        S.SpeedMeter(timer="events", device="cpu")
+    assert S.SpeedMeter().timer == "wall"
+    assert S.precision_label("fp16") == "fp16 (autocast)"
+
+
+@pytest.mark.gpu
+def test_cuda_events_time_the_call_and_fp16_autocast():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA")
+    x = torch.randn(2048, 2048, device="cuda")
+    meter = S.SpeedMeter(warmup=3, iters=5, device="cuda")
+    assert meter.timer == "events"
+    ev = meter.measure(lambda: x @ x)
+    wall = S.measure(lambda: x @ x, warmup=3, iters=5, device="cuda", timer="wall")
+    assert ev.latency_ms_p50 > 0 and wall.latency_ms_p50 > 0
+    # the events interval holds the kernel: not shorter than a tenth of the wall-clock interval around it
+    assert ev.latency_ms_p50 > 0.1 * wall.latency_ms_p50
+    dt = []
+    r = S.measure(lambda: dt.append((x @ x).dtype), warmup=1, iters=2, device="cuda", precision="fp16")
+    assert set(dt) == {torch.float16} and r.precision == "fp16 (autocast)" and r.device.startswith("cuda")

@@ -56,6 +56,29 @@ def _fps_ratio(rec: dict) -> float | None:
     return fps / dense
 
 
+def device_label(rec: dict) -> str:
+    """Which timing setup a speed section describes: ``<device>, <precision>`` (CPUs add the thread count),
+    e.g. ``cuda: NVIDIA Jetson Orin Nano, fp16 (autocast)`` or ``cpu: x86_64, fp32, 2 threads``."""
+    sp = rec.get("speed") or {}
+    dev, prec = str(sp.get("device") or "?"), str(sp.get("precision") or "fp32")
+    return f"{dev}, {prec}" + (f", {sp.get('threads')} threads" if dev.startswith("cpu") else "")
+
+
+def _device_columns(speeds: list[dict]) -> tuple[list[str], dict[tuple[str, str], dict]]:
+    """Speed records (``passbench speed``) -> the device labels in order of appearance, and the newest
+    record per (experiment, label)."""
+    labels: list[str] = []
+    newest: dict[tuple[str, str], dict] = {}
+    for rec in speeds:
+        lab = device_label(rec)
+        if lab not in labels:
+            labels.append(lab)
+        key = (rec["experiment"], lab)
+        if key not in newest or rec["created_utc"] >= newest[key]["created_utc"]:
+            newest[key] = rec
+    return labels, newest
+
+
 def _per_seq(seq_key: str, metric: str) -> Callable[[dict], Any]:
     def get(rec: dict) -> Any:
         per = _get("metrics.per_sequence")(rec) or {}
@@ -176,7 +199,9 @@ def build_table(n: int, records: list[dict] | None = None, paper_dir: str | Path
     Returns:
         One row per experiment of that table (latest run, else latest skip marker), then one per paper
         row nobody measured. Columns: experiment, method, model, paper_row, <key>, <key>_paper...,
-        dataset, device, status.
+        then, when speed records (``passbench speed``) exist for the table, ``fps@<device label>`` and
+        ``fps_ratio_to_dense@<device label>`` per timing setup (``device_label``; the newest speed record
+        of each experiment there), then dataset, device, status. The run's own ``fps`` stays in ``fps``.
     """
     if n not in TABLES:
         raise KeyError(f"no table {n} (known: {sorted(TABLES)})")
@@ -185,6 +210,7 @@ def build_table(n: int, records: list[dict] | None = None, paper_dir: str | Path
         records = read_records(records_dir()) if records_dir().is_dir() else []
     paper = load_paper(name, paper_dir)
     mine = [r for r in records if _table_of(r) == name]
+    labels, timed = _device_columns([r for r in mine if r["kind"] == "speed"])
     rows: list[dict[str, Any]] = []
     used_paper: set[str] = set()
     for exp, rec in sorted(latest_by_experiment(mine).items()):
@@ -211,6 +237,10 @@ def build_table(n: int, records: list[dict] | None = None, paper_dir: str | Path
             row["device"] = None
             row["status"] = f"not runnable here: {rec['reason']}"
         _add_paper(row, cols, paper, None if smoke else prow)  # a smoke row sits beside no paper value
+        for lab in labels:
+            sp = timed.get((exp, lab))
+            row[f"fps@{lab}"] = _get("speed.fps")(sp) if sp else None
+            row[f"fps_ratio_to_dense@{lab}"] = _fps_ratio(sp) if sp else None
         if prow in paper.index and not smoke:
             used_paper.add(prow)
         rows.append(row)
@@ -228,6 +258,8 @@ def build_table(n: int, records: list[dict] | None = None, paper_dir: str | Path
         order.append(c.key)
         if c.paper:
             order.append(c.key + "_paper")
+    for lab in labels:
+        order += [f"fps@{lab}", f"fps_ratio_to_dense@{lab}"]
     order += ["dataset", "device", "status"]
     return pd.DataFrame(rows, columns=order)
 
@@ -270,6 +302,11 @@ def display_frame(n: int, df: pd.DataFrame) -> pd.DataFrame:
         out[c.label] = [_fmt(v, c.fmt) for v in df[c.key]]
         if c.paper:
             out[f"{c.label} (paper)"] = [_fmt(v, c.fmt) for v in df[c.key + "_paper"]]
+    for key in df.columns:  # extra timing setups (passbench speed): FPS and FPS / dense per device
+        if key.startswith("fps@"):
+            lab = key[len("fps@"):]
+            out[f"FPS [{lab}]"] = [_fmt(v, "float1") for v in df[key]]
+            out[f"FPS / dense [{lab}]"] = [_fmt(v, "ratio") for v in df[f"fps_ratio_to_dense@{lab}"]]
     out["dataset"] = df["dataset"].fillna("–")
     out["device"] = df["device"].fillna("–")
     out["status"] = df["status"]

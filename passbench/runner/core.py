@@ -180,7 +180,7 @@ MOT_TIMED_REGION = "model forward, 1 frame, input letterboxed on device (no deco
 
 
 def _measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list[Any],
-                   region: str = MOT_TIMED_REGION) -> dict[str, Any]:
+                   region: str = MOT_TIMED_REGION, device: str | None = None, precision: str = "fp32") -> dict[str, Any]:
     """FPS / latency of the model forward, dense and with the method, in this process.
 
     Contract (STYLE.md): ``speed{fps, fps_dense, speedup, latency_ms_p50, latency_ms_p90, device, threads,
@@ -193,17 +193,28 @@ def _measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list
 
     Args:
         frames: consecutive model inputs, (1, 3, H, W) each.  region: what the timed region holds.
+        device: where to time (default ``cfg.speed.device``); off the CPU a copy of the model and the
+            frames are moved there (the caller's model stays put), and CUDA is timed with events after a
+            synchronisation (``passbench.metrics.speed``).
+        precision: "fp32", or "fp16" / "bf16" under ``torch.autocast`` (the record says so).
     """
+    dev = str(device or cfg.speed.device)
     if not cfg.speed.enabled:  # the schema's keys, no numbers: tables show the row without speed
         return {"fps": None, "fps_dense": None, "speedup": None, "latency_ms_p50": None, "latency_ms_p90": None,
-                "device": cfg.speed.device, "threads": cfg.speed.threads, "precision": "fp32", "batch": 1,
+                "device": dev, "threads": cfg.speed.threads,
+                "precision": _need("passbench.metrics.speed", "precision_label")(precision), "batch": 1,
                 "timed_region": "not timed (speed.enabled=false)"}
+    import copy  # noqa: PLC0415
+
     import torch  # noqa: PLC0415
 
     measure = _need("passbench.metrics.speed", "measure")
-    dense = _dense_twin(model) if skippable else model
     if not frames:
         raise ValueError(f"{cfg.name}: no frames to time")
+    if dev != "cpu":  # time a copy on the device: the caller's model (tracking, scoring) stays where it is
+        model = copy.deepcopy(model).to(dev)
+        frames = [f.to(dev) for f in frames]
+    dense = _dense_twin(model) if skippable else model
 
     def stream(net: Any, is_skip: bool):
         state = {"i": 0}
@@ -221,11 +232,11 @@ def _measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list
     per = max(1, cfg.speed.iters // rounds)
     d_res, s_res = [], []
     for _ in range(rounds):
-        d_res.append(measure(stream(dense, False), warmup=cfg.speed.warmup, iters=per, device=cfg.speed.device,
-                             timed_region=region))
+        d_res.append(measure(stream(dense, False), warmup=cfg.speed.warmup, iters=per, device=dev,
+                             precision=precision, timed_region=region))
         if skippable:
-            s_res.append(measure(stream(model, True), warmup=cfg.speed.warmup, iters=per, device=cfg.speed.device,
-                                 timed_region=region))
+            s_res.append(measure(stream(model, True), warmup=cfg.speed.warmup, iters=per, device=dev,
+                                 precision=precision, timed_region=region))
     _reset(model, skippable)
 
     def merged(res: list[Any]) -> dict[str, Any]:
