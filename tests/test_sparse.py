@@ -179,3 +179,24 @@ def test_blend_skipped_matches_where(fmt, hw, patch):
     mask = torch.rand(2, -(-hw[0] // patch), -(-hw[1] // patch)) < 0.5
     ref = torch.where(upsample_mask(mask, patch, hw), y, prev)
     assert torch.equal(blend_skipped(y.clone(), prev, mask, patch), ref)
+
+
+@pytest.mark.parametrize("hw,patch", [((16, 24), 4), ((15, 22), 4)], ids=["whole", "partial-edge"])
+@torch.no_grad()
+def test_blend_and_update_is_the_masked_blend_in_both_tensors(hw, patch):
+    from passbench.skip.sparse import blend_and_update, blend_update_ok
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(2, 5, *hw, generator=g).contiguous(memory_format=CL)
+    prev = torch.randn(2, 5, *hw, generator=g).contiguous(memory_format=CL)
+    grid = (2, -(-hw[0] // patch), -(-hw[1] // patch))
+    for mask in (torch.rand(grid, generator=g) < 0.5, torch.ones(grid, dtype=torch.bool),
+                 torch.zeros(grid, dtype=torch.bool)):
+        want = torch.where(upsample_mask(mask, patch, hw), y, prev)
+        a, b = y.clone(), prev.clone()
+        assert blend_update_ok(a, b)
+        out = blend_and_update(a, b, mask, patch)
+        assert out is a and torch.equal(a, want) and torch.equal(b, want)
+    assert not blend_update_ok(y.contiguous(), prev)
+    with pytest.raises(ValueError, match="channels-last"):
+        blend_and_update(y.contiguous(), prev, mask, patch)

@@ -443,6 +443,8 @@ class FixedGate(nn.Module):
     """Random mask at a fixed keep (compute) fraction, reproducible from ``seed``: each call draws
     the next mask of one torch.Generator stream. For benchmarks and tests, not a method."""
 
+    reads_prev = False  # the mask ignores X_{t-1}: the wrapper need not copy it (SkipConv2d._keep_input)
+
     def __init__(self, keep: float = 0.5, seed: int = 0) -> None:
         super().__init__()
         if not 0.0 <= keep <= 1.0:
@@ -467,6 +469,8 @@ class KeyframeGate(nn.Module):
     key frame iff floor(t (1 - rate)) > floor((t - 1) (1 - rate)): rate 0.5 keys every 2nd frame,
     0.75 every 4th, 0.2 four frames in five. Every layer sees the same call sequence, so all layers
     key on the same frames. Not a learned method: the floor a skipping method must beat."""
+
+    reads_prev = False  # decides from the frame count alone
 
     def __init__(self, rate: float = 0.5) -> None:
         super().__init__()

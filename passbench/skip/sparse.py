@@ -46,6 +46,7 @@ __all__ = [
     "sparse_conv2d",
     "sparse_conv2d_functional",
     "blend_skipped",
+    "blend_and_update",
     "choose_path",
     "conv_out_size",
     "dense_macs",
@@ -294,6 +295,52 @@ def blend_skipped(y: torch.Tensor, prev_out: torch.Tensor, compute_mask: torch.T
         return y
     m = compute_mask.bool().repeat_interleave(patch, 1).repeat_interleave(patch, 2)[:, None, :Ho, :Wo]
     return torch.where(m, y, prev_out)
+
+
+def blend_update_ok(y: torch.Tensor, prev_out: torch.Tensor) -> bool:
+    """Whether ``blend_and_update`` takes its row-copy path (both channels-last, same shape and dtype)."""
+    return (_nhwc_ok(y) and _nhwc_ok(prev_out) and y.shape == prev_out.shape and y.dtype == prev_out.dtype
+            and y.device == prev_out.device)
+
+
+def _patch_rows(sel: torch.Tensor, B: int, Ho: int, Wo: int, patch: int, device) -> torch.Tensor:
+    """Rows of the (B*Ho*Wo, C) channels-last matrix covered by the patches ``sel`` (flat indices)."""
+    rows_t, ok_t = _out_tables(B, Ho, Wo, patch, device)
+    rows = rows_t.index_select(0, sel).reshape(-1)
+    if ok_t is not None:
+        rows = rows[ok_t.index_select(0, sel).reshape(-1)]
+    return rows
+
+
+def blend_and_update(y: torch.Tensor, prev_out: torch.Tensor, compute_mask: torch.Tensor, patch: int) -> torch.Tensor:
+    """The dense path of a dispatcher that owns ``prev_out`` (its state): ``y`` takes ``prev_out`` on the
+    skipped patches and ``prev_out`` takes ``y`` on the computed ones, so that both hold
+    ``where(mask_upsampled, y, prev_out)``; one map's worth of row copies in all, instead of
+    ``blend_skipped`` plus a full copy of the result into the state. Both channels-last
+    (``blend_update_ok``); ``y`` must be the caller's own tensor. Returns ``y``.
+
+    Args:
+        y: (B, C, Ho, Wo) the dense convolution output (modified).
+        prev_out: (B, C, Ho, Wo) previous output (modified: the new state).
+        compute_mask: bool (B, ceil(Ho / patch), ceil(Wo / patch)); True = computed patch.
+        patch: output patch size.
+    """
+    if not blend_update_ok(y, prev_out):
+        raise ValueError("blend_and_update: y and prev_out must be channels-last tensors of one shape and dtype")
+    B, C, Ho, Wo = y.shape
+    flat = compute_mask.bool().reshape(-1)
+    y2d, p2d = y.permute(0, 2, 3, 1).view(-1, C), prev_out.permute(0, 2, 3, 1).view(-1, C)
+    skip = (~flat).nonzero().squeeze(1)
+    if skip.numel():
+        rows = _patch_rows(skip, B, Ho, Wo, patch, y.device)
+        y2d.index_copy_(0, rows, p2d.index_select(0, rows))
+    comp = flat.nonzero().squeeze(1)
+    if comp.numel() == flat.numel():
+        prev_out.copy_(y)
+    elif comp.numel():
+        rows = _patch_rows(comp, B, Ho, Wo, patch, y.device)
+        p2d.index_copy_(0, rows, y2d.index_select(0, rows))
+    return y
 
 
 def _sparse_nhwc(x, weight, bias, groups, out, flat, geom, out_grid, residual) -> None:

@@ -150,6 +150,7 @@ class SkipConv2d(nn.Module):
     def reset(self, stats: bool = True) -> None:
         """Forget the stream state (and the counters unless ``stats=False``)."""
         self.state = StreamState()
+        self._prev_is_ref = False
         self.last, self.last_norm = None, None
         if stats:
             self.stats = LayerStats()
@@ -303,10 +304,18 @@ class SkipConv2d(nn.Module):
                 y = st.prev_out + d
             else:
                 y = conv(x)
+            exe = dense_macs  # the dense conv ran, whatever the mask (sparse books 0 when nothing is active)
+            if self._can_reuse(st.prev_out) and _sparse.blend_update_ok(y, st.prev_out):
+                # skipped patches of y take prev_out, computed patches of prev_out take y: both then hold
+                # the output, for one map copy in all (instead of a blend and a full copy into the state)
+                y = _sparse.blend_and_update(y, st.prev_out, compute, p)
+                self._count(dense_macs, exe, gate_macs, gated=True, px=B * Ho * Wo, px_skip=px_skip,
+                            mask_macs=mask_macs)
+                self._store(self._next_input(x, compute), st.prev_out)
+                return y
             # skipped patches take prev_out exactly (channels-last: copies only those pixels, instead of
             # upsampling the mask and a three-map where)
             y = _sparse.blend_skipped(y, st.prev_out, compute, p)
-            exe = dense_macs  # the dense conv ran, whatever the mask (sparse books 0 when nothing is active)
         self._count(dense_macs, exe, gate_macs, gated=True, px=B * Ho * Wo, px_skip=px_skip, mask_macs=mask_macs)
         return self._remember(self._next_input(x, compute), y)
 
@@ -358,15 +367,32 @@ class SkipConv2d(nn.Module):
     def _remember(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # Private copies: later layers may modify activations in place (ReLU(inplace=True), +=).
         st = self.state
-        self.state = StreamState(self._copy_into(st.prev_in, x), self._copy_into(st.prev_out, y), st.t + 1)
+        self.state = StreamState(self._keep_input(st.prev_in, x), self._copy_into(st.prev_out, y), st.t + 1)
         self._mark_stored(x)
         return y
 
     def _store(self, x: torch.Tensor, own_out: torch.Tensor) -> None:
         """Keep ``own_out`` (already private to this layer) and a copy of ``x`` as the new state."""
         st = self.state
-        self.state = StreamState(self._copy_into(st.prev_in, x), own_out.detach(), st.t + 1)
+        self.state = StreamState(self._keep_input(st.prev_in, x), own_out.detach(), st.t + 1)
         self._mark_stored(x)
+
+    def _reads_prev_input(self) -> bool:
+        """Whether anything reads the *values* of ``state.prev_in``: the gate (PASS, norm and Gumbel gates
+        compare X_t with it; a gate says otherwise with ``reads_prev = False``), the Skip-Conv residual
+        form, reference "computed", the norm-gate calibration."""
+        return self.residual or self.reference != "previous" or getattr(self.gate, "reads_prev", True)
+
+    def _keep_input(self, buf: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+        """The new ``prev_in``: a private copy of ``x`` (into ``buf`` when possible), or, when nothing reads
+        its values (``_reads_prev_input``: e.g. the random-mask baseline), ``x`` itself: then it only marks
+        that a previous frame exists and its shape, and the full-map copy per layer and frame is saved."""
+        if not self._reads_prev_input():
+            self._prev_is_ref = True
+            return x.detach()
+        if getattr(self, "_prev_is_ref", False):  # buf is someone else's tensor: never write into it
+            self._prev_is_ref, buf = False, None
+        return self._copy_into(buf, x)
 
     def _mark_stored(self, x: torch.Tensor) -> None:
         """Record which input object this forward stored as ``prev_in`` (gate stacking needs to know that
