@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from passbench.skip import native as _native
+
 __all__ = [
     "sparse_conv2d",
     "sparse_conv2d_functional",
@@ -354,15 +356,20 @@ def _sparse_nhwc(x, weight, bias, groups, out, flat, geom, out_grid, residual) -
     """
     B, H, W, P, kh, kw, sh, sw, ph, pw, dh, dw = geom
     cout, cin = weight.shape[0], x.shape[1]
-    in_rows, in_bad, out_rows, out_ok = _nhwc_tables(geom, out_grid, x.device)
     n = flat.numel()
     win_h, win_w = (P - 1) * sh + (kh - 1) * dh + 1, (P - 1) * sw + (kw - 1) * dw + 1
     x2d = x.permute(0, 2, 3, 1).reshape(B * H * W, cin)  # a view: x is channels-last
-    xg = x2d.index_select(0, in_rows.index_select(0, flat).reshape(-1))  # (n*win_h*win_w, Cin)
-    if in_bad is not None:
-        bad = in_bad.index_select(0, flat).reshape(-1).nonzero().squeeze(1)
-        if bad.numel():
-            xg.index_fill_(0, bad, 0.0)
+    nat = _use_native(x)
+    if nat:  # one pass: gather the window rows, zeros for padding pixels (skip.native)
+        in_neg, out_neg = _native_tables(geom, out_grid, x.device)
+        xg = _native.gather_rows(x2d, in_neg, flat)  # (n*win_h*win_w, Cin)
+    else:
+        in_rows, in_bad, out_rows, out_ok = _nhwc_tables(geom, out_grid, x.device)
+        xg = x2d.index_select(0, in_rows.index_select(0, flat).reshape(-1))  # (n*win_h*win_w, Cin)
+        if in_bad is not None:
+            bad = in_bad.index_select(0, flat).reshape(-1).nonzero().squeeze(1)
+            if bad.numel():
+                xg.index_fill_(0, bad, 0.0)
     if kh == kw == 1 and groups == 1 and sh == sw == 1:
         # 1x1 conv on gathered pixels is one matmul: (n*P*P, Cin) @ (Cin, Cout).
         w2 = weight.reshape(cout, cin).t()
@@ -371,15 +378,36 @@ def _sparse_nhwc(x, weight, bias, groups, out, flat, geom, out_grid, residual) -
         xw = xg.view(n, win_h, win_w, cin).permute(0, 3, 1, 2)  # (n, Cin, win_h, win_w) channels-last
         y = F.conv2d(xw, weight, bias, (sh, sw), 0, (dh, dw), groups)  # (n, Cout, P, P)
         y2d = y.permute(0, 2, 3, 1).reshape(n * P * P, cout)
+    out2d = out.permute(0, 2, 3, 1).view(-1, cout)  # a view: out is channels-last
+    if nat:  # one pass: rows of cropped edge pixels dropped, index_add_'s sum in residual mode
+        _native.scatter_rows(out2d, out_neg, flat, y2d.to(out.dtype).contiguous(), residual)
+        return
     rows = out_rows.index_select(0, flat).reshape(-1)
     if out_ok is not None:
         keep = out_ok.index_select(0, flat).reshape(-1).nonzero().squeeze(1)
         rows, y2d = rows.index_select(0, keep), y2d.index_select(0, keep)
-    out2d = out.permute(0, 2, 3, 1).view(-1, cout)  # a view: out is channels-last
     if residual:
         out2d.index_add_(0, rows, y2d)
     else:
         out2d.index_copy_(0, rows, y2d.to(out.dtype))
+
+
+def _use_native(x: torch.Tensor) -> bool:
+    """The native gather/scatter (``skip.native``) runs on CPU tensors when it could be built and
+    ``PASSBENCH_NATIVE`` is not 0; elsewhere (CUDA, no compiler) the PyTorch ops run: same bits."""
+    return x.device.type == "cpu" and _native.available()
+
+
+def _native_tables(geom: tuple, out_grid: tuple, device: torch.device) -> tuple:
+    """``(in_rows, out_rows)`` of ``_nhwc_tables`` with -1 marking padding / cropped pixels (cached)."""
+    key = ("native", geom, out_grid, str(device))
+    hit = _TABLES.get(key)
+    if hit is None:
+        in_rows, in_bad, out_rows, out_ok = _nhwc_tables(geom, out_grid, device)
+        in_neg = in_rows.masked_fill(in_bad, -1) if in_bad is not None else in_rows
+        out_neg = out_rows.masked_fill(~out_ok, -1) if out_ok is not None else out_rows
+        hit = _TABLES[key] = (in_neg.contiguous(), out_neg.contiguous())
+    return hit
 
 
 def _is_channels_last(t: torch.Tensor) -> bool:
