@@ -65,3 +65,34 @@ def test_state_without_input_copy_when_no_gate_reads_it(execution):
         pmodel(x)
         assert skippable_layers(pmodel)[0][1].state.prev_in.data_ptr() != x.data_ptr()
         assert torch.equal(skippable_layers(pmodel)[0][1].state.prev_in, x)
+
+
+@pytest.mark.parametrize("execution", ["sparse", "auto"])
+def test_undecided_gate_keeps_references_and_the_reference_results(execution):
+    """A PASS gate under min_patches never decides: its layer is dense, its state holds references (no copies),
+    outputs and every counter equal the reference path's; lowering min_patches mid-stream makes the next
+    frame dense (the referenced values may be stale) and the gate decide from the one after."""
+    kw = dict(rates=0.5, min_patches=64, embed_dim=8, hidden=8)
+    xs = _frames(6, 4, 12, 12, seed=4)  # 3x3 grids of patch 4: under min_patches
+    ref_model, model = _net("pass_p", "reference", **kw), _net("pass_p", execution, **kw)
+    with torch.no_grad():
+        ref = [ref_model(x).clone() for x in xs]
+    with torch.inference_mode():
+        for k, x in enumerate(xs):
+            y = model(x)
+            assert torch.equal(y, ref[k]), k
+            layer = skippable_layers(model)[-1][1]
+            if k:
+                assert layer.state.prev_out.data_ptr() == y.data_ptr()  # a reference, not a copy
+            y.mul_(0)
+    want, got = skip.collect_stats(ref_model), skip.collect_stats(model)
+    for key in ("dense_macs", "executed_macs", "gate_macs", "patch_skip_rate", "frames"):
+        assert got[key] == want[key], key
+    assert [r["gated_frames"] for r in got["layers"]] == [r["gated_frames"] for r in want["layers"]]
+    for _, m in skippable_layers(model):
+        m.gate.min_patches = 4
+    with torch.inference_mode():
+        y = model(xs[0])
+        assert all(m.last is None and m.last_path == "dense" for _, m in skippable_layers(model))
+        model(xs[1])
+        assert all(m.last is not None and m.last.active for _, m in skippable_layers(model))

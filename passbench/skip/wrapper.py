@@ -129,6 +129,8 @@ class SkipConv2d(nn.Module):
         self._clock: _ForwardClock | None = None  # set by make_skippable: detects a second call per forward
         self._tick = -1  # the clock's tick of this layer's last call
         self._stored: tuple | None = None  # (clock tick, state) of the last state update (gate stacking)
+        self._prev_is_ref = False  # state.prev_in is the caller's tensor, not a copy (_keep_input)
+        self._state_is_ref = False  # state.prev_in / prev_out are the caller's tensors (an undecided gate)
         self.register_load_state_dict_pre_hook(_remap_dense_keys)
 
     # Read-only views of the wrapped conv, for code that inspects layers (e.g. weight init loops).
@@ -150,7 +152,7 @@ class SkipConv2d(nn.Module):
     def reset(self, stats: bool = True) -> None:
         """Forget the stream state (and the counters unless ``stats=False``)."""
         self.state = StreamState()
-        self._prev_is_ref = False
+        self._prev_is_ref = self._state_is_ref = False
         self.last, self.last_norm = None, None
         if stats:
             self.stats = LayerStats()
@@ -281,6 +283,28 @@ class SkipConv2d(nn.Module):
         self.last_path = path
         # what the block-sparse kernel computes for this mask, whichever path runs (Eq. 3 with halo/edges)
         mask_macs = sparse_equivalent_macs(conv, (Ho, Wo), B, n_act, n_tot, p)
+        undecided = not g.active and not self.residual
+        if path != "reference" and (undecided or self._state_is_ref):
+            if undecided:
+                # The gate does not decide on this grid (a PASS grid under min_patches, fixed per stream): a
+                # dense layer whose state values are never read (the gate does not run, every patch is
+                # computed), so the state keeps references instead of two full-map copies. Same counts.
+                y = conv(x)
+                self.last_path = "dense"
+                self._count(dense_macs, dense_macs, gate_macs, gated=True, px=B * Ho * Wo, px_skip=px_skip,
+                            mask_macs=mask_macs)
+                self.state = StreamState(x.detach(), y.detach(), st.t + 1)
+                self._prev_is_ref = self._state_is_ref = True
+                self._mark_stored(x)
+                return y
+            # the gate decides now, but the state holds references (it did not decide before, e.g. its
+            # min_patches changed mid-stream): their values may be stale, so this frame runs dense
+            y = conv(x)
+            self.last, self.last_norm, self.last_path = None, None, "dense"
+            self._count(dense_macs, dense_macs, 0, gated=False, px_all=B * Ho * Wo)
+            self.state = StreamState(None, None, st.t)
+            self._prev_is_ref = self._state_is_ref = False
+            return self._remember(x, y)
         xin = diff if self.residual else x  # Skip-Conv: the conv runs on the residual
         if path == "reference":
             mu = _upsample(mask.unsqueeze(1), p, Ho, Wo)  # (B, 1, Ho, Wo), keeps the STE gradient
@@ -808,6 +832,7 @@ def set_stream_states(model: nn.Module, states: list) -> None:
         raise ValueError(f"set_stream_states: {len(states)} states for {len(layers)} skippable layers")
     for m, st in zip(layers, states):
         m.state = st
+        m._prev_is_ref = m._state_is_ref = False
 
 
 def residual_norms(model: nn.Module) -> list[torch.Tensor]:
