@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-work_dirs/pose}
 # One thread: on this project's 2 shared cores two OpenMP threads spin-wait for each other under load
-# (a batch-8 MHP step measured 1.3 s at 1 thread vs 3.5-13 s at 2; weights/pose/README.md).
+# (a batch-8 MHP step took 2.5-4 s at 1 thread vs 11-15 s at 2: weights/pose/logs/time_pose_step.txt).
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 # Gated layers (all methods alike): the stem conv, the last DeConv block (1x1 + 3x3 at 16x16) and the
 # final 1x1 to the 18x32 heatmap channels at 32x32: 70 % of the model's MACs. Not the inverted-residual
@@ -27,11 +27,11 @@ for s in "${stages[@]}"; do
               $PY -m passbench.train task --out "$OUT/task" "${COMMON[@]}" steps=2000 batch_size=8 lr=1e-3 \
                   scale_jitter=0.15 log_every=25 ckpt_every=100 ;;
     pass_p)   base=task.pt
-              $PY -m passbench.train pass_p --out "$OUT/pass_p" "${COMMON[@]}" init="$OUT/task/final.pt" steps=150 \
-                  batch_size=4 lr=1e-3 target_rate=0.5 rate_weight=1.0 log_every=5 ckpt_every=25 calib_pairs=32 \
+              $PY -m passbench.train pass_p --out "$OUT/pass_p" "${COMMON[@]}" init="$OUT/task/final.pt" steps=500 \
+                  batch_size=4 lr=1e-3 target_rate=0.5 rate_weight=1.0 log_every=10 ckpt_every=50 calib_pairs=32 \
                   "skip_params={embed_dim: 16, hidden: 64, layers: $LAYERS}" ;;
     pass_f)   base=pass_p.pt
-              $PY -m passbench.train pass_f --out "$OUT/pass_f" "${COMMON[@]}" init="$OUT/pass_p/final.pt" steps=200 \
+              $PY -m passbench.train pass_f --out "$OUT/pass_f" "${COMMON[@]}" init="$OUT/pass_p/final.pt" steps=500 \
                   batch_size=8 lr=1e-4 log_every=10 ckpt_every=50 ;;
     skipconv) base=task.pt
               $PY -m passbench.train skipconv --out "$OUT/skipconv" "${COMMON[@]}" init="$OUT/task/final.pt" \
@@ -39,31 +39,37 @@ for s in "${stages[@]}"; do
     *) echo "unknown stage $s" >&2; exit 2 ;;
   esac
   mkdir -p weights/pose/logs
-  cp "$OUT/$s/config.json" "weights/pose/logs/$s.config.json"
-  [ -f "$OUT/$s/log.jsonl" ] && cp "$OUT/$s/log.jsonl" "weights/pose/logs/$s.log.jsonl"
+  if [ -f "$OUT/$s/log.jsonl" ]; then cp "$OUT/$s/log.jsonl" "weights/pose/logs/$s.log.jsonl"; fi
   # The fine-tuned backbone delta of pass_f is stored in float16 (checked: no metric of the pose regress
   # case moves; weights/pose/README.md).
   half=0; [ "$s" = pass_f ] && half=1
   $PY - "$s" "$base" "$half" "$OUT" <<'PY'
-import hashlib, shutil, sys
+import hashlib, json, shutil, sys
 from pathlib import Path
 
 import torch
 
-from passbench.train.common import rebase_final
+from passbench.train.common import file_sha256, read_final
 
 s, base, half, out = sys.argv[1], sys.argv[2] or None, sys.argv[3] == "1", sys.argv[4]
 src, dst = Path(out) / s / "final.pt", Path(f"weights/pose/{s}.pt")
 if base:
-    rebase_final(src, dst, base)  # the copy finds its base beside it (sha256 checked)
-else:
-    shutil.copyfile(src, dst)
-if half:
-    ck = torch.load(dst, map_location="cpu", weights_only=False)
-    if not ck.get("half"):
+    # Point the copy's base at the committed file beside it. That file is itself a re-pointed copy (other
+    # bytes, so another sha256 than the run's final.pt the delta was made on): accept it only if its merged
+    # weights equal the original base's, tensor for tensor, then record its sha256.
+    ck = torch.load(src, map_location="cpu", weights_only=False)
+    old, new = read_final(src.parent / ck["base"]["path"])["model"], read_final(dst.parent / base)["model"]
+    if old.keys() != new.keys() or any(not torch.equal(old[k], new[k]) for k in old):
+        sys.exit(f"{dst.parent / base} does not hold the weights {src} was trained on: retrain the stages after it")
+    ck["base"] = {**ck["base"], "path": base, "sha256": file_sha256(dst.parent / base)}
+    if half and not ck.get("half"):
         ck["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ck["model"].items()}
         ck["half"] = True
-        torch.save(ck, dst)
+    torch.save(ck, dst)
+else:
+    shutil.copyfile(src, dst)
+cfg = torch.load(src, map_location="cpu", weights_only=False)["config"]  # the resolved StageCfg (seed 0)
+Path(f"weights/pose/logs/{s}.config.json").write_text(json.dumps(cfg, indent=1) + "\n")
 sums = Path("weights/pose/SHA256SUMS")
 lines = [l for l in (sums.read_text().splitlines() if sums.exists() else []) if not l.endswith(f"  {dst.name}")]
 lines.append(f"{hashlib.sha256(dst.read_bytes()).hexdigest()}  {dst.name}")
