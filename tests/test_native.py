@@ -62,3 +62,22 @@ def test_disabled_by_environment(monkeypatch):
     monkeypatch.setattr(native, "_STATE", {})
     monkeypatch.setenv(native.ENV, "0")
     assert not native.available() and native.unavailable_reason() == "PASSBENCH_NATIVE=0"
+
+
+@pytest.mark.parametrize("hw", [(16, 24), (15, 22)], ids=["whole", "partial-edge"])
+@torch.no_grad()
+def test_native_blends_equal_the_pytorch_blends(built, hw, monkeypatch):
+    g = torch.Generator().manual_seed(2)
+    y = torch.randn(2, 6, *hw, generator=g).contiguous(memory_format=CL)
+    prev = torch.randn(2, 6, *hw, generator=g).contiguous(memory_format=CL)
+    mask = torch.rand(2, -(-hw[0] // 4), -(-hw[1] // 4), generator=g) < 0.5
+    res = {}
+    for nat in (True, False):
+        monkeypatch.setattr(sparse, "_use_native", lambda t, nat=nat: nat)
+        a, b = y.clone(), prev.clone()
+        res[nat] = (sparse.blend_skipped(y.clone(), prev, mask, 4), sparse.blend_and_update(a, b, mask, 4), b)
+    for u, v in zip(res[True], res[False]):
+        assert torch.equal(u, v)
+    x2d, z = torch.arange(8.0).view(4, 2), torch.zeros(4, 2)
+    native.copy_rows(z, x2d, torch.tensor([[3, -1], [0, 1]]), torch.tensor([0]))
+    assert torch.equal(z, torch.tensor([[0.0, 0], [0, 0], [0, 0], [6, 7]]))

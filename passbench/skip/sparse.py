@@ -288,6 +288,10 @@ def blend_skipped(y: torch.Tensor, prev_out: torch.Tensor, compute_mask: torch.T
         skip = (~compute_mask.bool()).reshape(-1).nonzero().squeeze(1)
         if skip.numel() == 0:
             return y
+        if _use_native(y) and y.dtype == prev_out.dtype:
+            y2d, p2d = y.permute(0, 2, 3, 1).view(-1, C), prev_out.permute(0, 2, 3, 1).view(-1, C)
+            _native.copy_rows(y2d, p2d, _native_out_table(B, Ho, Wo, patch, y.device), skip)
+            return y
         rows_t, ok_t = _out_tables(B, Ho, Wo, patch, y.device)
         rows = rows_t.index_select(0, skip).reshape(-1)
         if ok_t is not None:
@@ -332,16 +336,24 @@ def blend_and_update(y: torch.Tensor, prev_out: torch.Tensor, compute_mask: torc
     B, C, Ho, Wo = y.shape
     flat = compute_mask.bool().reshape(-1)
     y2d, p2d = y.permute(0, 2, 3, 1).view(-1, C), prev_out.permute(0, 2, 3, 1).view(-1, C)
+    nat = _use_native(y)
+    table = _native_out_table(B, Ho, Wo, patch, y.device) if nat else None
     skip = (~flat).nonzero().squeeze(1)
     if skip.numel():
-        rows = _patch_rows(skip, B, Ho, Wo, patch, y.device)
-        y2d.index_copy_(0, rows, p2d.index_select(0, rows))
+        if nat:  # one pass over the skipped rows (skip.native), else index_select + index_copy_
+            _native.copy_rows(y2d, p2d, table, skip)
+        else:
+            rows = _patch_rows(skip, B, Ho, Wo, patch, y.device)
+            y2d.index_copy_(0, rows, p2d.index_select(0, rows))
     comp = flat.nonzero().squeeze(1)
     if comp.numel() == flat.numel():
         prev_out.copy_(y)
     elif comp.numel():
-        rows = _patch_rows(comp, B, Ho, Wo, patch, y.device)
-        p2d.index_copy_(0, rows, y2d.index_select(0, rows))
+        if nat:
+            _native.copy_rows(p2d, y2d, table, comp)
+        else:
+            rows = _patch_rows(comp, B, Ho, Wo, patch, y.device)
+            p2d.index_copy_(0, rows, y2d.index_select(0, rows))
     return y
 
 
@@ -396,6 +408,16 @@ def _use_native(x: torch.Tensor) -> bool:
     """The native gather/scatter (``skip.native``) runs on CPU tensors when it could be built and
     ``PASSBENCH_NATIVE`` is not 0; elsewhere (CUDA, no compiler) the PyTorch ops run: same bits."""
     return x.device.type == "cpu" and _native.available()
+
+
+def _native_out_table(B: int, Ho: int, Wo: int, patch: int, device) -> torch.Tensor:
+    """``_out_tables`` rows with -1 on pixels outside the map (cached): the native ops' output table."""
+    key = ("native-out", B, Ho, Wo, patch, str(device))
+    hit = _TABLES.get(key)
+    if hit is None:
+        rows, ok = _out_tables(B, Ho, Wo, patch, device)
+        hit = _TABLES[key] = (rows.masked_fill(~ok, -1) if ok is not None else rows).contiguous()
+    return hit
 
 
 def _native_tables(geom: tuple, out_grid: tuple, device: torch.device) -> tuple:

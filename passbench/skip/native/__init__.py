@@ -13,7 +13,9 @@ Ops (CPU, float16 / bfloat16 / float32 / float64):
   for each active patch ``p`` in ``patches`` and window pixel ``w``; zeros where the table holds -1;
 * ``scatter_rows(out2d, table, patches, src, accumulate)``: row ``q`` of patch ``i``'s result
   (``src[i * Q + q]``) into row ``table[patches[i], q]`` of ``out2d`` (added if ``accumulate``), skipped
-  where the table holds -1.
+  where the table holds -1;
+* ``copy_rows(dst2d, src2d, table, patches)``: rows ``table[p, q]`` of ``src2d`` into the same rows of
+  ``dst2d`` (two matrices of one shape), for each listed patch (the dispatcher's dense-path blend).
 """
 
 from __future__ import annotations
@@ -93,3 +95,8 @@ def scatter_rows(out2d: torch.Tensor, table: torch.Tensor, patches: torch.Tensor
                  accumulate: bool) -> None:
     """See the module docstring; requires ``available()``."""
     torch.ops.passbench_native.scatter_rows(out2d, table, patches, src, accumulate)
+
+
+def copy_rows(dst2d: torch.Tensor, src2d: torch.Tensor, table: torch.Tensor, patches: torch.Tensor) -> None:
+    """See the module docstring; requires ``available()``."""
+    torch.ops.passbench_native.copy_rows(dst2d, src2d, table, patches)

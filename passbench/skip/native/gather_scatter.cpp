@@ -6,6 +6,7 @@
 // row q of each active patch's result into row table[p][q] of the output (-1: a pixel of a cropped edge
 // patch, dropped). One pass each, instead of index_select + index_fill_ and an index_select of the
 // tables + index_copy_. Patches are distinct, so scatter writes distinct rows: no races between threads.
+// copy_rows copies the rows of listed patches from one (rows, C) matrix to another of the same shape.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -79,14 +80,39 @@ void scatter_rows(at::Tensor out, const at::Tensor& table, const at::Tensor& pat
   });
 }
 
+void copy_rows(at::Tensor dst, const at::Tensor& src, const at::Tensor& table, const at::Tensor& patches) {
+  // dst[table[p][q]] = src[table[p][q]] for each listed patch p and pixel q (-1: skipped): the blend of a
+  // dispatcher's dense path (skipped patches of the conv output take the previous output, or back).
+  check(dst, table, patches, "copy_rows");
+  TORCH_CHECK(src.sizes() == dst.sizes() && src.is_contiguous() && src.scalar_type() == dst.scalar_type(),
+              "copy_rows: src must be a contiguous matrix of dst's shape and dtype");
+  const int64_t n = patches.size(0), Q = table.size(1), C = dst.size(1), N = dst.size(0), P = table.size(0);
+  const int64_t* tab = table.data_ptr<int64_t>();
+  const int64_t* pat = patches.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) TORCH_CHECK(pat[i] >= 0 && pat[i] < P, "copy_rows: patch index out of range");
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dst.scalar_type(), "copy_rows", [&] {
+    scalar_t* d = dst.data_ptr<scalar_t>();
+    const scalar_t* s = src.data_ptr<scalar_t>();
+    const size_t bytes = sizeof(scalar_t) * C;
+    at::parallel_for(0, n * Q, 64, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t r = tab[pat[i / Q] * Q + i % Q];
+        if (r >= 0 && r < N) std::memcpy(d + r * C, s + r * C, bytes);
+      }
+    });
+  });
+}
+
 }  // namespace
 
 TORCH_LIBRARY(passbench_native, m) {
   m.def("gather_rows(Tensor x, Tensor table, Tensor patches) -> Tensor");
   m.def("scatter_rows(Tensor(a!) out, Tensor table, Tensor patches, Tensor src, bool accumulate) -> ()");
+  m.def("copy_rows(Tensor(a!) dst, Tensor src, Tensor table, Tensor patches) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(passbench_native, CPU, m) {
   m.impl("gather_rows", &gather_rows);
   m.impl("scatter_rows", &scatter_rows);
+  m.impl("copy_rows", &copy_rows);
 }
