@@ -32,9 +32,22 @@ for s in "${stages[@]}"; do
               $PY -m passbench.train skipconv --out runs/skipconv "${COMMON[@]}" init=runs/task/final.pt calib=per_layer calib_pairs=16 \
                   target_rate=0.5 "skip_params={gate: norm, layers: $LAYERS}" ;;
     skipconv_gumbel) base=task.pt
-              $PY -m passbench.train skipconv --out runs/skipconv_gumbel "${COMMON[@]}" init=runs/task/final.pt steps=300 batch_size=8 \
-                  lr=2e-4 gate_lr_scale=50 target_rate=0.5 budget_weight=1.0 log_every=10 ckpt_every=50 \
+              $PY -m passbench.train skipconv --out runs/skipconv_gumbel "${COMMON[@]}" init=runs/task/final.pt steps=200 batch_size=8 \
+                  lr=2e-5 gate_lr_scale=2500 target_rate=0.5 budget_weight=1.0 log_every=10 ckpt_every=50 \
                   "skip_params={gate: gumbel, layers: $LAYERS}" ;;
+    # Ablations (not in the default list; their weights are not committed, their logs and records are):
+    # PASS-P without the target-rate term, and PASS-P with the authors' gate sizes (PASS_PAPER_GATE: embedding
+    # 256, 4 mixer blocks, depthwise kernel 9, pooled affine head with 4096 hidden units; fixed 384x224 grid).
+    pass_p_rate0) base=task.pt
+              $PY -m passbench.train pass_p --out runs/pass_p_rate0 "${COMMON[@]}" init=runs/task/final.pt steps=150 batch_size=4 lr=1e-3 \
+                  target_rate=0.5 rate_weight=0.0 log_every=10 ckpt_every=50 calib_pairs=32 \
+                  "skip_params={embed_dim: 16, hidden: 64, layers: $LAYERS}"
+              continue ;;
+    pass_p_paper) base=task.pt
+              $PY -m passbench.train pass_p --out runs/pass_p_paper "${COMMON[@]}" init=runs/task/final.pt steps=200 batch_size=4 lr=1e-3 \
+                  target_rate=0.5 rate_weight=1.0 log_every=10 ckpt_every=50 calib_pairs=32 \
+                  "skip_params={embed_dim: 256, depth: 4, kernel_size: 9, hidden: 4096, head: linear, input_shape: [3, 224, 384], layers: $LAYERS}"
+              continue ;;
     *) echo "unknown stage $s" >&2; exit 2 ;;
   esac
   mkdir -p weights/sample
