@@ -133,12 +133,14 @@ def _run_missing(paths: list, args: argparse.Namespace) -> _Outcome:
     failing row; returns what happened to each."""
     from passbench.config import load_config
     from passbench.records import read_records, records_dir
-    from passbench.runner import run
+    from passbench.records import append_record
+    from passbench.runner import records_file, reuse, run
     from passbench.runner.pose import reproduce_root
 
     _check_data_root(args)
     rdir = records_dir(args.results_dir)
-    done = {r["experiment"] for r in read_records(rdir, kind="run")} if rdir.is_dir() else set()
+    runs = read_records(rdir, kind="run") if rdir.is_dir() else []
+    done = {r["experiment"] for r in runs}
     out = _Outcome()
     for path in paths:
         cfg = load_config(path, args.overrides)
@@ -150,7 +152,13 @@ def _run_missing(paths: list, args: argparse.Namespace) -> _Outcome:
             print(f"{cfg.name}: no Human3.6M under the default data root: running on the SYNTHETIC preset "
                   f"(--data-root {root}); its numbers are not Human3.6M numbers", flush=True)
         try:
-            rec = run(cfg, data_root=root, results=args.results_dir, write=True, progress=args.progress)
+            rec = None if args.force else reuse(cfg, runs, root)  # e.g. Table 2 = Table 1's runs per action
+            if rec is not None:
+                append_record(records_file(cfg, args.results_dir), rec)
+                print(f"{cfg.name}: the same run as {rec['reused_from']['experiment']} (run "
+                      f"{rec['reused_from']['run_id']}): its record copied", flush=True)
+            else:
+                rec = run(cfg, data_root=root, results=args.results_dir, write=True, progress=args.progress)
         except NotImplementedError as e:  # a pipeline piece is missing: say so, write nothing, go on
             print(f"{cfg.name}: NOT IMPLEMENTED: {e}", flush=True)
             out.not_implemented.append(cfg.name)
@@ -162,6 +170,8 @@ def _run_missing(paths: list, args: argparse.Namespace) -> _Outcome:
             out.failed.append(cfg.name)
             continue
         (out.skipped if rec["kind"] == "skipped" else out.ran).append(cfg.name)
+        if rec["kind"] == "run":
+            runs.append(rec)
         _print_outcome(rec, args.verbose)
     return out
 

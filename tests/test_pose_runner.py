@@ -180,3 +180,32 @@ def test_reproduce_exits_1_listing_failed_pose_rows_and_keeps_the_skip_markers(t
     recs = R.read_records(res / "records")
     assert {r["experiment"] for r in recs} == {"table1/posenet", "table1/vnect", "table1/movnect"}
     assert all(r["kind"] == "skipped" for r in recs)
+
+
+def test_table2_rows_reuse_the_table1_run_of_the_same_experiment(syn, weights, tmp_path, capsys):
+    """reproduce 2 after reproduce 1: each Table 2 row is Table 1's run (same config but name and table,
+    same data root, same weights) and its record is copied, saying so; other weights or another root
+    are not the same run."""
+    from passbench.runner import reuse
+
+    over = [*FAST, *SMALL_MODEL, f"model.weights={weights}", "dataset.sequences=[S9]", "dataset.frames=[0, 10]"]
+    t1 = run(_cfg("table1/mhp.yaml", *over), data_root=syn, results=tmp_path)
+    cfg2 = _cfg("table2/mhp.yaml", *over)
+    rec = reuse(cfg2, [t1], syn)
+    assert rec["experiment"] == "table2/mhp" and rec["config"]["table"] == "table2" and rec["run_id"] != t1["run_id"]
+    assert rec["reused_from"] == {"experiment": "table1/mhp", "run_id": t1["run_id"], "created_utc": t1["created_utc"]}
+    assert rec["metrics"] == t1["metrics"] and rec["cost"] == t1["cost"]
+    assert reuse(cfg2, [t1], tmp_path / "elsewhere") is None  # another data root
+    other = _weights(tmp_path / "other.pt", input_hw=(128, 128))
+    other.write_bytes(other.read_bytes() + b"\0")  # another file: another sha256
+    assert reuse(_cfg("table2/mhp.yaml", *over[:-2], f"model.weights={other}", *over[-2:]), [t1], syn) is None
+    assert reuse(_cfg("table2/mhp.yaml", *over, "speed.threads=2"), [t1], syn) is None  # another config
+    # through the CLI: the copy is written to table2.jsonl and listed as ran
+    capsys.readouterr()
+    from passbench.cli import _run_missing, build_parser
+
+    args = build_parser().parse_args(["--results-dir", str(tmp_path), "reproduce", "2", *over, "--data-root", str(syn)])
+    out = _run_missing([REPO_ROOT / "configs/table2/mhp.yaml"], args)
+    assert out.ran == ["table2/mhp"] and "the same run as table1/mhp" in capsys.readouterr().out
+    (copied,) = R.read_records(tmp_path / "records" / "table2.jsonl")
+    assert copied["reused_from"]["run_id"] == t1["run_id"]

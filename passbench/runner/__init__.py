@@ -20,11 +20,11 @@ from passbench.config import ExperimentCfg, to_dict
 from passbench.paths import REPO_ROOT  # noqa: F401 - re-exported (tests, scripts)
 from passbench.records import append_record, skip_marker
 from passbench.runner.core import (SkipRow, WeightsNotFoundError, _cost, _dense_twin, _load_weights,  # noqa: F401
-                                   _measure_speed, _weights_path, records_file)
+                                   _measure_speed, _sha256, _weights_path, records_file)
 from passbench.runner.mot import _frames_for, _run_mot, _timing_inputs  # noqa: F401
 from passbench.runner.pose import _run_pose
 
-__all__ = ["SkipRow", "WeightsNotFoundError", "records_file", "run"]
+__all__ = ["SkipRow", "WeightsNotFoundError", "records_file", "reuse", "run"]
 
 
 def run(
@@ -64,3 +64,54 @@ def run(
     if write:
         append_record(records_file(cfg, results), rec)
     return rec
+
+
+def _root_label(cfg: ExperimentCfg, data_root: Any) -> str | None:
+    """How a run of ``cfg`` on ``data_root`` would name its data root in the record (None: unresolvable)."""
+    from passbench.paths import DataRootError, find_data_root  # noqa: PLC0415
+    from passbench.pose.data import is_synthetic_root  # noqa: PLC0415
+
+    given = data_root if data_root is not None else cfg.dataset.data_root
+    if is_synthetic_root(given):
+        return str(given)
+    try:
+        return find_data_root(given).label
+    except DataRootError:
+        return None
+
+
+def reuse(cfg: ExperimentCfg, records: list[dict[str, Any]], data_root: Any = None) -> dict[str, Any] | None:
+    """A record for ``cfg`` copied from a finished run of the *same* experiment filed under another name.
+
+    Table 2's rows are Table 1's runs reported per action (``configs/table2/*.yaml`` only change ``table``):
+    when a run record's resolved config equals ``cfg``'s apart from ``name`` and ``table``, on the same data
+    root with the same weights file (sha256), its numbers are this row's. The copy gets a new ``run_id``,
+    this row's ``experiment`` and ``config``, and ``reused_from{experiment, run_id, created_utc}``; the
+    newest such run is taken. None when there is none (the row has to run).
+    """
+    from passbench.records import new_record  # noqa: PLC0415
+
+    mine = {k: v for k, v in to_dict(cfg).items() if k not in ("name", "table")}
+    label = _root_label(cfg, data_root)
+    weights = _weights_path(cfg)
+    sha = _sha256(weights) if weights is not None else None
+    found = None
+    for rec in records:
+        if rec.get("kind") != "run" or rec.get("experiment") == cfg.name:
+            continue
+        theirs = {k: v for k, v in (rec.get("config") or {}).items() if k not in ("name", "table")}
+        if theirs != mine or (rec.get("dataset") or {}).get("data_root") != label:
+            continue
+        if (rec.get("model") or {}).get("weights_sha256") != sha:
+            continue
+        if found is None or rec["created_utc"] >= found["created_utc"]:
+            found = rec
+    if found is None:
+        return None
+    out = new_record(experiment=cfg.name, task=found["task"], dataset=found["dataset"], model=found["model"],
+                     method=found["method"], metrics=found["metrics"], cost=found["cost"], speed=found["speed"],
+                     config=to_dict(cfg), env=found["env"])
+    out["reused_from"] = {"experiment": found["experiment"], "run_id": found["run_id"],
+                          "created_utc": found["created_utc"]}
+    return out
+
