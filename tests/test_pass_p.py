@@ -217,8 +217,15 @@ def test_delta_checkpoint_base_errors_and_rebase(tmp_path, task_final):
     shutil.copyfile(task_final, out / "task.pt")
     rebase_final(pp, out / "pass_p.pt", "task.pt")
     assert read_final(out / "pass_p.pt")["model"].keys() == read_final(pp)["model"].keys()
-    (out / "task.pt").write_bytes(b"not the base")
-    with pytest.raises(CheckpointMismatchError, match="sha256"):
+    # a chain survives re-pointing: a PASS-F delta made on runs/pp/final.pt loads against the rebased copy
+    pf = train_pass_f(cfg("pass_f", init=str(pp), lr=1e-2, steps=1), tmp_path / "pf", stores=[synthetic_store(n=8)])
+    rebase_final(pf["final"], out / "pass_f.pt", "pass_p.pt", half=True)
+    assert read_final(out / "pass_f.pt")["model"].keys() == read_final(pf["final"])["model"].keys()
+    # another task model under the same name: the delta refuses it
+    ck = torch.load(out / "task.pt", weights_only=False)
+    ck["model"] = {k: v + 1 if v.is_floating_point() else v for k, v in ck["model"].items()}
+    torch.save(ck, out / "task.pt")
+    with pytest.raises(CheckpointMismatchError, match="other weights"):
         read_final(out / "pass_p.pt")
     (out / "task.pt").unlink()
     with pytest.raises(FileNotFoundError, match="task.pt"):

@@ -391,6 +391,18 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def weights_sha256(state: dict[str, torch.Tensor]) -> str:
+    """sha256 of a state dict's content (names, dtypes, shapes, values), independent of the file that
+    holds it: a delta's base stays the same base when it is copied, re-pointed (``rebase_final``) or
+    re-saved."""
+    h = hashlib.sha256()
+    for k in sorted(state):
+        v = state[k]
+        h.update(f"{k}|{v.dtype}|{tuple(v.shape)}|".encode())
+        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if v.numel() else b"")
+    return h.hexdigest()
+
+
 def save_final(path: Path, *, cfg: StageCfg, model: nn.Module, skip: dict[str, Any] | None,
                extra: dict[str, Any] | None = None, delta_from: str | Path | None = None, half: bool = False) -> None:
     """The deployable result of a stage: model weights + how to rebuild it.
@@ -410,11 +422,12 @@ def save_final(path: Path, *, cfg: StageCfg, model: nn.Module, skip: dict[str, A
     base = None
     if delta_from is not None:
         ref = read_final(delta_from)["model"]
+        base_sha = weights_sha256(ref)
         renames = _wrapped_names(ref, state)
         ref = {renames.get(k, k): v for k, v in ref.items()}
         state = {k: v for k, v in state.items()
                  if k not in ref or ref[k].shape != v.shape or ref[k].dtype != v.dtype or not torch.equal(ref[k], v)}
-        base = {"path": os.path.relpath(Path(delta_from), Path(path).parent), "sha256": file_sha256(delta_from),
+        base = {"path": os.path.relpath(Path(delta_from), Path(path).parent), "weights_sha256": base_sha,
                 "renames": renames}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
@@ -458,12 +471,20 @@ def read_final(path: str | Path) -> dict[str, Any]:
         if not bp.is_file():
             raise FileNotFoundError(f"{p}: stores only what differs from its base {base['path']}, which is missing "
                                     f"(looked for {bp})")
-        if file_sha256(bp) != base["sha256"]:
-            raise CheckpointMismatchError(f"{p}: its base {bp} has sha256 {file_sha256(bp)[:12]}..., the checkpoint "
-                                          f"was made on {base['sha256'][:12]}... (a retrained base: retrain this stage)")
+        base_state = read_final(bp)["model"]
+        _check_base(p, bp, base, base_state)
         renames = base.get("renames", {})
-        state = {**{renames.get(k, k): v for k, v in read_final(bp)["model"].items()}, **state}
+        state = {**{renames.get(k, k): v for k, v in base_state.items()}, **state}
     return {**ck, "model": state}
+
+
+def _check_base(path: Path, base_path: Path, base: dict[str, Any], base_state: dict[str, torch.Tensor]) -> None:
+    """The delta ``path`` was made on exactly these base weights (``weights_sha256`` of the merged base)."""
+    got = weights_sha256(base_state)
+    if got != base["weights_sha256"]:
+        raise CheckpointMismatchError(
+            f"{path}: its base {base_path} holds other weights (sha256 {got[:12]}...) than the checkpoint was made "
+            f"on ({base['weights_sha256'][:12]}...): a retrained base; retrain this stage")
 
 
 def _wrapped_names(ref: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> dict[str, str]:
@@ -494,8 +515,7 @@ def rebase_final(src: str | Path, dst: str | Path, base: str | Path | None, half
         if base is None:
             raise ValueError(f"{src} has a base ({ck['base']['path']}): say where the copy finds it")
         bp = Path(dst).parent / base
-        if file_sha256(bp) != ck["base"]["sha256"]:
-            raise CheckpointMismatchError(f"{src}: new base {bp} is not the file it was made on (sha256 differs)")
+        _check_base(Path(src), bp, ck["base"], read_final(bp)["model"])
         ck["base"] = {**ck["base"], "path": str(base)}
     _atomic_save(ck, Path(dst))
 
