@@ -209,3 +209,18 @@ def test_table2_rows_reuse_the_table1_run_of_the_same_experiment(syn, weights, t
     assert out.ran == ["table2/mhp"] and "the same run as table1/mhp" in capsys.readouterr().out
     (copied,) = R.read_records(tmp_path / "records" / "table2.jsonl")
     assert copied["reused_from"]["run_id"] == t1["run_id"]
+
+
+def test_an_image_whose_size_differs_from_its_json_stops_the_row(tmp_path, weights):
+    import cv2
+
+    G.generate(tmp_path / "r", subjects=(9,), actions=(3,), frames=3, cams=(1,), size=128)
+    img = next((tmp_path / "r" / "Human36M" / "images").rglob("*_000002.jpg"))
+    cv2.imwrite(str(img), np.zeros((100, 128, 3), np.uint8))  # 128x100 px, the json says 128x128
+    # VideoPose3D protocol #1 scores every frame, so the stream reads frame 2 (mhp-p2 would stop at frame 0)
+    cfg = _cfg("table1/mhp.yaml", *FAST, *SMALL_MODEL, f"model.weights={weights}", "dataset.sequences=[S9]",
+               "dataset.protocol=vp3d-p1")
+    with pytest.raises(H.H36MFormatError, match=r"_000002\.jpg: image is 128x100 px but .*subject9_data\.json: "
+                                                r"images\[1\] says width=128, height=128"):
+        run(cfg, data_root=tmp_path / "r", results=tmp_path / "res")
+    assert not (tmp_path / "res").exists()
