@@ -16,35 +16,38 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 # patches (the stride-16/32 neck convs at 384x224) never decide (PassGate min_patches).
 LAYERS="[neck.*, hm.0, wh.0, reg.0, id.0, id.2]"
 COMMON=(input_wh=[384,224] patch_size=8)
+# A stage starts from its predecessor's runs/<stage>/final.pt, or from the committed weights/sample/<stage>.pt
+# when that stage was not re-run here (e.g. retrain the gates on the committed task model).
+init() { if [ -f "runs/$1/final.pt" ]; then echo "runs/$1/final.pt"; else echo "weights/sample/$1.pt"; fi; }
 stages=("$@"); [ ${#stages[@]} -eq 0 ] && stages=(task pass_p pass_f skipconv skipconv_gumbel)
 for s in "${stages[@]}"; do
   case $s in
     task)     base=""
               $PY -m passbench.train task --out runs/task "${COMMON[@]}" steps=700 batch_size=8 lr=4e-4 log_every=10 ckpt_every=50 ;;
     pass_p)   base=task.pt
-              $PY -m passbench.train pass_p --out runs/pass_p "${COMMON[@]}" init=runs/task/final.pt steps=400 batch_size=4 lr=1e-3 \
+              $PY -m passbench.train pass_p --out runs/pass_p "${COMMON[@]}" init=$(init task) steps=400 batch_size=4 lr=1e-3 \
                   target_rate=0.5 rate_weight=1.0 log_every=10 ckpt_every=50 calib_pairs=32 \
                   "skip_params={embed_dim: 16, hidden: 64, layers: $LAYERS}" ;;
     pass_f)   base=pass_p.pt
-              $PY -m passbench.train pass_f --out runs/pass_f "${COMMON[@]}" init=runs/pass_p/final.pt steps=300 batch_size=8 lr=1e-4 \
+              $PY -m passbench.train pass_f --out runs/pass_f "${COMMON[@]}" init=$(init pass_p) steps=300 batch_size=8 lr=1e-4 \
                   log_every=10 ckpt_every=50 ;;
     skipconv) base=task.pt
-              $PY -m passbench.train skipconv --out runs/skipconv "${COMMON[@]}" init=runs/task/final.pt calib=per_layer calib_pairs=16 \
+              $PY -m passbench.train skipconv --out runs/skipconv "${COMMON[@]}" init=$(init task) calib=per_layer calib_pairs=16 \
                   target_rate=0.5 "skip_params={gate: norm, layers: $LAYERS}" ;;
     skipconv_gumbel) base=task.pt
-              $PY -m passbench.train skipconv --out runs/skipconv_gumbel "${COMMON[@]}" init=runs/task/final.pt steps=200 batch_size=8 \
+              $PY -m passbench.train skipconv --out runs/skipconv_gumbel "${COMMON[@]}" init=$(init task) steps=200 batch_size=8 \
                   lr=2e-5 gate_lr_scale=2500 target_rate=0.5 budget_weight=1.0 log_every=10 ckpt_every=50 \
                   "skip_params={gate: gumbel, layers: $LAYERS}" ;;
     # Ablations (not in the default list; their weights are not committed, their logs and records are):
     # PASS-P without the target-rate term, and PASS-P with the authors' gate sizes (PASS_PAPER_GATE: embedding
     # 256, 4 mixer blocks, depthwise kernel 9, pooled affine head with 4096 hidden units; fixed 384x224 grid).
     pass_p_rate0) base=task.pt
-              $PY -m passbench.train pass_p --out runs/pass_p_rate0 "${COMMON[@]}" init=runs/task/final.pt steps=150 batch_size=4 lr=1e-3 \
+              $PY -m passbench.train pass_p --out runs/pass_p_rate0 "${COMMON[@]}" init=$(init task) steps=150 batch_size=4 lr=1e-3 \
                   target_rate=0.5 rate_weight=0.0 log_every=10 ckpt_every=50 calib_pairs=32 \
                   "skip_params={embed_dim: 16, hidden: 64, layers: $LAYERS}"
               continue ;;
     pass_p_paper) base=task.pt
-              $PY -m passbench.train pass_p --out runs/pass_p_paper "${COMMON[@]}" init=runs/task/final.pt steps=200 batch_size=4 lr=1e-3 \
+              $PY -m passbench.train pass_p --out runs/pass_p_paper "${COMMON[@]}" init=$(init task) steps=200 batch_size=4 lr=1e-3 \
                   target_rate=0.5 rate_weight=1.0 log_every=10 ckpt_every=50 calib_pairs=32 \
                   "skip_params={embed_dim: 256, depth: 4, kernel_size: 9, hidden: 4096, head: linear, input_shape: [3, 224, 384], layers: $LAYERS}"
               continue ;;
