@@ -127,12 +127,7 @@ def _load_weights(model: Any, weights: Path | None, cfg: ExperimentCfg) -> tuple
             if spec:
                 if spec["method"] != method:
                     raise ValueError(f"{weights}: gates of method {spec['method']!r}, config says {method!r}")
-                params = dict(spec.get("params", {}))
-                if method in ("pass_p", "pass_f") and "rates" not in params:
-                    # A PASS checkpoint from before per-layer rates were stored (TEMPORARY, until the sample
-                    # weights are retrained): the engine it was made with thresholded at 0.5 on every grid.
-                    params.update(rule="threshold", min_patches=1)
-                model = _make_skippable(model, method, {**params, **cfg.method.params})
+                model = _make_skippable(model, method, {**spec.get("params", {}), **cfg.method.params})
             elif method in ("pass_p", "pass_f"):
                 raise SkipRow(f"{weights} holds no {method} gates (train them: python -m passbench.train {method})")
             model.load_state_dict(ck["model"], strict=True)
