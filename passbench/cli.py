@@ -204,9 +204,9 @@ def _cmd_figure(args: argparse.Namespace) -> int:
     from passbench.report.figures import write_figure
 
     outcome = None
-    folder = "tradeoff" if args.n == "tradeoff" else f"figure{args.n}"
-    if args.run:  # the figure's own points (configs/figure<N>/, configs/tradeoff/) that have no record yet
-        outcome = _run_missing(find_configs(folder), args)
+    folders = ["tradeoff", "refresh"] if args.n == "tradeoff" else [f"figure{args.n}"]
+    if args.run:  # the figure's own points (configs/figure<N>/, configs/tradeoff/ + refresh/) without a record yet
+        outcome = _run_missing([p for f in folders for p in find_configs(f)], args)
     if args.n == "tradeoff":
         from passbench.report import tradeoff
 

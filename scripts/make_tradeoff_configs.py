@@ -5,7 +5,9 @@
 One config per (method, rate) plus the dense reference. Each method reaches the rate by its own knob
 (``method.params.operating_point``, see ``passbench/train/operating_point.py``); all gate the same layers
 (``configs/_base_/tradeoff.yaml``). ``invoke figure -n tradeoff`` runs the missing points and draws
-``results/figures/tradeoff.{png,pdf}``; ``invoke table tradeoff`` writes ``results/tables/tradeoff.{md,csv}``.
+``results/figures/tradeoff.{png,pdf}`` and ``results/tables/tradeoff.{md,csv}``. ``configs/refresh/`` holds the
+same methods at 40 % with a dense refresh frame every 4 frames, to measure what the refresh buys each method
+(run by the same command; ``results/tables/refresh.{md,csv}`` sets them beside the 40 % points without refresh).
 """
 
 from pathlib import Path
@@ -37,10 +39,20 @@ def _write(path: Path, comment: str, cfg: dict) -> None:
     path.write_text(HEAD + f"# {comment}\n" + yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None))
 
 
+REFRESH = ROOT.parent / "refresh"  # the same methods at 40 % with a dense key frame every 4 frames
+
+
 def main() -> None:
-    ROOT.mkdir(parents=True, exist_ok=True)
-    for old in ROOT.glob("*.yaml"):
-        old.unlink()
+    for folder in (ROOT, REFRESH):
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.yaml"):
+            old.unlink()
+    for stem, (what, method, params, weights) in METHODS.items():
+        _write(REFRESH / f"{stem}_r40.yaml", f"{what}; target: 40% of gated patches skipped; dense refresh every 4 "
+               "frames (compare with configs/tradeoff/ at 40 %, no refresh).",
+               {"_base_": BASES[:2], "table": "refresh", "paper_row": None,
+                "method": {"name": method, "params": {**params, "refresh_every": 4, "operating_point": {"rate": 0.4}}},
+                "model": {"weights": weights}})
     _write(ROOT / "dense.yaml", "The dense reference of the trade-off (no skipping).",
            {"_base_": BASES[:2], "table": "tradeoff", "paper_row": None, "method": {"name": "dense"}})
     for stem, (what, method, params, weights) in METHODS.items():

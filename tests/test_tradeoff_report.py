@@ -41,3 +41,16 @@ def test_a_rerun_replaces_its_point():
     df = tradeoff.points([a, b])
     assert len(df) == 1 and df["mota"].iloc[0] == 0.31
     assert "no trade-off records" in tradeoff.render(tradeoff.points([]))
+
+
+def test_refresh_table_sets_each_method_beside_itself(tmp_path):
+    no = _rec("pass_p_r40", 0.39, 0.40, 0.8)
+    yes = _rec("pass_p_r40", 0.30, 0.50, 0.85)
+    yes["experiment"] = "refresh/pass_p_r40"
+    yes["config"]["table"] = "refresh"
+    for r in (no, yes, _rec("random_r60", 0.6, 0.2, 0.7)):
+        R.append_record(tmp_path / "records" / "x.jsonl", r)
+    paths = tradeoff.write(tmp_path)
+    assert tmp_path / "tables" / "refresh.md" in paths
+    md = (tmp_path / "tables" / "refresh.md").read_text()
+    assert "| PASS-P   | no refresh" in md and "| PASS-P   | refresh every 4" in md and "random" not in md

@@ -64,6 +64,7 @@ def render(df: pd.DataFrame, fmt: str = "md") -> str:
         return "no trade-off records yet (run `invoke figure -n tradeoff`)\n"
     out = pd.DataFrame({
         "method": df["method"].map(lambda m: LABELS.get(m, m)),
+        **({"refresh": df["variant"]} if "variant" in df.columns else {}),
         "target skip %": df["target"].map(lambda v: f"{100 * v:.0f}" if v else "-"),
         "measured skip % (all frames)": df["skip"].map(lambda v: f"{100 * v:.1f}"),
         "MOTA %": df["mota"].map(lambda v: f"{100 * v:.1f}"),
@@ -112,13 +113,32 @@ def plot(df: pd.DataFrame, out_dir: str | Path, y: str = "mota") -> list[Path]:
     return paths
 
 
+def refresh_frame(df: pd.DataFrame, refresh: pd.DataFrame, target: float = 0.4) -> pd.DataFrame:
+    """Each method at ``target`` without a dense refresh (``df``, the trade-off points) beside the same
+    method and target with one (``refresh``: ``configs/refresh/``)."""
+    base = df[df["target"] == target]
+    rows = pd.concat([base.assign(variant="no refresh"), refresh.assign(variant="refresh every 4")])
+    rank = {m: i for i, m in enumerate(ORDER)}
+    return rows.sort_values(["method", "variant"], key=lambda s: s.map(rank) if s.name == "method" else s,
+                            ignore_index=True)
+
+
 def write(results: str | Path | None = None, y: str = "mota") -> list[Path]:
-    """Table (md, csv) and figure (png, pdf) from the records under ``results``."""
+    """Trade-off table (md, csv) and figure (png, pdf), and the refresh table, from the records under
+    ``results``."""
     root = results_dir(results)
     rdir = root / "records"
-    df = points(read_records(rdir) if rdir.is_dir() else [])
+    records = read_records(rdir) if rdir.is_dir() else []
+    df = points(records)
     tables = root / "tables"
     tables.mkdir(parents=True, exist_ok=True)
     (tables / "tradeoff.md").write_text(render(df, "md"))
     (tables / "tradeoff.csv").write_text(render(df, "csv") if not df.empty else "")
-    return [tables / "tradeoff.md", tables / "tradeoff.csv", *plot(df, root / "figures", y)]
+    out = [tables / "tradeoff.md", tables / "tradeoff.csv"]
+    rf = points(records, table="refresh")
+    if not rf.empty:
+        both = refresh_frame(df, rf)
+        (tables / "refresh.md").write_text(render(both, "md"))
+        (tables / "refresh.csv").write_text(render(both, "csv"))
+        out += [tables / "refresh.md", tables / "refresh.csv"]
+    return out + plot(df, root / "figures", y)
