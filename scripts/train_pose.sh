@@ -49,23 +49,12 @@ from pathlib import Path
 
 import torch
 
-from passbench.train.common import file_sha256, read_final
+from passbench.train.common import rebase_final
 
 s, base, half, out = sys.argv[1], sys.argv[2] or None, sys.argv[3] == "1", sys.argv[4]
 src, dst = Path(out) / s / "final.pt", Path(f"weights/pose/{s}.pt")
 if base:
-    # Point the copy's base at the committed file beside it. That file is itself a re-pointed copy (other
-    # bytes, so another sha256 than the run's final.pt the delta was made on): accept it only if its merged
-    # weights equal the original base's, tensor for tensor, then record its sha256.
-    ck = torch.load(src, map_location="cpu", weights_only=False)
-    old, new = read_final(src.parent / ck["base"]["path"])["model"], read_final(dst.parent / base)["model"]
-    if old.keys() != new.keys() or any(not torch.equal(old[k], new[k]) for k in old):
-        sys.exit(f"{dst.parent / base} does not hold the weights {src} was trained on: retrain the stages after it")
-    ck["base"] = {**ck["base"], "path": base, "sha256": file_sha256(dst.parent / base)}
-    if half and not ck.get("half"):
-        ck["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ck["model"].items()}
-        ck["half"] = True
-    torch.save(ck, dst)
+    rebase_final(src, dst, base, half=half)  # the copy finds its base beside it (its weights' sha256 checked)
 else:
     shutil.copyfile(src, dst)
 cfg = torch.load(src, map_location="cpu", weights_only=False)["config"]  # the resolved StageCfg (seed 0)
