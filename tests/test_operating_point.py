@@ -83,3 +83,11 @@ def test_errors_name_the_problem():
         set_operating_point(m, "skipconv", {"gate": "norm"}, 0.5, None)
     with pytest.raises(ValueError, match="rate must be in"):
         set_operating_point(m, "skipconv", {}, 1.5, _pairs(1))
+
+
+def test_skipconv_knob_follows_the_model_gates():
+    # a Skip-Conv checkpoint may carry gate: gumbel in its own spec while the config's params say nothing
+    m = _model("skipconv_gumbel")
+    assert knob_kind("skipconv", {}, m) == "gumbel" and knob_kind("skipconv", {}) == "norm"
+    knob = set_operating_point(m, "skipconv", {}, 0.4, _pairs())
+    assert knob["knob"] == "threshold"

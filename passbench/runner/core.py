@@ -164,7 +164,7 @@ def _operating_point(cfg: ExperimentCfg, model: Any, training_pairs: Callable[[i
     if not isinstance(op, dict) or "rate" not in op or set(op) - {"rate", "pairs"}:
         raise ValueError(f"{cfg.name}: method.params.operating_point must be {{rate: r[, pairs: n]}}, got {op!r}")
     mod = "passbench.train.operating_point"
-    kind = _need(mod, "knob_kind")(cfg.method.name, dict(cfg.method.params))
+    kind = _need(mod, "knob_kind")(cfg.method.name, dict(cfg.method.params), model)
     pairs = None
     if kind in ("norm", "gumbel"):  # content-adaptive gates: calibrated on the training split
         pairs = training_pairs(int(op.get("pairs", 16)))

@@ -34,10 +34,17 @@ def _gates(model: nn.Module, gate_class: str) -> list[nn.Module]:
     return [m.gate for m in sk.layers_with_gate(model, gate_class)]
 
 
-def knob_kind(method: str, params: dict[str, Any]) -> str:
-    """Which knob a method has: ``pass``, ``norm``, ``gumbel``, ``random`` or ``keyframe``."""
+def knob_kind(method: str, params: dict[str, Any], model: nn.Module | None = None) -> str:
+    """Which knob a method has: ``pass``, ``norm``, ``gumbel``, ``random`` or ``keyframe``. For Skip-Conv
+    the gate kind is read off ``model`` when given (a checkpoint's skip spec may say ``gate: gumbel`` where
+    the config's params do not)."""
     if method in ("pass", "pass_p", "pass_f"):
         return "pass"
+    if method.startswith("skipconv") and model is not None:
+        if sk.layers_with_gate(model, "GumbelGate"):
+            return "gumbel"
+        if sk.layers_with_gate(model, "NormGate"):
+            return "norm"
     if method == "skipconv_norm" or (method == "skipconv" and params.get("gate", "norm") == "norm"):
         return "norm"
     if method == "skipconv_gumbel" or (method == "skipconv" and params.get("gate") == "gumbel"):
@@ -84,7 +91,7 @@ def set_operating_point(model: nn.Module, method: str, params: dict[str, Any], r
     """
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"operating_point: rate must be in [0, 1], got {rate}")
-    kind = knob_kind(method, params)
+    kind = knob_kind(method, params, model)
     model.eval()
     if kind == "pass":
         sk.set_rates(model, rate)
