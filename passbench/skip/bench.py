@@ -11,7 +11,10 @@ wrapper holding the previous output does) and "auto" (``choose_path`` then the c
 path includes ``blend_skipped``, since it must still return prev_out on skipped patches; the
 dispatcher's calibration is excluded from the timed region). All variants of one shape run
 round-robin in the same process and the medians are reported (the machine is shared).
-End to end (``--e2e``): see ``run_e2e``.
+End to end (``--e2e``): see ``run_e2e``; ``--nets`` takes torchvision ``mobilenet_v2`` / ``resnet18`` or any
+``passbench.models`` name (``fairmot_dla34_conv``, ``timm:resnet18``, ...), ``--keeps`` the keep fractions,
+``--no-hooks`` / ``--no-norm`` leave out the kernel-only and norm-gate variants. The light model with its
+gates is profiled by ``scripts/profile_gates.py --light``. Results and verdicts: ``docs/engine-benchmark.md``.
 """
 
 from __future__ import annotations
@@ -197,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, nargs=2, default=(384, 288), metavar=("W", "H"), help="e2e frame size")
     ap.add_argument("--patch", type=int, default=8, help="e2e: output patch size of every layer")
     ap.add_argument("--fold-bn", action="store_true", help="e2e: fold BatchNorm into the convs (all variants)")
+    ap.add_argument("--nets", nargs="+", default=list(TORCHVISION_NETS),
+                    help="e2e: torchvision mobilenet_v2 / resnet18 or passbench model names (fairmot_dla34_conv, "
+                         "timm:resnet18, fairmot_mbv2)")
+    ap.add_argument("--keeps", nargs="+", type=float, help="e2e: keep fractions (default .5 .25 .1; quick .25)")
+    ap.add_argument("--no-hooks", action="store_true", help="e2e: leave out the kernel-only hook variants")
+    ap.add_argument("--no-norm", action="store_true", help="e2e: leave out the norm-gate variants")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -232,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {len(rows)} rows to {args.csv}")
     if args.e2e:
         run_e2e(quick=args.quick, frames=args.frames, device=device, data_root=args.data_root,
-                size=tuple(args.size), patch=args.patch, fold=args.fold_bn)
+                size=tuple(args.size), patch=args.patch, fold=args.fold_bn, nets=tuple(args.nets), keeps=args.keeps,
+                hooks=not args.no_hooks, norm=not args.no_norm)
     return 0
 
 
@@ -270,13 +280,21 @@ def load_frames(n: int, size: tuple[int, int] = (384, 288), data_root=None, star
     return frames
 
 
-def build_net(name: str) -> nn.Module:
-    """torchvision classifier, random init (no weights offline), eval mode."""
-    import torchvision
+TORCHVISION_NETS = ("mobilenet_v2", "resnet18")
 
+
+def build_net(name: str) -> nn.Module:
+    """A network by name, random init (no weights offline), eval mode: a torchvision classifier
+    (``mobilenet_v2``, ``resnet18``) or any ``passbench.models`` name (``fairmot_dla34_conv``,
+    ``fairmot_mbv2``, ``timm:resnet18``, ...: FairMOT-style detectors returning a dict of maps)."""
     torch.manual_seed(0)
-    net = {"mobilenet_v2": torchvision.models.mobilenet_v2, "resnet18": torchvision.models.resnet18}[name](weights=None)
-    return net.eval()
+    if name in TORCHVISION_NETS:
+        import torchvision
+
+        return getattr(torchvision.models, name)(weights=None).eval()
+    from passbench.models import build_model
+
+    return build_model(name, pretrained=False).eval()
 
 
 def fold_bn(net: nn.Module) -> nn.Module:
@@ -365,8 +383,8 @@ def _macs_now(variant: dict) -> tuple[int, int]:
 
 
 def run_e2e(quick: bool = False, frames: int | None = None, device=torch.device("cpu"), data_root=None,
-            size: tuple[int, int] = (384, 288), patch: int = 8, nets=("mobilenet_v2", "resnet18"),
-            fold: bool = False) -> list[dict]:
+            size: tuple[int, int] = (384, 288), patch: int = 8, nets=TORCHVISION_NETS,
+            fold: bool = False, keeps=None, hooks: bool = True, norm: bool = True) -> list[dict]:
     """FPS dense vs skipped on consecutive PETS09-S2L1 frames; prints one row per variant.
 
     Timed region: one ``net(frame)`` forward (``torch.no_grad``, batch 1, channels-last for the
@@ -383,7 +401,7 @@ def run_e2e(quick: bool = False, frames: int | None = None, device=torch.device(
     n = frames or (8 if quick else 24)
     clip = [f.to(device) for f in load_frames(n, size, data_root)]
     clip_cl = [f.contiguous(memory_format=torch.channels_last) for f in clip]
-    keeps = (0.25,) if quick else (0.5, 0.25, 0.1)
+    keeps = tuple(keeps) if keeps else ((0.25,) if quick else (0.5, 0.25, 0.1))
     print(f"\nend to end: {n} consecutive frames of {VIDEO} at {size[0]}x{size[1]}, patch {patch}, "
           f"timed frames 2..{n - 1}, torch.no_grad, batch 1, BatchNorm {'folded' if fold else 'kept'}")
     print(f"{'net':13} {'variant':28} {'ms':>8} {'fps':>6} {'speedup':>7} {'mac_red':>7} {'ratio':>5} {'skip':>5}")
@@ -402,11 +420,11 @@ def run_e2e(quick: bool = False, frames: int | None = None, device=torch.device(
                 net = make_skippable(copy.deepcopy(base).to(memory_format=torch.channels_last), "fixed",
                                      patch_size=patch, execution=ex, keep=k)
                 variants[f"fixed k={k} {ex}"] = dict(kind="skip", net=net, cl=True)
-            for tag, rec in (("auto", False), ("autoR", True)):
+            for tag, rec in ((("auto", False), ("autoR", True)) if hooks else ()):
                 hooked = copy.deepcopy(base).to(memory_format=torch.channels_last)
                 variants[f"hooks k={k} {tag}"] = dict(kind="hooks", net=hooked, cl=True,
                                                        counters=attach_engine_hooks(hooked, k, patch, recompute=rec))
-        for q in ((0.5,) if quick else (0.5, 0.8)):
+        for q in ((0.5,) if quick else (0.5, 0.8)) if norm else ():
             net = make_skippable(copy.deepcopy(base).to(memory_format=torch.channels_last), "skipconv_norm",
                                  patch_size=patch, execution="auto")
             from passbench.skip import set_thresholds

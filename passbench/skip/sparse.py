@@ -17,15 +17,18 @@ torch, after SBNet's *gather - convolve - scatter* scheme:
 Two implementations of gather / scatter:
 
 * channels-last (``x`` and ``prev_out`` both NHWC): cached row-index tables turn gather into one
-  ``index_select`` of pixel rows of the (B*H*W, Cin) input matrix, with padding pixels clamped and
-  then zeroed (no ``F.pad`` of the whole map), and scatter into one ``index_copy_``;
+  pass over pixel rows of the (B*H*W, Cin) input matrix (``skip.native.gather_rows``, zeros for
+  padding pixels; fallback: ``index_select`` with padding rows clamped then zeroed; no ``F.pad`` of
+  the whole map), and scatter into one pass (``scatter_rows``; fallback ``index_copy_``);
 * generic (any strides): ``F.pad`` once, an ``as_strided`` window view and advanced indexing,
   ``index_put_`` into an ``as_strided`` patch view of the output.
 
 Deviations from SBNet: SBNet gathers NHWC tiles with custom CUDA kernels; here gather and scatter
-are plain torch indexing ops (no C++/CUDA extension, the same code on CPU and CUDA). Edge patches
-that stick out of the map are computed at full size and cropped on scatter (their wasted outputs
-are counted in ``executed_macs``). Measured speed: ``docs/engine-benchmark.md``.
+are one pass each through a small C++ extension on CPU (``skip.native``: built on first use, cached,
+bit-identical to the PyTorch fallback it replaces) and plain torch indexing ops elsewhere (CUDA, or
+no compiler). Edge patches that stick out of the map are computed at full size and cropped on
+scatter (their wasted outputs are counted in ``executed_macs``). Measured speed:
+``docs/engine-benchmark.md``.
 
 ``choose_path`` decides per layer shape and keep fraction whether the sparse path pays (cached
 micro-benchmark); ``blend_skipped`` is the cheap mask-honouring blend for its dense path.

@@ -1,0 +1,36 @@
+"""Engine benchmark plumbing (``passbench.skip.bench``): network names and the end-to-end table, on tiny
+synthetic frames (no timing is asserted, only what the rows hold)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from passbench.skip import bench
+
+
+def test_build_net_takes_torchvision_and_passbench_names():
+    assert not bench.build_net("resnet18").training
+    net = bench.build_net("fairmot_mbv2")
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 64, 96))
+    assert set(out) == {"hm", "wh", "reg", "id"}
+
+
+def test_run_e2e_rows(monkeypatch):
+    monkeypatch.setenv("PASSBENCH_SPARSE_DISPATCH", "sparse")  # no per-shape calibration (seconds per layer)
+    g = torch.Generator().manual_seed(0)
+    monkeypatch.setattr(bench, "load_frames", lambda n, size, data_root=None: [
+        torch.rand(1, 3, size[1], size[0], generator=g) for _ in range(n)])
+    rows = bench.run_e2e(frames=4, size=(64, 48), nets=("resnet18",), keeps=(0.5,), hooks=False, norm=False,
+                         fold=True)
+    names = [r["variant"] for r in rows]
+    assert names == ["dense nchw", "dense channels-last", "fixed k=0.5 sparse", "fixed k=0.5 auto"]
+    dense = {r["variant"]: r for r in rows if r["variant"].startswith("dense")}
+    assert all(math.isnan(r["ratio"]) and r["mac_reduction"] == 1.0 for r in dense.values())
+    assert max(r["speedup"] for r in dense.values()) == 1.0  # the best dense layout is the baseline
+    sparse = rows[2]
+    # random masks at keep 0.5 on every conv: patch skip rate ~0.5, executed MACs well under dense
+    assert 0.3 < sparse["skip"] < 0.7 and sparse["mac_reduction"] > 1.2
+    assert sparse["ratio"] == sparse["speedup"] / sparse["mac_reduction"]
