@@ -36,7 +36,7 @@ def _pairs(n=3):
 def test_pass_rate_is_exact_per_layer(rate):
     m = _model("pass_p", embed_dim=8, hidden=8, rates=0.5)
     knob = set_operating_point(m, "pass_p", {}, rate, None)
-    assert knob == {"knob": "rates", "value": rate}
+    assert knob["knob"] == "rates" and knob["value"] == pytest.approx([rate] * 3)  # equal trained rates: uniform
     x0, x1 = _pairs(1)[0]
     with torch.no_grad():
         sk.prime(m, x0)
@@ -91,3 +91,13 @@ def test_skipconv_knob_follows_the_model_gates():
     assert knob_kind("skipconv", {}, m) == "gumbel" and knob_kind("skipconv", {}) == "norm"
     knob = set_operating_point(m, "skipconv", {}, 0.4, _pairs())
     assert knob["knob"] == "threshold"
+
+
+def test_pass_knob_keeps_the_learned_allocation():
+    from passbench.train.operating_point import scaled_rates
+
+    r = scaled_rates([0.2, 0.4, 0.0, 0.6], 0.2)
+    assert r[2] == 0.0 and r[1] == pytest.approx(2 * r[0]) and r[3] == pytest.approx(3 * r[0])
+    assert sum(r) / 3 == pytest.approx(0.2)
+    hi = scaled_rates([0.2, 0.4, 0.6], 0.8)  # the largest caps at 1, the others take up the rest
+    assert max(hi) == pytest.approx(1.0) and sum(hi) / 3 == pytest.approx(0.8, abs=1e-6) and hi[0] < hi[1]

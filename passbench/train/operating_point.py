@@ -3,8 +3,9 @@
 Matched-rate comparisons (``configs/tradeoff/``) need every method at the same skip rate. Each method
 has one knob, set here from a target ``rate`` (fraction of gated patches to skip):
 
-* PASS (``pass_p`` / ``pass_f``): the top-k inference fraction of every PASS-gated layer (``rates``);
-  exact per layer, no data needed.
+* PASS (``pass_p`` / ``pass_f``): the top-k inference fractions of the PASS-gated layers (``rates``): the
+  per-layer rates training measured, scaled by one factor so that their mean is the target (the learned
+  allocation across layers is kept, ``scaled_rates``); exact per layer, no data needed.
 * Skip-Conv norm gates (``skipconv`` with ``gate: norm``, ``skipconv_norm``): per-layer thresholds
   calibrated front to back on training pairs (``skipconv.calibrate_norm_thresholds``).
 * Skip-Conv Gumbel gates (``skipconv`` with ``gate: gumbel``, ``skipconv_gumbel``): one inference
@@ -56,6 +57,24 @@ def knob_kind(method: str, params: dict[str, Any], model: nn.Module | None = Non
     raise ValueError(f"operating_point: method {method!r} has no skip-rate knob (dense?)")
 
 
+def scaled_rates(trained: list[float], rate: float, iters: int = 60) -> list[float]:
+    """PASS's per-layer top-k rates scaled by one factor so that their mean over the deciding layers is
+    ``rate`` (each capped at 1): the allocation the gates learned (e.g. ``wh.0`` skipping twice what
+    ``hm.0`` skips) is kept, only the operating point moves. Layers whose trained rate is 0 (grids the
+    gate never decides on) stay 0. Bisection on the factor.
+    """
+    live = [r for r in trained if r > 0]
+    if not live:
+        return [rate if r > 0 else 0.0 for r in trained]
+    lo, hi = 0.0, 1.0 / min(live)  # at hi every live layer is capped at 1
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        mean = sum(min(1.0, r * mid) for r in live) / len(live)
+        lo, hi = (mid, hi) if mean < rate else (lo, mid)
+    f = 0.5 * (lo + hi)
+    return [min(1.0, r * f) for r in trained]
+
+
 @torch.no_grad()
 def gumbel_threshold(model: nn.Module, pairs: Pairs, rate: float, iters: int = 30) -> float:
     """One Gumbel-gate inference threshold (skip where skip probability > t, every layer) such that a
@@ -94,8 +113,10 @@ def set_operating_point(model: nn.Module, method: str, params: dict[str, Any], r
     kind = knob_kind(method, params, model)
     model.eval()
     if kind == "pass":
-        sk.set_rates(model, rate)
-        return {"knob": "rates", "value": rate}
+        rates = scaled_rates([float(m.gate.rate) if m.gate.rate is not None else rate for m in sk.pass_layers(model)],
+                             rate)
+        sk.set_rates(model, rates)
+        return {"knob": "rates", "value": rates}
     if kind == "random":
         for g in _gates(model, "FixedGate"):
             g.keep = 1.0 - rate
