@@ -89,8 +89,11 @@ def test_bad_use_exits_2(tmp_path: Path, capsys) -> None:
 
 def _perturbed_copy(src: Path, dst: Path, scale: float = 0.3) -> Path:
     """A temp copy of a committed checkpoint with multiplicative noise on every float tensor of the
-    model (the committed file is never touched)."""
-    ck = torch.load(src, map_location="cpu", weights_only=False)
+    model (the committed file is never touched). The copy is self-contained: a delta checkpoint is merged
+    with its base chain first (``read_final``) and written without a base."""
+    from passbench.train.common import read_final
+
+    ck = {**read_final(src), "base": None, "half": False}
     g = torch.Generator().manual_seed(0)
     ck["model"] = {k: v * (1 + scale * torch.randn(v.shape, generator=g)) if v.is_floating_point() else v
                    for k, v in ck["model"].items()}
