@@ -47,6 +47,13 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob("*.yaml"):
             old.unlink()
+    for stem in ("pass_p", "pass_f", "skipconv_norm"):  # no refresh, gates compare with the input last computed from
+        what, method, params, weights = METHODS[stem]
+        _write(REFRESH / f"{stem}_r40_computed.yaml", f"{what}; target: 40% of gated patches skipped; no refresh, "
+               "the gate compares each patch with the input it was last computed from (reference: computed).",
+               {"_base_": BASES, "table": "refresh", "paper_row": None,
+                "method": {"name": method, "params": {**params, "reference": "computed", "operating_point": {"rate": 0.4}}},
+                "model": {"weights": weights}})
     for stem, (what, method, params, weights) in METHODS.items():
         _write(REFRESH / f"{stem}_r40.yaml", f"{what}; target: 40% of gated patches skipped; dense refresh every 4 "
                "frames (compare with configs/tradeoff/ at 40 %, no refresh).",

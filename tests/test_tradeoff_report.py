@@ -48,9 +48,23 @@ def test_refresh_table_sets_each_method_beside_itself(tmp_path):
     yes = _rec("pass_p_r40", 0.30, 0.50, 0.85)
     yes["experiment"] = "refresh/pass_p_r40"
     yes["config"]["table"] = "refresh"
+    yes["method"]["params"] = {"refresh_every": 4}
     for r in (no, yes, _rec("random_r60", 0.6, 0.2, 0.7)):
         R.append_record(tmp_path / "records" / "x.jsonl", r)
     paths = tradeoff.write(tmp_path)
     assert tmp_path / "tables" / "refresh.md" in paths
     md = (tmp_path / "tables" / "refresh.md").read_text()
     assert "| PASS-P   | no refresh" in md and "| PASS-P   | refresh every 4" in md and "random" not in md
+
+
+def test_variant_names_parse_and_label():
+    a = _rec("pass_f_r40_computed", 0.4, 0.45, 0.8)
+    a["experiment"], a["config"]["table"] = "refresh/pass_f_r40_computed", "refresh"
+    a["method"]["params"] = {"reference": "computed", "refresh_every": None}
+    b = _rec("skipconv_norm_r40", 0.4, 0.5, 0.8)
+    b["experiment"], b["config"]["table"] = "refresh/skipconv_norm_r40", "refresh"
+    b["method"]["params"] = {"refresh_every": 4}
+    df = tradeoff.points([a, b], table="refresh")
+    assert list(df["method"]) == ["pass_f", "skipconv_norm"] and list(df["target"]) == [0.4, 0.4]
+    both = tradeoff.refresh_frame(tradeoff.points([]), df)
+    assert sorted(both["variant"]) == ["no refresh, computed reference", "refresh every 4"]

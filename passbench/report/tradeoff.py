@@ -28,7 +28,7 @@ ORDER = ["pass_f", "pass_p", "skipconv_norm", "skipconv_gumbel", "random", "keyf
 LABELS = {"pass_f": "PASS-F", "pass_p": "PASS-P", "skipconv_norm": "Skip-Conv (norm gates)",
           "skipconv_gumbel": "Skip-Conv (Gumbel gates)", "random": "random (floor)", "keyframe": "keyframe (floor)",
           "dense": "dense"}
-_POINT = re.compile(r"^(?:.*/)?(?P<method>[a-z_]+?)(?:_r(?P<rate>\d\d))?$")
+_POINT = re.compile(r"^(?:.*/)?(?P<method>[a-z_]+?)(?:_r(?P<rate>\d\d)(?:_(?P<variant>[a-z]+))?)?$")
 
 
 def points(records: list[dict[str, Any]], table: str = TABLE) -> pd.DataFrame:
@@ -49,9 +49,10 @@ def points(records: list[dict[str, Any]], table: str = TABLE) -> pd.DataFrame:
             gmacs=(cost.get("gmacs_executed") or 0.0) + (cost.get("gate_gmacs") or 0.0),
             gate_gmacs=cost.get("gate_gmacs", 0.0), fps_ratio=(fps / fps_d) if fps and fps_d else None,
             refresh=((r.get("method") or {}).get("params") or {}).get("refresh_every"),
+            reference=((r.get("method") or {}).get("params") or {}).get("reference", "previous"),
             created=r.get("created_utc")))
     cols = ["experiment", "method", "target", "skip", "skip_gated", "mota", "idf1", "ids", "gmacs", "gate_gmacs",
-            "fps_ratio", "refresh", "created"]
+            "fps_ratio", "refresh", "reference", "created"]
     df = pd.DataFrame(rows, columns=cols)
     rank = {m: i for i, m in enumerate(["dense", *ORDER])}
     return df.sort_values(["method", "target"], key=lambda s: s.map(rank) if s.name == "method" else s,
@@ -116,8 +117,12 @@ def plot(df: pd.DataFrame, out_dir: str | Path, y: str = "mota") -> list[Path]:
 def refresh_frame(df: pd.DataFrame, refresh: pd.DataFrame, target: float = 0.4) -> pd.DataFrame:
     """Each method at ``target`` without a dense refresh (``df``, the trade-off points) beside the same
     method and target with one (``refresh``: ``configs/refresh/``)."""
-    base = df[df["target"] == target]
-    rows = pd.concat([base.assign(variant="no refresh"), refresh.assign(variant="refresh every 4")])
+    def variant(row: pd.Series) -> str:
+        out = f"refresh every {int(row['refresh'])}" if row["refresh"] and not pd.isna(row["refresh"]) else "no refresh"
+        return out + (", computed reference" if row["reference"] == "computed" else "")
+
+    rows = pd.concat([df[df["target"] == target], refresh])
+    rows = rows.assign(variant=rows.apply(variant, axis=1)) if not rows.empty else rows.assign(variant=[])
     rank = {m: i for i, m in enumerate(ORDER)}
     return rows.sort_values(["method", "variant"], key=lambda s: s.map(rank) if s.name == "method" else s,
                             ignore_index=True)
