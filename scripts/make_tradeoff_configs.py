@@ -23,6 +23,10 @@ METHODS = {  # config stem: (what it is, method name, extra make_skippable param
                "pass_p", {}, "weights/sample/pass_p.pt"),
     "pass_f": ("PASS-F (backbone fine-tuned under the frozen gates at their trained rates); knob: top-k rate",
                "pass_f", {}, "weights/sample/pass_f.pt"),
+    "pass_p_uniform": ("PASS-P with the same top-k rate on every PASS gate (control for the learned per-layer "
+                       "allocation)", "pass_p", {}, "weights/sample/pass_p.pt"),
+    "pass_f_uniform": ("PASS-F with the same top-k rate on every PASS gate (control for the learned per-layer "
+                       "allocation)", "pass_f", {}, "weights/sample/pass_f.pt"),
     "skipconv_norm": ("Skip-Conv, norm gates; knob: per-layer thresholds calibrated on training pairs",
                       "skipconv", {}, "weights/sample/skipconv.pt"),
     "skipconv_gumbel": ("Skip-Conv, learned Gumbel gates; knob: one inference threshold calibrated on training pairs",
@@ -42,6 +46,10 @@ def _write(path: Path, comment: str, cfg: dict) -> None:
 REFRESH = ROOT.parent / "refresh"  # the same methods at 40 % with a dense key frame every 4 frames
 
 
+def _op(stem: str, rate: float) -> dict:
+    return {"rate": rate, **({"allocation": "uniform"} if stem.endswith("_uniform") else {})}
+
+
 def main() -> None:
     for folder in (ROOT, REFRESH):
         folder.mkdir(parents=True, exist_ok=True)
@@ -55,6 +63,8 @@ def main() -> None:
                 "method": {"name": method, "params": {**params, "reference": "computed", "operating_point": {"rate": 0.4}}},
                 "model": {"weights": weights}})
     for stem, (what, method, params, weights) in METHODS.items():
+        if stem.endswith("_uniform"):
+            continue
         _write(REFRESH / f"{stem}_r40.yaml", f"{what}; target: 40% of gated patches skipped; dense refresh every 4 "
                "frames (compare with configs/tradeoff/ at 40 %, no refresh).",
                {"_base_": BASES[:2], "table": "refresh", "paper_row": None,
@@ -66,7 +76,7 @@ def main() -> None:
         for r in RATES:
             _write(ROOT / f"{stem}_r{round(r * 100):02d}.yaml", f"{what}; target: {r:.0%} of gated patches skipped.",
                    {"_base_": BASES, "table": "tradeoff", "paper_row": None,
-                    "method": {"name": method, "params": {**params, "operating_point": {"rate": r}}},
+                    "method": {"name": method, "params": {**params, "operating_point": _op(stem, r)}},
                     "model": {"weights": weights}})
 
 

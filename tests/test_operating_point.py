@@ -101,3 +101,16 @@ def test_pass_knob_keeps_the_learned_allocation():
     assert sum(r) / 3 == pytest.approx(0.2)
     hi = scaled_rates([0.2, 0.4, 0.6], 0.8)  # the largest caps at 1, the others take up the rest
     assert max(hi) == pytest.approx(1.0) and sum(hi) / 3 == pytest.approx(0.8, abs=1e-6) and hi[0] < hi[1]
+
+
+def test_pass_uniform_allocation_overrides_the_trained_rates():
+    m = _model("pass_p", embed_dim=8, hidden=8, rates=[0.1, 0.3, 0.8])
+    learned = set_operating_point(m, "pass_p", {}, 0.4, None)
+    assert learned["allocation"] == "learned" and learned["value"][2] > learned["value"][0]
+    uniform = set_operating_point(m, "pass_p", {}, 0.4, None, allocation="uniform")
+    assert uniform["value"] == pytest.approx([0.4] * 3) and uniform["allocation"] == "uniform"
+    assert [float(l.gate.rate) for l in sk.pass_layers(m)] == pytest.approx([0.4] * 3)
+    with pytest.raises(ValueError, match="allocation"):
+        set_operating_point(m, "pass_p", {}, 0.4, None, allocation="greedy")
+    with pytest.raises(ValueError, match="PASS gates only"):
+        set_operating_point(_model("fixed"), "fixed", {}, 0.4, None, allocation="uniform")

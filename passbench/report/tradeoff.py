@@ -24,8 +24,9 @@ import pandas as pd  # noqa: E402
 from passbench.records import latest_by_experiment, read_records, results_dir  # noqa: E402
 
 TABLE = "tradeoff"
-ORDER = ["pass_f", "pass_p", "skipconv_norm", "skipconv_gumbel", "random", "keyframe"]
-LABELS = {"pass_f": "PASS-F", "pass_p": "PASS-P", "skipconv_norm": "Skip-Conv (norm gates)",
+ORDER = ["pass_f", "pass_p", "pass_f_uniform", "pass_p_uniform", "skipconv_norm", "skipconv_gumbel", "random", "keyframe"]
+LABELS = {"pass_f": "PASS-F", "pass_p": "PASS-P", "pass_f_uniform": "PASS-F, uniform rates",
+          "pass_p_uniform": "PASS-P, uniform rates", "skipconv_norm": "Skip-Conv (norm gates)",
           "skipconv_gumbel": "Skip-Conv (Gumbel gates)", "random": "random (floor)", "keyframe": "keyframe (floor)",
           "dense": "dense"}
 _POINT = re.compile(r"^(?:.*/)?(?P<method>[a-z_]+?)(?:_r(?P<rate>\d\d)(?:_(?P<variant>[a-z]+))?)?$")
@@ -87,7 +88,8 @@ def plot(df: pd.DataFrame, out_dir: str | Path, y: str = "mota") -> list[Path]:
     for i, method in enumerate([m for m in ORDER if m in set(df["method"])]):
         g = df[df["method"] == method].sort_values("skip")
         style = dict(marker="o", color=cmap(i), label=LABELS.get(method, method),
-                     linestyle="--" if method in ("random", "keyframe") else "-")
+                     linestyle="--" if method in ("random", "keyframe") else "-."
+                     if method.endswith("_uniform") else "-")
         axes[0].plot(100 * g["skip"], 100 * g[y], **style)
         axes[1].plot(g["gmacs"], 100 * g[y], **style)
     for ax in axes:

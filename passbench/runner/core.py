@@ -150,7 +150,7 @@ def _make_skippable(model: Any, method: str, params: dict[str, Any]) -> Any:
 
 
 def _operating_point(cfg: ExperimentCfg, model: Any, training_pairs: Callable[[int], list]) -> dict[str, Any] | None:
-    """``method.params.operating_point: {rate: r, pairs: n}``: move the method's knob so that it skips a
+    """``method.params.operating_point: {rate: r, pairs: n, allocation: learned|uniform}``: move the method's knob so that it skips a
     fraction r of gated patches on n training pairs (``passbench.train.operating_point``); returns the
     knob values set, for the record. None without an operating point.
 
@@ -161,14 +161,16 @@ def _operating_point(cfg: ExperimentCfg, model: Any, training_pairs: Callable[[i
     op = cfg.method.params.get("operating_point")
     if not op:
         return None
-    if not isinstance(op, dict) or "rate" not in op or set(op) - {"rate", "pairs"}:
-        raise ValueError(f"{cfg.name}: method.params.operating_point must be {{rate: r[, pairs: n]}}, got {op!r}")
+    if not isinstance(op, dict) or "rate" not in op or set(op) - {"rate", "pairs", "allocation"}:
+        raise ValueError(f"{cfg.name}: method.params.operating_point must be "
+                         f"{{rate: r[, pairs: n][, allocation: learned|uniform]}}, got {op!r}")
     mod = "passbench.train.operating_point"
     kind = _need(mod, "knob_kind")(cfg.method.name, dict(cfg.method.params), model)
     pairs = None
     if kind in ("norm", "gumbel"):  # content-adaptive gates: calibrated on the training split
         pairs = training_pairs(int(op.get("pairs", 16)))
-    return _need(mod, "set_operating_point")(model, cfg.method.name, dict(cfg.method.params), float(op["rate"]), pairs)
+    return _need(mod, "set_operating_point")(model, cfg.method.name, dict(cfg.method.params), float(op["rate"]), pairs,
+                                             allocation=str(op.get("allocation", "learned")))
 
 
 MOT_TIMED_REGION = "model forward, 1 frame, input letterboxed on device (no decode / tracking)"

@@ -5,7 +5,9 @@ has one knob, set here from a target ``rate`` (fraction of gated patches to skip
 
 * PASS (``pass_p`` / ``pass_f``): the top-k inference fractions of the PASS-gated layers (``rates``): the
   per-layer rates training measured, scaled by one factor so that their mean is the target (the learned
-  allocation across layers is kept, ``scaled_rates``); exact per layer, no data needed.
+  allocation across layers is kept, ``scaled_rates``); exact per layer, no data needed. With
+  ``allocation="uniform"`` every deciding layer gets the target rate instead (the control that tells
+  whether the learned allocation helps: on the sample it does not, docs/training.md).
 * Skip-Conv norm gates (``skipconv`` with ``gate: norm``, ``skipconv_norm``): per-layer thresholds
   calibrated front to back on training pairs (``skipconv.calibrate_norm_thresholds``).
 * Skip-Conv Gumbel gates (``skipconv`` with ``gate: gumbel``, ``skipconv_gumbel``): one inference
@@ -98,7 +100,7 @@ def gumbel_threshold(model: nn.Module, pairs: Pairs, rate: float, iters: int = 3
 
 
 def set_operating_point(model: nn.Module, method: str, params: dict[str, Any], rate: float,
-                        pairs: Pairs | None) -> dict[str, Any]:
+                        pairs: Pairs | None, allocation: str = "learned") -> dict[str, Any]:
     """Set the method's knob so that it skips a ``rate`` fraction of gated patches; returns the knob
     values set (JSON-able, for the record).
 
@@ -107,16 +109,25 @@ def set_operating_point(model: nn.Module, method: str, params: dict[str, Any], r
         method, params: the method name and its ``make_skippable`` parameters (to tell gate kinds apart).
         rate: target patch-skip fraction in [0, 1].
         pairs: ``(x_prev, x)`` training batches; needed for the norm and Gumbel knobs.
+        allocation: PASS only: ``"learned"`` (the trained per-layer rates scaled to the target) or
+            ``"uniform"`` (the target rate on every deciding layer).
     """
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"operating_point: rate must be in [0, 1], got {rate}")
+    if allocation not in ("learned", "uniform"):
+        raise ValueError(f"operating_point: allocation must be 'learned' or 'uniform', got {allocation!r}")
     kind = knob_kind(method, params, model)
     model.eval()
     if kind == "pass":
-        rates = scaled_rates([float(m.gate.rate) if m.gate.rate is not None else rate for m in sk.pass_layers(model)],
-                             rate)
+        layers = sk.pass_layers(model)
+        if allocation == "uniform":
+            rates = [float(rate)] * len(layers)
+        else:
+            rates = scaled_rates([float(m.gate.rate) if m.gate.rate is not None else rate for m in layers], rate)
         sk.set_rates(model, rates)
-        return {"knob": "rates", "value": rates}
+        return {"knob": "rates", "value": rates, "allocation": allocation}
+    if allocation != "learned":
+        raise ValueError(f"operating_point: allocation applies to PASS gates only, not to {kind} gates")
     if kind == "random":
         for g in _gates(model, "FixedGate"):
             g.keep = 1.0 - rate
