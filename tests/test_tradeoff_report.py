@@ -68,3 +68,18 @@ def test_variant_names_parse_and_label():
     assert list(df["method"]) == ["pass_f", "skipconv_norm"] and list(df["target"]) == [0.4, 0.4]
     both = tradeoff.refresh_frame(tradeoff.points([]), df)
     assert sorted(both["variant"]) == ["no refresh, computed reference", "refresh every 4"]
+
+
+def test_ablation_and_uniform_series(tmp_path):
+    ab = _rec("gate_paper_r40", 0.40, 0.20, 0.9, gate=0.3)
+    ab["experiment"], ab["config"]["table"] = "ablation/gate_paper_r40", "ablation"
+    uni = _rec("pass_f_uniform_r40", 0.39, 0.47, 0.8, gate=0.04)
+    for r in (ab, uni, _rec("pass_f_r40", 0.41, 0.35, 0.8, gate=0.04)):
+        R.append_record(tmp_path / "records" / "x.jsonl", r)
+    df = tradeoff.points([uni])
+    assert df["method"].iloc[0] == "pass_f_uniform" and df["target"].iloc[0] == 0.4
+    paths = tradeoff.write(tmp_path)
+    assert tmp_path / "tables" / "ablation.md" in paths
+    md = (tmp_path / "tables" / "ablation.md").read_text()
+    assert "authors' gate sizes" in md and "0.300" in md  # the gate's GMACs in their own column
+    assert "PASS-F, uniform rates" in (tmp_path / "tables" / "tradeoff.md").read_text()

@@ -28,7 +28,9 @@ ORDER = ["pass_f", "pass_p", "pass_f_uniform", "pass_p_uniform", "skipconv_norm"
 LABELS = {"pass_f": "PASS-F", "pass_p": "PASS-P", "pass_f_uniform": "PASS-F, uniform rates",
           "pass_p_uniform": "PASS-P, uniform rates", "skipconv_norm": "Skip-Conv (norm gates)",
           "skipconv_gumbel": "Skip-Conv (Gumbel gates)", "random": "random (floor)", "keyframe": "keyframe (floor)",
-          "dense": "dense"}
+          "dense": "dense", "gate_small": "PASS-P, passbench gate (16 ch, 2 blocks, per-patch head)",
+          "gate_paper": "PASS-P, authors' gate sizes (256 ch, 4 blocks, k9, affine head)",
+          "rate0": "PASS-P, no rate term in pre-training"}
 _POINT = re.compile(r"^(?:.*/)?(?P<method>[a-z_]+?)(?:_r(?P<rate>\d\d)(?:_(?P<variant>[a-z]+))?)?$")
 
 
@@ -73,6 +75,7 @@ def render(df: pd.DataFrame, fmt: str = "md") -> str:
         "IDF1 %": df["idf1"].map(lambda v: f"{100 * v:.1f}"),
         "IDs": df["ids"].map(lambda v: f"{int(v)}"),
         "GMACs (executed + gate)": df["gmacs"].map(lambda v: f"{v:.3f}"),
+        "of which gate": df["gate_gmacs"].map(lambda v: f"{v:.3f}"),
         "FPS / dense": df["fps_ratio"].map(lambda v: "-" if v is None or pd.isna(v) else f"{v:.2f}x"),
     })
     if fmt == "csv":
@@ -131,8 +134,8 @@ def refresh_frame(df: pd.DataFrame, refresh: pd.DataFrame, target: float = 0.4) 
 
 
 def write(results: str | Path | None = None, y: str = "mota") -> list[Path]:
-    """Trade-off table (md, csv) and figure (png, pdf), and the refresh table, from the records under
-    ``results``."""
+    """Trade-off table (md, csv) and figure (png, pdf), the refresh table and the PASS-P ablation table
+    (``configs/ablation/``), from the records under ``results``."""
     root = results_dir(results)
     rdir = root / "records"
     records = read_records(rdir) if rdir.is_dir() else []
@@ -148,4 +151,9 @@ def write(results: str | Path | None = None, y: str = "mota") -> list[Path]:
         (tables / "refresh.md").write_text(render(both, "md"))
         (tables / "refresh.csv").write_text(render(both, "csv"))
         out += [tables / "refresh.md", tables / "refresh.csv"]
+    ab = points(records, table="ablation")  # configs/ablation/ (run with `passbench run`; needs runs/ weights)
+    if not ab.empty:
+        (tables / "ablation.md").write_text(render(ab, "md"))
+        (tables / "ablation.csv").write_text(render(ab, "csv"))
+        out += [tables / "ablation.md", tables / "ablation.csv"]
     return out + plot(df, root / "figures", y)
