@@ -83,3 +83,12 @@ def test_ablation_and_uniform_series(tmp_path):
     md = (tmp_path / "tables" / "ablation.md").read_text()
     assert "authors' gate sizes" in md and "0.300" in md  # the gate's GMACs in their own column
     assert "PASS-F, uniform rates" in (tmp_path / "tables" / "tradeoff.md").read_text()
+
+
+def test_untimed_point_takes_its_speed_record():
+    run = _rec("keyframe_r40", 0.40, 0.45, 0.7, fps=(None, None))
+    sp = {"kind": "speed", "experiment": "tradeoff/keyframe_r40", "created_utc": "2099-01-01T00:00:00Z",
+          "config": {"table": "tradeoff"}, "speed": {"fps": 12.0, "fps_dense": 10.0}}
+    df = tradeoff.points([run, sp])
+    assert df["fps_ratio"].iloc[0] == 1.2
+    assert tradeoff.points([run])["fps_ratio"].isna().all()

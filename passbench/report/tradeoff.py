@@ -37,6 +37,12 @@ _POINT = re.compile(r"^(?:.*/)?(?P<method>[a-z_]+?)(?:_r(?P<rate>\d\d)(?:_(?P<va
 def points(records: list[dict[str, Any]], table: str = TABLE) -> pd.DataFrame:
     """One row per experiment of ``table`` (its latest run): method, target rate, measured numbers."""
     rows = []
+    timed: dict[str, dict[str, Any]] = {}  # newest speed record (`passbench speed`) per experiment, any setup
+    for r in records:
+        if r.get("kind") == "speed" and (r.get("config") or {}).get("table") == table:
+            cur = timed.get(r["experiment"])
+            if cur is None or str(r.get("created_utc")) >= str(cur.get("created_utc")):
+                timed[r["experiment"]] = r
     for r in latest_by_experiment(records).values():
         if r.get("kind") != "run" or (r.get("config") or {}).get("table") != table:
             continue
@@ -45,6 +51,9 @@ def points(records: list[dict[str, Any]], table: str = TABLE) -> pd.DataFrame:
             continue
         cost, met, speed = r.get("cost") or {}, r.get("metrics") or {}, r.get("speed") or {}
         fps, fps_d = speed.get("fps"), speed.get("fps_dense")
+        if not (fps and fps_d) and r["experiment"] in timed:  # accuracy run untimed: its speed-only record
+            speed = timed[r["experiment"]].get("speed") or {}
+            fps, fps_d = speed.get("fps"), speed.get("fps_dense")
         rows.append(dict(
             experiment=r["experiment"], method=m["method"], target=int(m["rate"]) / 100 if m["rate"] else 0.0,
             skip=cost.get("patch_skip_rate", 0.0), skip_gated=cost.get("patch_skip_rate_gated_frames"),
