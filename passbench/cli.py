@@ -32,7 +32,8 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from passbench.records import summary_line  # the one line per finished row (re-exported for callers)
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -65,26 +66,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 1
     _print_outcome(rec, args.verbose)
     return 0
-
-
-def _pct(v: Any) -> str:
-    return "-" if v is None else f"{100 * v:.1f} %"
-
-
-def summary_line(rec: dict[str, Any]) -> str:
-    """One line per finished row: experiment, the task's headline metrics, executed GMACs, patch skip
-    rate, FPS and its ratio to the dense twin timed in the same process (or why it did not run)."""
-    if rec["kind"] == "skipped":
-        return f"{rec['experiment']}: not runnable here: {rec['reason']}"
-    me, co, sp = rec["metrics"], rec["cost"], rec["speed"]
-    if "mpjpe_mm" in me:  # pose rows
-        task = f"MPJPE {me['mpjpe_mm']:.1f} mm"
-    else:
-        task = f"MOTA {_pct(me.get('mota'))}  IDF1 {_pct(me.get('idf1'))}  IDs {me.get('ids', '-')}"
-    fps, dense = sp.get("fps"), sp.get("fps_dense")
-    speed = "FPS not timed" if not fps else f"FPS {fps:.1f}" + (f" ({fps / dense:.2f}x dense)" if dense else "")
-    return (f"{rec['experiment']}: {task}  GMACs {co['gmacs_executed']:.3f} executed (dense "
-            f"{co['gmacs_dense']:.3f})  skip {_pct(co.get('patch_skip_rate'))}  {speed}")
 
 
 def _print_outcome(rec: dict, verbose: bool = False) -> None:

@@ -365,3 +365,23 @@ def latest_by_experiment(records: list[dict[str, Any]]) -> dict[str, dict[str, A
         if rank_new >= rank_cur:
             out[rec["experiment"]] = rec
     return out
+
+
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{100 * v:.1f} %"
+
+
+def summary_line(rec: dict[str, Any]) -> str:
+    """One line per finished row: experiment, the task's headline metrics, executed GMACs, patch skip
+    rate, FPS and its ratio to the dense twin timed in the same process (or why it did not run)."""
+    if rec["kind"] == "skipped":
+        return f"{rec['experiment']}: not runnable here: {rec['reason']}"
+    me, co, sp = rec["metrics"], rec["cost"], rec["speed"]
+    if "mpjpe_mm" in me:  # pose rows
+        task = f"MPJPE {me['mpjpe_mm']:.1f} mm"
+    else:
+        task = f"MOTA {_pct(me.get('mota'))}  IDF1 {_pct(me.get('idf1'))}  IDs {me.get('ids', '-')}"
+    fps, dense = sp.get("fps"), sp.get("fps_dense")
+    speed = "FPS not timed" if not fps else f"FPS {fps:.1f}" + (f" ({fps / dense:.2f}x dense)" if dense else "")
+    return (f"{rec['experiment']}: {task}  GMACs {co['gmacs_executed']:.3f} executed (dense "
+            f"{co['gmacs_dense']:.3f})  skip {_pct(co.get('patch_skip_rate'))}  {speed}")

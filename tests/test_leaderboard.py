@@ -301,8 +301,8 @@ def test_summary_line_and_plot(tmp_path):
     matplotlib.use("Agg")
     r = _rec("leaderboard/timm:a/pass_p", "timm:a", "pass_p", 0.2, 2.0, 5.0, 10.0)
     line = summary_line(r)
-    assert line.startswith("leaderboard/timm:a/pass_p: MOTA 20.0 %") and "5.0 FPS (0.50x dense)" in line
-    assert "2.000 GMACs executed" in line
+    assert line.startswith("leaderboard/timm:a/pass_p: MOTA 20.0 %") and "FPS 5.0 (0.50x dense)" in line
+    assert "GMACs 2.000 executed" in line
     recs = [r, _rec("leaderboard/timm:a/dense", "timm:a", "dense", 0.3, 3.0, 10.0, 10.0)]
     fig = plot_board(board(recs))
     assert len(fig.axes) >= 3

@@ -3,7 +3,8 @@
 ``leaderboard`` lists every experiment's latest run; ``board`` keeps one row per (backbone, method)
 at the leaderboard's protocol (Table 3's rows and ``passbench leaderboard add`` rows);
 ``pareto_front`` / ``plot_board`` say at a glance whether skipping pays on a backbone (seaborn).
-``summary_line`` is the one line the CLI prints per finished row. Reads records only; no torch.
+``summary_line`` (from ``passbench.records``) is the one line the CLI prints per finished row. Reads
+records only; no torch.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from passbench.records import latest_by_experiment
+from passbench.records import latest_by_experiment, summary_line
+
+__all__ = ["BOARD_TABLES", "BOARD_COLUMNS", "leaderboard", "board", "pareto_front", "plot_board", "summary_line"]
 
 BOARD_TABLES = ("table3", "leaderboard")  # records (config.table) at the sample-eval protocol, 384x224
 BOARD_COLUMNS = ["backbone", "method", "mota", "idf1", "gmacs_executed", "gate_gmacs", "gmacs_dense",
@@ -141,18 +144,3 @@ def plot_board(df: pd.DataFrame, y: str = "mota"):
     return fig
 
 
-def summary_line(rec: dict[str, Any]) -> str:
-    """One line for a finished row: experiment, MOTA, IDF1, executed GMACs, skip rate, FPS ratio, device
-    (or why it could not run)."""
-    if rec["kind"] == "skipped":
-        return f"{rec['experiment']}: not runnable here: {rec['reason']}"
-    me, co, sp = rec["metrics"], rec["cost"], rec["speed"]
-
-    def pct(v: Any) -> str:
-        return "-" if v is None else f"{100 * v:.1f} %"
-
-    ratio = _ratio(sp)
-    speed = "not timed" if not sp.get("fps") else f"{sp['fps']:.1f} FPS ({ratio:.2f}x dense)"
-    return (f"{rec['experiment']}: MOTA {pct(me.get('mota'))}, IDF1 {pct(me.get('idf1'))}, "
-            f"{co['gmacs_executed']:.3f} GMACs executed (dense {co['gmacs_dense']:.3f}), "
-            f"skip {pct(co.get('patch_skip_rate'))}, {speed}, {sp.get('device')}")

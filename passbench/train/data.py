@@ -10,7 +10,6 @@ Decoding video is slow-ish, so the letterboxed training frames are stored once p
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
