@@ -315,7 +315,14 @@ def main(argv: list[str] | None = None) -> int:
     from passbench.records import RecordError
     from passbench.runner import WeightsNotFoundError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # key=value overrides may follow options (`figure 4 --run speed.threads=1`): argparse has already
+    # filled the positional `overrides` list before it sees the option, so the rest comes back unknown
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any(e.startswith("-") or "=" not in e for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = list(args.overrides or []) + extra
     if args.results_dir is not None:
         os.environ["PASSBENCH_RESULTS"] = str(args.results_dir)
     try:

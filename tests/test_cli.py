@@ -224,3 +224,20 @@ def test_summary_line_and_verbose(tmp_path: Path, monkeypatch, capsys) -> None:
     assert main(["--results-dir", str(tmp_path), "run", str(cfg), "--no-write", "--verbose"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(line + "\n") and '"run_id"' in out
+
+
+def test_overrides_may_follow_options(monkeypatch, capsys) -> None:
+    import pytest as _pytest
+
+    from passbench import cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "_cmd_figure", lambda args: seen.update(o=args.overrides, run=args.run) or 0)
+    assert main(["figure", "4", "a.b=1", "--run", "speed.threads=1"]) == 0
+    assert seen == {"o": ["a.b=1", "speed.threads=1"], "run": True}
+
+    with _pytest.raises(SystemExit) as e:
+        main(["figure", "4", "--run", "--bogus"])
+    assert e.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+    with _pytest.raises(SystemExit):
+        main(["models", "a=b"])  # no overrides there
