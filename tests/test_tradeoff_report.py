@@ -68,6 +68,9 @@ def test_variant_names_parse_and_label():
     assert list(df["method"]) == ["pass_f", "skipconv_norm"] and list(df["target"]) == [0.4, 0.4]
     both = tradeoff.refresh_frame(tradeoff.points([]), df)
     assert sorted(both["variant"]) == ["no refresh, computed reference", "refresh every 4"]
+    c = _rec("rate0_r40", 0.4, 0.5, 0.8)  # digits in the method stem (the rate-term ablation)
+    c["experiment"], c["config"]["table"] = "ablation/rate0_r40", "ablation"
+    assert list(tradeoff.points([c], table="ablation")["method"]) == ["rate0"]
 
 
 def test_ablation_and_uniform_series(tmp_path):

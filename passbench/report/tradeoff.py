@@ -31,7 +31,7 @@ LABELS = {"pass_f": "PASS-F", "pass_p": "PASS-P", "pass_f_uniform": "PASS-F, uni
           "dense": "dense", "gate_small": "PASS-P, passbench gate (16 ch, 2 blocks, per-patch head)",
           "gate_paper": "PASS-P, authors' gate sizes (256 ch, 4 blocks, k9, affine head)",
           "rate0": "PASS-P, no rate term in pre-training"}
-_POINT = re.compile(r"^(?:.*/)?(?P<method>[a-z_]+?)(?:_r(?P<rate>\d\d)(?:_(?P<variant>[a-z]+))?)?$")
+_POINT = re.compile(r"^(?:.*/)?(?P<method>[a-z][a-z0-9_]*?)(?:_r(?P<rate>\d\d)(?:_(?P<variant>[a-z]+))?)?$")
 
 
 def points(records: list[dict[str, Any]], table: str = TABLE) -> pd.DataFrame:
@@ -71,11 +71,12 @@ def points(records: list[dict[str, Any]], table: str = TABLE) -> pd.DataFrame:
                           ignore_index=True)
 
 
-def render(df: pd.DataFrame, fmt: str = "md") -> str:
-    """The trade-off table (percentages with one decimal)."""
+def render(df: pd.DataFrame, fmt: str = "md", show_experiment: bool = False) -> str:
+    """The trade-off table (percentages with one decimal); ``show_experiment`` adds the config name."""
     if df.empty:
         return "no trade-off records yet (run `invoke figure -n tradeoff`)\n"
     out = pd.DataFrame({
+        **({"config": df["experiment"]} if show_experiment else {}),
         "method": df["method"].map(lambda m: LABELS.get(m, m)),
         **({"refresh": df["variant"]} if "variant" in df.columns else {}),
         "target skip %": df["target"].map(lambda v: f"{100 * v:.0f}" if v else "-"),
@@ -92,8 +93,10 @@ def render(df: pd.DataFrame, fmt: str = "md") -> str:
     return out.to_markdown(index=False, disable_numparse=True) + "\n"
 
 
-def plot(df: pd.DataFrame, out_dir: str | Path, y: str = "mota") -> list[Path]:
-    """MOTA (or ``y``) vs measured skip rate and vs executed + gate GMACs, one line per method."""
+def plot(df: pd.DataFrame, out_dir: str | Path, y: str = "mota", refresh: pd.DataFrame | None = None) -> list[Path]:
+    """MOTA (or ``y``) vs measured skip rate and vs executed + gate GMACs, one line per method; the
+    ``refresh`` points (a dense frame every k, ``configs/refresh/``) as hollow markers of the method's
+    colour, joined by a dotted line."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     dense = df[df["method"] == "dense"]
     cmap = plt.get_cmap("tab10")
@@ -104,6 +107,14 @@ def plot(df: pd.DataFrame, out_dir: str | Path, y: str = "mota") -> list[Path]:
                      if method.endswith("_uniform") else "-")
         axes[0].plot(100 * g["skip"], 100 * g[y], **style)
         axes[1].plot(g["gmacs"], 100 * g[y], **style)
+        rf = None if refresh is None or refresh.empty else refresh[(refresh["method"] == method)
+                                                                     & (refresh["reference"] != "computed")]
+        if rf is not None and not rf.empty:
+            rf = rf.sort_values("skip")
+            hollow = dict(marker="s", color=cmap(i), markerfacecolor="none", linestyle=":",
+                          label=f"{LABELS.get(method, method)}, dense frame every {int(rf['refresh'].iloc[0])}")
+            axes[0].plot(100 * rf["skip"], 100 * rf[y], **hollow)
+            axes[1].plot(rf["gmacs"], 100 * rf[y], **hollow)
     for ax in axes:
         if not dense.empty:
             ax.axhline(100 * float(dense[y].iloc[0]), color="0.3", linestyle=":", label="dense")
@@ -116,7 +127,7 @@ def plot(df: pd.DataFrame, out_dir: str | Path, y: str = "mota") -> list[Path]:
     if df.empty:
         axes[0].text(0.5, 0.5, "no trade-off records yet", transform=axes[0].transAxes, ha="center", color="0.5")
     else:
-        axes[0].legend(fontsize=7, loc="lower left")
+        axes[0].legend(fontsize=6, loc="lower left")
     fig.suptitle("Matched-rate trade-off on the sample eval split (measured; configs/tradeoff/)", fontsize=10)
     fig.tight_layout()
     out = Path(out_dir)
@@ -162,7 +173,7 @@ def write(results: str | Path | None = None, y: str = "mota") -> list[Path]:
         out += [tables / "refresh.md", tables / "refresh.csv"]
     ab = points(records, table="ablation")  # configs/ablation/ (run with `passbench run`; needs runs/ weights)
     if not ab.empty:
-        (tables / "ablation.md").write_text(render(ab, "md"))
+        (tables / "ablation.md").write_text(render(ab, "md", show_experiment=True))
         (tables / "ablation.csv").write_text(render(ab, "csv"))
         out += [tables / "ablation.md", tables / "ablation.csv"]
-    return out + plot(df, root / "figures", y)
+    return out + plot(df, root / "figures", y, refresh=rf)
