@@ -64,14 +64,12 @@ def main() -> None:
                 "method": {"name": method, "params": {**params, "reference": "computed", "operating_point": {"rate": 0.4}}},
                 "model": {"weights": weights}})
     for stem, (what, method, params, weights) in METHODS.items():
-        if stem.endswith("_uniform"):
-            continue
         for r in REFRESH_RATES:  # 0.55 of the gated frames = ~41 % of all frames (1 in 4 is dense)
             _write(REFRESH / f"{stem}_r{round(r * 100):02d}.yaml",
                    f"{what}; target: {r:.0%} of gated patches skipped; dense refresh every 4 frames (compare with "
                    "configs/tradeoff/ at 40 %, no refresh).",
                    {"_base_": BASES[:2], "table": "refresh", "paper_row": None,
-                    "method": {"name": method, "params": {**params, "refresh_every": 4, "operating_point": {"rate": r}}},
+                    "method": {"name": method, "params": {**params, "refresh_every": 4, "operating_point": _op(stem, r)}},
                     "model": {"weights": weights}})
     _write(ROOT / "dense.yaml", "The dense reference of the trade-off (no skipping).",
            {"_base_": BASES[:2], "table": "tradeoff", "paper_row": None, "method": {"name": "dense"}})
