@@ -29,7 +29,9 @@ for s in "${stages[@]}"; do
                   target_rate=0.5 rate_weight=1.0 log_every=10 ckpt_every=50 calib_pairs=32 \
                   "skip_params={embed_dim: 16, hidden: 64, layers: $LAYERS}" ;;
     pass_f)   base=pass_p.pt
-              $PY -m passbench.train pass_f --out runs/pass_f "${COMMON[@]}" init=$(init pass_p) steps=300 batch_size=8 lr=1e-4 \
+              # lr 4e-5 = where the task stage ended (4e-4 x 0.1): at 1e-4 the same recipe with nothing skipped
+              # lost 3.6 MOTA on its own (configs/ablation/dense_ft_r00.yaml; weights/sample/logs/pass_f_lr1e-4.log.jsonl)
+              $PY -m passbench.train pass_f --out runs/pass_f "${COMMON[@]}" init=$(init pass_p) steps=300 batch_size=8 lr=4e-5 \
                   log_every=10 ckpt_every=50 ;;
     skipconv) base=task.pt
               $PY -m passbench.train skipconv --out runs/skipconv "${COMMON[@]}" init=$(init task) calib=per_layer calib_pairs=16 \
