@@ -42,12 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--logs", default="weights/sample/logs", type=Path)
     ap.add_argument("--out", default="docs/figures/training_curves.png", type=Path)
     args = ap.parse_args(argv)
-    panels = [(stem, read_log(p)) for stem in ("pass_p", "pass_p_rate_weight_0", "pass_f", "skipconv_gumbel")
-              if (p := args.logs / f"{stem}.log.jsonl").is_file()]
+    stems = ("pass_p", "pass_p_rate0", "pass_p_paper", "pass_f", "pass_f_lr1e-4", "pass_f_dense", "skipconv_gumbel")
+    panels = [(stem, read_log(p)) for stem in stems if (p := args.logs / f"{stem}.log.jsonl").is_file()]
     if not panels:
         raise SystemExit(f"no <stage>.log.jsonl under {args.logs}")
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
-    for ax, (stem, log) in zip(axes[0], panels):
+    ncol = min(4, len(panels))
+    nrow = -(-len(panels) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (stem, log) in zip(axes.flat, panels):
         step = [r["step"] + 1 for r in log]
         if "L_p" in log[0]:
             lp, ln = [r["L_p"] for r in log], [r["L_n"] for r in log]
