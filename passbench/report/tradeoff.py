@@ -30,7 +30,8 @@ LABELS = {"pass_f": "PASS-F", "pass_p": "PASS-P", "pass_f_uniform": "PASS-F, uni
           "skipconv_gumbel": "Skip-Conv (Gumbel gates)", "random": "random (floor)", "keyframe": "keyframe (floor)",
           "dense": "dense", "gate_small": "PASS-P, passbench gate (16 ch, 2 blocks, per-patch head)",
           "gate_paper": "PASS-P, authors' gate sizes (256 ch, 4 blocks, k9, affine head)",
-          "rate0": "PASS-P, no rate term in pre-training"}
+          "rate0": "PASS-P, no rate term in pre-training",
+          "dense_ft": "dense fine-tune control (PASS-F's lr 1e-4 recipe, every rate 0)"}
 _POINT = re.compile(r"^(?:.*/)?(?P<method>[a-z][a-z0-9_]*?)(?:_r(?P<rate>\d\d)(?:_(?P<variant>[a-z]+))?)?$")
 
 
