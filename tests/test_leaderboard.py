@@ -308,3 +308,15 @@ def test_summary_line_and_plot(tmp_path):
     assert len(fig.axes) >= 3
     fig.savefig(tmp_path / "b.png")
     assert (tmp_path / "b.png").stat().st_size > 1000
+
+
+def test_board_tells_skipconv_gates_apart_and_reads_speed_records():
+    norm = _rec("table3/skipconv", "fairmot_mbv2", "skipconv", 0.5, 0.9, None, None, table="table3")
+    gumbel = _rec("table3/skipconv_gumbel", "fairmot_mbv2", "skipconv", 0.49, 0.88, None, None, table="table3")
+    rnd = _rec("table3/random_skip", "fairmot_mbv2", "fixed", 0.3, 0.86, None, None, table="table3")
+    sp = {"kind": "speed", "experiment": "table3/skipconv", "task": "mot", "created_utc": "2026-03-01T00:00:00Z",
+          "speed": {"fps": 8.0, "fps_dense": 10.0, "device": "cpu"}}
+    df = board([norm, gumbel, rnd, sp]).set_index("method")
+    assert sorted(df.index) == ["random", "skipconv", "skipconv_gumbel"]
+    assert df.loc["skipconv", "fps_ratio_to_dense"] == 0.8  # from the speed record: the run was untimed
+    assert df.loc["skipconv_gumbel", "fps_ratio_to_dense"] != df.loc["skipconv_gumbel", "fps_ratio_to_dense"]  # NaN

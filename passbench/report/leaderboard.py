@@ -61,6 +61,15 @@ def leaderboard(records: list[dict[str, Any]], task: str = "mot") -> pd.DataFram
     return df.sort_values(key, ascending=asc, na_position="last").reset_index(drop=True)
 
 
+def _method_label(rec: dict[str, Any]) -> str:
+    """The board's method name: the record's, with Skip-Conv's learned Gumbel gates told apart from its
+    norm gates (same method name, other checkpoint) and the random-skip control named as such."""
+    name = rec["method"]["name"]
+    if name == "skipconv" and rec["experiment"].rstrip("/").endswith("gumbel"):
+        return "skipconv_gumbel"
+    return "random" if name == "fixed" else name
+
+
 def board(records: list[dict[str, Any]], tables: tuple[str, ...] = BOARD_TABLES) -> pd.DataFrame:
     """Method x backbone: one row per (backbone, method), the newest MOT run among the experiments of
     ``tables`` (the record's ``config.table``). Sorted by backbone, then dense first.
@@ -71,12 +80,18 @@ def board(records: list[dict[str, Any]], tables: tuple[str, ...] = BOARD_TABLES)
     protocol label, e.g. ``sample_val``, so that a smoke run never passes for a real one).
     """
     rows = []
+    timed: dict[str, dict[str, Any]] = {}  # newest speed record (`passbench speed`) per experiment
+    for r in records:
+        if r.get("kind") == "speed" and str(r.get("created_utc")) >= str(timed.get(r["experiment"], {}).get("created_utc", "")):
+            timed[r["experiment"]] = r
     for r in latest_by_experiment([r for r in records if r["task"] == "mot"]).values():
         if r["kind"] != "run" or (r.get("config") or {}).get("table") not in tables:
             continue
         wh = r["config"].get("model", {}).get("input_wh")
         sp, co, me = r["speed"], r["cost"], r["metrics"]
-        rows.append(dict(backbone=r["model"]["name"], method=r["method"]["name"], mota=me.get("mota"),
+        if not _ratio(sp) and r["experiment"] in timed:  # accuracy run untimed: its speed-only record
+            sp = timed[r["experiment"]]["speed"]
+        rows.append(dict(backbone=r["model"]["name"], method=_method_label(r), mota=me.get("mota"),
                          idf1=me.get("idf1"), gmacs_executed=co.get("gmacs_executed"), gate_gmacs=co.get("gate_gmacs"),
                          gmacs_dense=co.get("gmacs_dense"),
                          patch_skip_rate=co.get("patch_skip_rate"), fps=sp.get("fps"), fps_ratio_to_dense=_ratio(sp),
