@@ -320,3 +320,12 @@ def test_board_tells_skipconv_gates_apart_and_reads_speed_records():
     assert sorted(df.index) == ["random", "skipconv", "skipconv_gumbel"]
     assert df.loc["skipconv", "fps_ratio_to_dense"] == 0.8  # from the speed record: the run was untimed
     assert df.loc["skipconv_gumbel", "fps_ratio_to_dense"] != df.loc["skipconv_gumbel", "fps_ratio_to_dense"]  # NaN
+
+
+def test_board_prefers_a_later_retiming():
+    run = _rec("leaderboard/timm:a/pass_p", "timm:a", "pass_p", 0.2, 2.0, 5.0, 10.0)
+    sp = {"kind": "speed", "experiment": "leaderboard/timm:a/pass_p", "task": "mot", "created_utc": "2027-01-01T00:00:00Z",
+          "speed": {"fps": 9.0, "fps_dense": 10.0, "device": "cpu"}}
+    assert board([run, sp])["fps_ratio_to_dense"].iloc[0] == 0.9
+    sp["created_utc"] = "2025-01-01T00:00:00Z"  # older than the run: the run's own timing stands
+    assert board([run, sp])["fps_ratio_to_dense"].iloc[0] == 0.5

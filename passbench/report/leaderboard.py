@@ -89,8 +89,9 @@ def board(records: list[dict[str, Any]], tables: tuple[str, ...] = BOARD_TABLES)
             continue
         wh = r["config"].get("model", {}).get("input_wh")
         sp, co, me = r["speed"], r["cost"], r["metrics"]
-        if not _ratio(sp) and r["experiment"] in timed:  # accuracy run untimed: its speed-only record
-            sp = timed[r["experiment"]]["speed"]
+        t = timed.get(r["experiment"])
+        if t is not None and (not _ratio(sp) or str(t["created_utc"]) > str(r["created_utc"])):
+            sp = t["speed"]  # accuracy run untimed, or re-timed later (`passbench speed`): the speed record
         rows.append(dict(backbone=r["model"]["name"], method=_method_label(r), mota=me.get("mota"),
                          idf1=me.get("idf1"), gmacs_executed=co.get("gmacs_executed"), gate_gmacs=co.get("gate_gmacs"),
                          gmacs_dense=co.get("gmacs_dense"),
