@@ -228,16 +228,6 @@ def row_config(method: str, model: str, weights: Path, input_wh: Sequence[int], 
     return load_config(CONFIG_DIR / f"{method}.yaml", [*sets, *overrides])
 
 
-def _sha256(path: Path) -> str:
-    import hashlib  # noqa: PLC0415
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def existing_record(cfg: ExperimentCfg, weights: Path, results: Any = None) -> dict[str, Any] | None:
     """The newest run record of this row with the same resolved config and weights, if any."""
     from passbench.records import read_records  # noqa: PLC0415
@@ -246,6 +236,8 @@ def existing_record(cfg: ExperimentCfg, weights: Path, results: Any = None) -> d
     f = records_file(cfg, results)
     if not f.exists():
         return None
+    from passbench.runner.core import _sha256  # noqa: PLC0415 (the records' weights_sha256, same function)
+
     want, sha = to_dict(cfg), _sha256(weights)
     same = [r for r in read_records(f, kind="run") if r["experiment"] == cfg.name and r["config"] == want
             and r["model"]["weights_sha256"] == sha]

@@ -46,17 +46,19 @@ def _training_pairs(cfg: ExperimentCfg, root: DataRoot, n: int) -> list[Any]:
     return _need("passbench.train.operating_point", "training_pairs")(tuple(cfg.model.input_wh), str(root.path), n=n)
 
 
-def _run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = False) -> dict[str, Any]:
-    root = _data_root(cfg, data_root)
-    seq_dirs = _mot_sequences(cfg, root)
-    weights = _weights_path(cfg)
+def _prepare_model(cfg: ExperimentCfg, root: DataRoot, weights: Any) -> tuple[Any, bool, dict | None, float]:
+    """The row's model as it is evaluated and timed: built, dense MACs counted (and the CPU cap checked),
+    weights loaded, operating point set, BatchNorm folded, channels-last as configured.
+
+    Returns:
+        ``(model, skippable, knob, gmacs_dense)``: ``knob`` the operating point set (None without one).
+    """
     import torch  # noqa: PLC0415 - heavy imports only when a row really runs
 
-    build_model = _need("passbench.models", "build_model")
     torch.set_num_threads(cfg.speed.threads)
     torch.manual_seed(cfg.train.seed)
     w, h = cfg.model.input_wh
-    model = build_model(cfg.model.name, pretrained=False, **cfg.model.kwargs).eval()
+    model = _need("passbench.models", "build_model")(cfg.model.name, pretrained=False, **cfg.model.kwargs).eval()
     # MACs of the dense network at the configured input (FlopCounterMode / 2, REFERENCE.md 4).
     gmacs_dense = _dense_gmacs(cfg, model, torch.zeros(1, 3, h, w))
     model, skippable = _load_weights(model, weights, cfg)
@@ -66,6 +68,14 @@ def _run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = Fa
         _need("passbench.skip", "fold_batchnorm")(model)
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    return model, skippable, knob, gmacs_dense
+
+
+def _run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = False) -> dict[str, Any]:
+    root = _data_root(cfg, data_root)
+    seq_dirs = _mot_sequences(cfg, root)
+    weights = _weights_path(cfg)
+    model, skippable, knob, gmacs_dense = _prepare_model(cfg, root, weights)
 
     sequences = [_need("passbench.datasets.mot", "load_sequence")(str(p)) for p in seq_dirs]
     seq_frames = {seq.name: _frames_for(cfg, seq) for seq in sequences}
@@ -81,7 +91,7 @@ def _run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = Fa
         for seq in sequences:
             bar.set_postfix_str(f"tracking {seq.name}")
             _reset(model, skippable)  # each sequence is a new stream: no state (and no counts) carried across
-            tracked = track_sequence(model, seq, img_size=(w, h), frames=seq_frames[seq.name],
+            tracked = track_sequence(model, seq, img_size=tuple(cfg.model.input_wh), frames=seq_frames[seq.name],
                                      conf_thres=cfg.eval.conf_threshold, on_frame=lambda _ev: bar.update(1))
             results[seq.name] = tracked.results
             if skippable:

@@ -18,8 +18,7 @@ from typing import Any
 
 from passbench.config import ExperimentCfg, to_dict
 from passbench.records import append_record, speed_record
-from passbench.runner.core import (SkipRow, _data_root, _dense_gmacs, _load_weights, _measure_speed, _need,
-                                   _operating_point, _sha256, _weights_path, records_file)
+from passbench.runner.core import SkipRow, _data_root, _measure_speed, _need, _sha256, _weights_path, records_file
 
 
 def run_speed(cfg: ExperimentCfg, *, device: str | None = None, precision: str = "fp32", threads: int | None = None,
@@ -48,23 +47,12 @@ def run_speed(cfg: ExperimentCfg, *, device: str | None = None, precision: str =
         raise ValueError(f"{cfg.name}: --device {dev}: no CUDA device is available here")
     cfg = dataclasses.replace(cfg, speed=dataclasses.replace(cfg.speed, device=dev, enabled=True,
                                                              threads=threads or cfg.speed.threads))
-    from passbench.runner.mot import _mot_sequences, _timing_inputs, _training_pairs  # noqa: PLC0415
+    from passbench.runner.mot import _mot_sequences, _prepare_model, _timing_inputs  # noqa: PLC0415
 
     root = _data_root(cfg, data_root)
     seq_dirs = _mot_sequences(cfg, root)
     weights = _weights_path(cfg)
-    torch.set_num_threads(cfg.speed.threads)
-    torch.manual_seed(cfg.train.seed)
-    w, h = cfg.model.input_wh
-    model = _need("passbench.models", "build_model")(cfg.model.name, pretrained=False, **cfg.model.kwargs).eval()
-    _dense_gmacs(cfg, model, torch.zeros(1, 3, h, w))  # the CPU budget (a skip marker only on the CPU)
-    model, skippable = _load_weights(model, weights, cfg)
-    model.eval()
-    knob = _operating_point(cfg, model, lambda n: _training_pairs(cfg, root, n)) if skippable else None
-    if cfg.model.fold_bn:
-        _need("passbench.skip", "fold_batchnorm")(model)
-    if cfg.model.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model, skippable, knob, _ = _prepare_model(cfg, root, weights)  # the CPU budget: a skip marker on the CPU only
     seq = _need("passbench.datasets.mot", "load_sequence")(str(seq_dirs[0]))
     frames = _timing_inputs(cfg, seq)  # as run times them
     speed = _measure_speed(cfg, model, skippable, frames, device=dev, precision=precision)
