@@ -35,6 +35,10 @@ def test_gumbel_gates_train_with_task_loss(engine, tmp_path, task_final):  # noq
     after = torch.load(res["final"], weights_only=False)["model"]
     gates = [k for k in after if ".gate." in k]
     assert gates and any(not torch.equal(after[k], torch.zeros_like(after[k])) for k in gates)
+    # every gate learned from the task + budget loss: each bias left its constant init (GumbelGate init_bias 3.0;
+    # Adam moves a parameter only where its gradient was non-zero)
+    biases = [k for k in gates if k.endswith(".gate.proj.bias")]
+    assert biases and all(float(after[k].flatten()[0]) != 3.0 for k in biases), {k: after[k] for k in biases}
     assert not torch.equal(after["hm.weight"], before["hm.weight"])  # backbone trained jointly
     assert {"hm", "id", "skip_prob", "skip_rate"} <= set(res["history"][-1])
 
