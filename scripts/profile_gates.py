@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from passbench.skip import fold_batchnorm, make_skippable, reset, set_thresholds  # noqa: E402
+from passbench.skip.bench import norm_thresholds  # noqa: E402  (per-layer quantile of frame 0 -> 1 residual norms)
 from passbench.skip.wrapper import skippable_layers  # noqa: E402
 
 try:
@@ -94,20 +95,6 @@ def letterboxed(seq, wh, n: int) -> list[torch.Tensor]:
         x, _ = letterbox(rgb, wh)
         out.append(x.unsqueeze(0).contiguous(memory_format=torch.channels_last))
     return out
-
-
-def norm_thresholds(model, frames, q: float) -> list[float]:
-    from passbench.skip import residual_norms, set_mask_mode
-
-    set_mask_mode(model, "off")
-    reset(model)
-    with torch.inference_mode():
-        model(frames[0])
-        model(frames[1])
-    th = [float(torch.quantile(n.flatten().float(), q)) for n in residual_norms(model)]
-    set_mask_mode(model, "normal")
-    reset(model)
-    return th
 
 
 class Clock:

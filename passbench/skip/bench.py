@@ -356,7 +356,7 @@ def attach_engine_hooks(net: nn.Module, keep: float, patch: int, seed: int = 0, 
     return counters
 
 
-def _norm_thresholds(net: nn.Module, frames: list[torch.Tensor], skip: float) -> list[float]:
+def norm_thresholds(net: nn.Module, frames: list[torch.Tensor], skip: float) -> list[float]:
     """Per-layer norm-gate thresholds at the ``skip`` quantile of the frame-0 -> frame-1 residual norms."""
     from passbench.skip import reset, residual_norms, set_mask_mode
 
@@ -429,7 +429,7 @@ def run_e2e(quick: bool = False, frames: int | None = None, device=torch.device(
                                  patch_size=patch, execution="auto")
             from passbench.skip import set_thresholds
 
-            set_thresholds(net, _norm_thresholds(net, clip_cl, q))
+            set_thresholds(net, norm_thresholds(net, clip_cl, q))
             variants[f"norm gate q={q} auto"] = dict(kind="skip", net=net, cl=True)
         for v in variants.values():
             if v["kind"] == "skip":
