@@ -44,25 +44,18 @@ for s in "${stages[@]}"; do
   # case moves; weights/pose/README.md).
   half=0; [ "$s" = pass_f ] && half=1
   $PY - "$s" "$base" "$half" "$OUT" <<'PY'
-import hashlib, json, shutil, sys
+import json, sys
 from pathlib import Path
 
 import torch
 
-from passbench.train.common import rebase_final
+from passbench.train.common import publish_final
 
 s, base, half, out = sys.argv[1], sys.argv[2] or None, sys.argv[3] == "1", sys.argv[4]
-src, dst = Path(out) / s / "final.pt", Path(f"weights/pose/{s}.pt")
-if base:
-    rebase_final(src, dst, base, half=half)  # the copy finds its base beside it (its weights' sha256 checked)
-else:
-    shutil.copyfile(src, dst)
+src = Path(out) / s / "final.pt"
+dst = publish_final(src, f"weights/pose/{s}.pt", base, half)  # delta on base (sha256 checked) + SHA256SUMS
 cfg = torch.load(src, map_location="cpu", weights_only=False)["config"]  # the resolved StageCfg (seed 0)
 Path(f"weights/pose/logs/{s}.config.json").write_text(json.dumps(cfg, indent=1) + "\n")
-sums = Path("weights/pose/SHA256SUMS")
-lines = [l for l in (sums.read_text().splitlines() if sums.exists() else []) if not l.endswith(f"  {dst.name}")]
-lines.append(f"{hashlib.sha256(dst.read_bytes()).hexdigest()}  {dst.name}")
-sums.write_text("\n".join(sorted(lines, key=lambda l: l.split()[-1])) + "\n")
 print(f"{dst}: {dst.stat().st_size / 1e6:.2f} MB")
 PY
 done

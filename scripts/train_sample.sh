@@ -59,20 +59,7 @@ for s in "${stages[@]}"; do
   # Everything in float32: a float16 copy of the PASS-F backbone moved MOTA on the regress split (55.4 vs
   # 54.6 %, weights/sample/README.md), so no stage is committed in half precision.
   half=0
-  $PY - "$s" "$base" "$half" <<'PY'
-import hashlib, shutil, sys
-from pathlib import Path
-from passbench.train.common import rebase_final
-s, base, half = sys.argv[1], sys.argv[2] or None, sys.argv[3] == "1"
-src, dst = Path(f"runs/{s}/final.pt"), Path(f"weights/sample/{s}.pt")
-if base:
-    rebase_final(src, dst, base, half=half)  # the copy finds its base beside it (sha256 checked)
-else:
-    shutil.copyfile(src, dst)
-sums = Path("weights/sample/SHA256SUMS")
-lines = [l for l in (sums.read_text().splitlines() if sums.exists() else []) if not l.endswith(f"  {dst.name}")]
-lines.append(f"{hashlib.sha256(dst.read_bytes()).hexdigest()}  {dst.name}")
-sums.write_text("\n".join(sorted(lines, key=lambda l: l.split()[-1])) + "\n")
-print(f"{dst}: {dst.stat().st_size / 1e6:.1f} MB")
-PY
+  $PY -c 'import sys; from passbench.train.common import publish_final as p
+d = p(f"runs/{sys.argv[1]}/final.pt", f"weights/sample/{sys.argv[1]}.pt", sys.argv[2] or None, sys.argv[3] == "1")
+print(f"{d}: {d.stat().st_size / 1e6:.1f} MB")' "$s" "$base" "$half"
 done

@@ -230,3 +230,21 @@ def test_delta_checkpoint_base_errors_and_rebase(tmp_path, task_final):
     (out / "task.pt").unlink()
     with pytest.raises(FileNotFoundError, match="task.pt"):
         read_final(out / "pass_p.pt")
+
+
+def test_publish_final_copies_rebases_and_keeps_one_sum_per_file(tmp_path, task_final):
+    import hashlib
+
+    from passbench.train.common import publish_final
+
+    pp = train_pass_p(cfg("pass_p", init=str(task_final), skip_params=SMALL_GATE, lr=1e-2, steps=1, calib_pairs=2),
+                      tmp_path / "pp", stores=[synthetic_store(n=8)])["final"]
+    out = tmp_path / "weights"
+    t = publish_final(task_final, out / "task.pt")  # no base: byte for byte
+    assert t.read_bytes() == task_final.read_bytes()
+    publish_final(pp, out / "pass_p.pt", "task.pt")
+    publish_final(pp, out / "pass_p.pt", "task.pt")  # again: its line is replaced, not added
+    assert read_final(out / "pass_p.pt")["model"].keys() == read_final(pp)["model"].keys()
+    lines = (out / "SHA256SUMS").read_text().splitlines()
+    assert [ln.split()[-1] for ln in lines] == ["pass_p.pt", "task.pt"]
+    assert lines[0].split()[0] == hashlib.sha256((out / "pass_p.pt").read_bytes()).hexdigest()

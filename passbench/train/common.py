@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import shutil
 import json
 import os
 import random
@@ -518,6 +519,24 @@ def rebase_final(src: str | Path, dst: str | Path, base: str | Path | None, half
         _check_base(Path(src), bp, ck["base"], read_final(bp)["model"])
         ck["base"] = {**ck["base"], "path": str(base)}
     _atomic_save(ck, Path(dst))
+
+
+def publish_final(src: str | Path, dst: str | Path, base: str | None = None, half: bool = False) -> Path:
+    """Copy a stage's ``final.pt`` into a committed weights folder (``scripts/train_sample.sh``,
+    ``scripts/train_pose.sh``): through :func:`rebase_final` when it is a delta on ``base`` (a file name
+    beside ``dst``), byte for byte otherwise; then replace ``dst``'s line in ``SHA256SUMS`` beside it
+    (lines sorted by file name). Returns ``dst``."""
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if base:
+        rebase_final(src, dst, base, half=half)  # the copy finds its base beside it (sha256 checked)
+    else:
+        shutil.copyfile(src, dst)
+    sums = dst.parent / "SHA256SUMS"
+    lines = [ln for ln in (sums.read_text().splitlines() if sums.exists() else []) if not ln.endswith(f"  {dst.name}")]
+    lines.append(f"{hashlib.sha256(dst.read_bytes()).hexdigest()}  {dst.name}")
+    sums.write_text("\n".join(sorted(lines, key=lambda ln: ln.split()[-1])) + "\n")
+    return dst
 
 
 # ----------------------------------------------------------------------------------------------
