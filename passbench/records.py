@@ -129,12 +129,7 @@ def new_record(
 ) -> dict[str, Any]:
     """Assemble and validate a run record (fills schema, run_id, created_utc, env)."""
     rec = {
-        "schema": SCHEMA,
-        "kind": "run",
-        "run_id": uuid.uuid4().hex[:12],
-        "created_utc": utc_now(),
-        "experiment": experiment,
-        "task": task,
+        **_header("run", experiment, task),
         "dataset": dataset,
         "model": model,
         "method": method,
@@ -152,15 +147,16 @@ def new_record(
     return rec
 
 
+def _header(kind: str, experiment: str, task: str) -> dict[str, Any]:
+    """The fields every record starts with: schema, kind, a fresh run id, the creation time, experiment, task."""
+    return {"schema": SCHEMA, "kind": kind, "run_id": uuid.uuid4().hex[:12], "created_utc": utc_now(),
+            "experiment": experiment, "task": task}
+
+
 def skip_marker(*, experiment: str, task: str, reason: str, config: dict[str, Any]) -> dict[str, Any]:
     """A marker saying this experiment was not run here, and why (no metrics, no numbers)."""
     rec = {
-        "schema": SCHEMA,
-        "kind": "skipped",
-        "run_id": uuid.uuid4().hex[:12],
-        "created_utc": utc_now(),
-        "experiment": experiment,
-        "task": task,
+        **_header("skipped", experiment, task),
         "reason": reason,
         "env": env_info(),
         "config": config,
@@ -174,12 +170,7 @@ def speed_record(*, experiment: str, task: str, model: dict[str, Any], method: d
     """A speed-only record (``kind: "speed"``): the model forward of ``experiment`` timed alone on
     ``speed.device`` at ``speed.precision`` (``passbench speed``); no metrics, no cost."""
     rec = {
-        "schema": SCHEMA,
-        "kind": "speed",
-        "run_id": uuid.uuid4().hex[:12],
-        "created_utc": utc_now(),
-        "experiment": experiment,
-        "task": task,
+        **_header("speed", experiment, task),
         "model": model,
         "method": method,
         "speed": speed,
