@@ -9,7 +9,8 @@ from passbench import skip
 from passbench.train import skiputil as sk
 from passbench.train.common import CheckpointMismatchError, make_cfg, read_final, rebase_final
 from passbench.train.pass_f import train_pass_f
-from passbench.train.pass_p import PassPObjective, head_maps, measure_layer_rates, train_pass_p, triplet_loss
+from passbench.train.pass_p import (PassPObjective, head_maps, hinge_active, measure_head_scales, measure_layer_rates,
+                                    train_pass_p, triplet_loss, triplet_terms)
 from passbench.train.task import train_task
 from tests.test_train_task import TINY, synthetic_store
 
@@ -46,6 +47,26 @@ def test_triplet_loss_is_eq6_per_head_relative_mse():
         triplet_loss(a, p, n, 1.0, "cosine")
 
 
+def test_balanced_triplet_is_one_hinge_per_head_in_each_heads_unit():
+    a = {"x": torch.zeros(2, 2), "y": torch.zeros(2, 2)}
+    p = {"x": torch.tensor([[0.1, 0.1], [0.3, 0.3]]), "y": torch.tensor([[10.0, 10.0], [0.0, 0.0]])}
+    n = {"x": torch.tensor([[0.2, 0.2], [0.2, 0.2]]), "y": torch.tensor([[20.0, 20.0], [20.0, 20.0]])}
+    scales = {"x": 0.04, "y": 100.0}
+    # MSE per sample: x: p .01 / .09, n .04 / .04; y: p 100 / 0, n 400 / 400. In units: x p .25 / 2.25,
+    # n 1 / 1; y p 1 / 0, n 4 / 4. Hinges at margin 1: x: max(.25 - 1 + 1, 0) = .25, 2.25; y: 0, 0.
+    loss, lp, ln = triplet_loss(a, p, n, 1.0, "balanced", scales)
+    assert float(loss) == pytest.approx(((0.25 + 2.25) / 2 + 0.0) / 2)
+    assert lp == pytest.approx((0.25 + 2.25 + 1 + 0) / 4) and ln == pytest.approx((1 + 1 + 4 + 4) / 4)
+    tp, tn = triplet_terms(a, p, n, "balanced", scales)
+    assert hinge_active(tp, tn, 1.0, "balanced").tolist() == [[True, True], [False, False]]
+    # a head's unit makes its distances independent of its scale: y in other units, same loss
+    big = {k: {"x": d["x"], "y": d["y"] * 1000} for k, d in (("a", a), ("p", p), ("n", n))}
+    again = triplet_loss(big["a"], big["p"], big["n"], 1.0, "balanced", {"x": 0.04, "y": 1e8})[0]
+    assert float(again) == pytest.approx(float(loss))
+    with pytest.raises(ValueError, match="one scale per head"):
+        triplet_loss(a, p, n, 1.0, "balanced", {"x": 1.0})
+
+
 def test_head_maps_reads_heads_as_the_tracker_does():
     out = {"hm": torch.zeros(1, 1, 2, 2), "id": torch.full((1, 4, 2, 2), 3.0), "wh": torch.ones(1, 4, 2, 2)}
     m = head_maps(out, ("hm", "id", "wh"))
@@ -75,8 +96,9 @@ def _triplet_grads(model, batch, heads):
     obj = PassPObjective(model, c)
     obj.train()
     sk.freeze(sk.backbone_parameters(model))
+    obj.set_scales(measure_head_scales(obj, [(batch["prev"], batch["img"])]))
     a, p, n = obj.triplet(batch)
-    trip, _, _ = triplet_loss(a, p, n, c.margin, c.distance)
+    trip, _, _ = triplet_loss(a, p, n, c.margin, c.distance, obj.scales())
     trip.backward()
     out = {}
     for name, m in skip.skippable_layers(model):
@@ -248,3 +270,92 @@ def test_publish_final_copies_rebases_and_keeps_one_sum_per_file(tmp_path, task_
     lines = (out / "SHA256SUMS").read_text().splitlines()
     assert [ln.split()[-1] for ln in lines] == ["pass_p.pt", "task.pt"]
     assert lines[0].split()[0] == hashlib.sha256((out / "pass_p.pt").read_bytes()).hexdigest()
+
+
+def _pass_p_eval(final_path, pairs, seed=0):
+    """Mean anchor-positive / anchor-negative distance (balanced units) of a PASS-P final.pt's gates on
+    ``pairs``, gates sampling with a fixed seed (the same noise for every checkpoint compared)."""
+    from passbench.train.build import build_stage_model
+
+    fin = read_final(final_path)
+    c = make_cfg("pass_p", {**{k: v for k, v in fin["config"].items() if k not in ("stage", "init")},
+                            "init": str(final_path)})
+    model, _, extra = build_stage_model(c, skippable=True)
+    obj = PassPObjective(model, c)
+    obj.set_scales(extra["head_scales"])
+    torch.manual_seed(seed)
+    from passbench.train.pass_p import sampling_gates
+
+    lp = ln = 0.0
+    with torch.no_grad(), sampling_gates(model):
+        for x_prev, x in pairs:
+            _, _, logs = obj.terms({"prev": x_prev, "img": x})
+            lp, ln = lp + logs["L_p"], ln + logs["L_n"]
+    return lp / len(pairs), ln / len(pairs)
+
+
+def test_triplet_steps_move_the_positive_closer_and_the_negative_away(tmp_path, task_final):
+    # The direction of the gates' learning signal (the straight-through gradient through the mask and the
+    # triplet's sign), not only its presence: with the skip rate held at 0.5 by the rate term, training
+    # must reorder patches so that the positive (skip the patches the gates pick) gets closer to the dense
+    # anchor and the negative (skip the others) farther. A reversed STE or swapped triplet fails here.
+    stores = [synthetic_store(n=8)]
+    kw = dict(init=str(task_final), skip_params=SMALL_GATE, lr=0.02, rate_weight=10.0, target_rate=0.5, calib_pairs=2,
+              scale_jitter=0.0, flip=False)
+    x = torch.from_numpy(stores[0].images).permute(0, 3, 1, 2).float() / 255
+    pairs = [(x[i:i + 2], x[i + 1:i + 3]) for i in range(0, 6, 2)]
+    before = _pass_p_eval(train_pass_p(cfg("pass_p", steps=1, **kw), tmp_path / "s1", stores=stores)["final"], pairs)
+    after = _pass_p_eval(train_pass_p(cfg("pass_p", steps=40, log_every=40, ckpt_every=40, **kw), tmp_path / "s40",
+                                      stores=stores)["final"], pairs)
+    gap_before, gap_after = before[1] - before[0], after[1] - after[0]
+    assert after[0] < 0.9 * before[0] and gap_after > gap_before + 0.1, (before, after)
+
+
+def test_measuring_layer_rates_updates_no_gate_statistics():
+    # measure_layer_rates samples like training but must not touch the gates' BatchNorm running statistics
+    # (which inference uses) nor anything else in the state.
+    model, batch = _gated_model("fairmot_mbv2", LIGHT_LAYERS, (192, 128))
+    for layer in sk.pass_layers(model):  # gates in train mode beforehand, as after PASS-P's loop
+        layer.gate.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rates = measure_layer_rates(model, [(batch["prev"], batch["img"])])
+    assert any(0.0 < r < 1.0 for r in rates)
+    after = model.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert not changed, changed[:5]
+    assert all(layer.gate.training for layer in sk.pass_layers(model))  # modes restored
+
+
+def test_stored_rates_are_the_skip_fraction_training_sampled(tmp_path, task_final):
+    # The stored per-layer rate is the *skip* fraction (not the keep fraction): pulled towards 0.25 by the rate
+    # term, the stored rates fall below one half, and each equals the fraction of patches the gate's hard
+    # (Bernoulli) masks skip on training pairs. A calibration that stored 1 - rate fails both.
+    stores = [synthetic_store(n=8)]
+    res = train_pass_p(cfg("pass_p", init=str(task_final), skip_params=SMALL_GATE, lr=0.05, steps=30, rate_weight=20.0,
+                           target_rate=0.25, log_every=30, ckpt_every=30, calib_pairs=4), tmp_path / "pp", stores=stores)
+    rates = [r for r in res["rates"] if r > 0]
+    assert rates and sum(rates) / len(rates) < 0.45, rates
+    from passbench.train.build import build_stage_model
+    from passbench.train.pass_p import sampling_gates
+
+    fin = read_final(res["final"])
+    c = make_cfg("pass_p", {**{k: v for k, v in fin["config"].items() if k not in ("stage", "init")},
+                            "init": str(res["final"])})
+    model, _, _ = build_stage_model(c, skippable=True)
+    from passbench.train.build import stage_samples
+    from passbench.train.pass_p import calibration_pairs
+
+    pairs = calibration_pairs(stage_samples(c, stores, pairs=True), c, torch.device("cpu"))  # the stored rates' pairs
+    hard = [[] for _ in rates]
+    torch.manual_seed(0)
+    with torch.no_grad(), sampling_gates(model):
+        for _ in range(10):
+            for x_prev, x in pairs:
+                sk.prime(model, x_prev)
+                sk.set_mask_mode(model, "normal")
+                model(x)
+                active = [m for m in sk.pass_layers(model) if m.last is not None and m.last.active]
+                for j, m in enumerate(active):
+                    hard[j].append(float(m.last.mask.mean()))
+    sampled = [sum(h) / len(h) for h in hard]
+    assert all(abs(s - r) < 0.08 for s, r in zip(sampled, rates)), (sampled, rates)

@@ -216,3 +216,73 @@ def test_fixed_gate_keep_fraction_and_seed():
     assert torch.equal(a(x, prev, (16, 16)).mask, m1)
     assert FixedGate(keep=1.0)(x, prev, (16, 16)).mask.sum() == 0
     assert FixedGate(keep=0.0)(x, prev, (16, 16)).mask.mean() == 1
+
+
+def test_gumbel_gate_reads_the_residual_magnitude_so_swapping_frames_changes_nothing():
+    # The authors' gate sees |X_t - X_{t-1}|: a change and its opposite must get the same decision. On the
+    # signed residual (the earlier gate) prob(x, p) + prob(p, x) == 1 everywhere: every decision flipped.
+    torch.manual_seed(0)
+    g = GumbelGate(8, 8, init_bias=0.0).eval()
+    nn.init.normal_(g.proj.weight, std=0.5)
+    x, p = torch.rand(1, 8, 32, 32), torch.rand(1, 8, 32, 32)
+    with torch.no_grad():  # centre the logits: half the patches either way
+        g.proj.bias -= g.logits(x, p, (4, 4)).median()
+        a, b = g(x, p, (4, 4)), g(p, x, (4, 4))
+    assert torch.equal(a.prob, b.prob) and torch.equal(a.mask, b.mask)
+    assert 0 < float(a.mask.mean()) < 1  # a real mix of decisions, not a constant gate
+    assert not torch.allclose(a.prob + b.prob, torch.ones_like(a.prob))
+    with torch.no_grad():  # and so does the shared residual the wrapper passes (x - prev or its negative)
+        assert torch.equal(g(x, p, (4, 4), diff=p - x).prob, a.prob)
+
+
+def test_gumbel_gate_max_pools_its_logits_over_the_block():
+    # One strongly changed pixel makes its whole patch computed (the authors' MaxPool2d over `structure`
+    # blocks); under an average over the 8x8 block the same pixel would be diluted 64-fold.
+    g = GumbelGate(1, 8, kernel_size=1, init_bias=-1.0).eval()
+    with torch.no_grad():
+        g.proj.weight.fill_(1.0)
+    x, p = torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16)
+    x[0, 0, 3, 12] = 4.0  # inside patch (0, 1)
+    out = g(x, p, (2, 2))
+    # compute logit: max(-1 + |r|) = 3 in patch (0, 1) (skip prob 1 - sigmoid(3)), -1 elsewhere
+    torch.testing.assert_close(out.prob[0], 1 - torch.sigmoid(torch.tensor([[-1.0, 3.0], [-1.0, -1.0]])))
+    assert out.mask[0].tolist() == [[1.0, 0.0], [1.0, 1.0]]
+
+
+def test_norm_gate_computes_a_patch_whose_residual_equals_the_threshold():
+    # Skip-Conv's norm gate fires (computes) where the norm is not below eps: (sign(norm - eps) + 1) / 2 is
+    # 0 only for norm < eps (lib/gates.py); at exact equality it is 0.5, i.e. the patch is partly computed,
+    # so a hard rule must compute it. passbench skips strictly below the threshold.
+    x = torch.zeros(1, 1, 8, 8)
+    prev = x.clone()
+    x[..., :4, :4] = 0.25  # patch (0, 0): mean |r| = 0.25 exactly (a binary fraction: no rounding)
+    x[..., :4, 4:] = 0.125  # patch (0, 1): below
+    x[..., 4:, :4] = 0.5  # patch (1, 0): above
+    out = NormGate(patch_in=4, patch_out=4, threshold=0.25)(x, prev, (2, 2))
+    assert out.norm[0].tolist() == [[0.25, 0.125], [0.5, 0.0]]
+    assert out.mask[0].tolist() == [[0.0, 1.0], [0.0, 1.0]]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: PassGate(3, 4, embed_dim=8, hidden=16, min_patches=4, rate=0.4),
+    lambda: PassGate(3, 4, embed_dim=8, hidden=16, min_patches=4, rule="threshold"),
+    lambda: GumbelGate(3, 4),
+    lambda: NormGate(patch_in=4, patch_out=4, threshold=0.3),
+], ids=["pass-topk", "pass-threshold", "gumbel", "norm"])
+def test_every_gate_is_deterministic_at_evaluation(make):
+    # Noise belongs to training only: two evaluations of the same frames give the same decisions, however
+    # the global RNG moved in between (a gate that kept its Gumbel noise at evaluation fails here).
+    torch.manual_seed(1)
+    gate = make()
+    for q in gate.parameters():  # spread the logits so that noise, if any, would reorder them
+        nn.init.normal_(q, std=0.5)
+    gate.eval()
+    x, prev = _pair()
+    with torch.no_grad():
+        torch.manual_seed(2)
+        a = gate(x, prev, (4, 4))
+        torch.manual_seed(3)
+        torch.rand(100)
+        b = gate(x, prev, (4, 4))
+    assert torch.equal(a.mask, b.mask) and torch.equal(a.prob, b.prob)
+    assert 0.0 < float(a.mask.mean()) < 1.0

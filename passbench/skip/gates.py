@@ -5,7 +5,8 @@ convention). Every gate maps the layer's current and previous input to a ``GateO
   embedding of concat(X_t, X_{t-1}), stacked ConvMixer blocks, patch classifier, Gumbel
   Normalization (Eq. 4), Bernoulli sampling (Eq. 5) with a straight-through estimator.
 * ``NormGate``: Skip-Convolutions (Habibian et al., CVPR-21) magnitude gate on the residual.
-* ``GumbelGate``: Skip-Convolutions' learned gate (small conv on the residual, Gumbel sigmoid, STE).
+* ``GumbelGate``: Skip-Convolutions' learned gate (small conv on the residual's magnitude, block max,
+  Gumbel sigmoid, STE).
 * ``FixedGate``: a seeded random mask at a fixed keep fraction (benchmarks, the random floor baseline).
 * ``KeyframeGate``: whole key frames computed, everything else reused (the keyframe floor baseline).
 
@@ -406,14 +407,28 @@ class NormGate(nn.Module):
 
 @GATES.register("gumbel")
 class GumbelGate(nn.Module):
-    """Skip-Convolutions learned gate (Habibian et al., CVPR-21, "gating functions"): a small conv
-    on the residual, pooled to the patch grid (block structure, block = patch), a Gumbel sigmoid in
-    training with a straight-through hard decision, and sigmoid > 0.5 at inference.
+    """Skip-Convolutions learned gate (Habibian et al., CVPR-21, "gating functions", Eq. 8), as the authors'
+    code builds it (``Qualcomm-AI-research/Skip-Conv`` ``lib/gates.py`` / ``lib/skip_conv.py``): a conv to
+    one channel on the residual's **magnitude** ``|X_t - X_{t-1}|``, its logits **max-pooled** over each block
+    (block = patch), a Gumbel sigmoid in training with a straight-through hard decision, and
+    sigmoid > 0.5 at inference.
+
+    On the magnitude, a change and its opposite get the same decision (a gate on the signed residual is
+    linear in it, so swapping the two frames would flip its probabilities to their complements); the max
+    over the block computes a patch as soon as any of its pixels asks for it.
 
     Skip-Conv's gate outputs the probability to *compute*; here ``prob`` is the skip probability
-    ``1 - sigmoid(logit)`` to keep one convention. The conv is initialised with a positive bias so
-    that a fresh gate computes most patches. ``threshold``: inference skips where prob > threshold
-    (0.5 = the paper's rule; other values move the operating point without retraining).
+    ``1 - sigmoid(logit)`` to keep one convention. Deviations from the authors' code, each for a reason:
+
+    * the conv is k x k at stride 1 on the input grid and the block is the layer's input patch (``p_in``
+      pixels), where the authors run it with the layer's own kernel / stride / padding on the output grid
+      and pool ``structure`` output pixels: the same block, and the gate costs no more on a strided layer;
+    * training noise is logistic (the difference of two Gumbel samples, the binary Concrete of Maddison et
+      al. 2017), where the authors add one Gumbel sample (a biased logistic);
+    * the bias starts at ``init_bias`` = 3 (a fresh gate computes ~95 % of patches) where the authors start at
+      0.6 (~65 %); the weight is Xavier-uniform as theirs;
+    * ``threshold``: inference skips where prob > threshold (0.5 = the paper's rule; other values move the
+      operating point without retraining).
     """
 
     def __init__(self, in_channels: int, patch_in: int, kernel_size: int = 3, tau: float = 2.0 / 3.0,
@@ -421,12 +436,17 @@ class GumbelGate(nn.Module):
         super().__init__()
         self.patch_in, self.tau, self.threshold = int(patch_in), float(tau), float(threshold)
         self.proj = nn.Conv2d(in_channels, 1, kernel_size, padding=kernel_size // 2)
-        nn.init.normal_(self.proj.weight, std=0.01)
+        nn.init.xavier_uniform_(self.proj.weight)
         nn.init.constant_(self.proj.bias, init_bias)
 
+    def logits(self, x: torch.Tensor, prev: torch.Tensor, grid: tuple[int, int],
+               diff: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, Hp, Wp) compute logits: the conv of ``|x - prev|``, max over each patch."""
+        r = fit_grid((x - prev if diff is None else diff).abs(), self.patch_in, grid)
+        return F.max_pool2d(self.proj(r), self.patch_in)[:, 0]
+
     def forward(self, x, prev, grid, diff=None, **_) -> GateOut:
-        r = fit_grid(x - prev if diff is None else diff, self.patch_in, grid)
-        logit = F.avg_pool2d(self.proj(r), self.patch_in)[:, 0]  # (B, Hp, Wp) compute logit
+        logit = self.logits(x, prev, grid, diff)
         if self.training:
             g = gumbel_noise(logit.shape, logit) - gumbel_noise(logit.shape, logit)  # logistic noise
             p_compute = torch.sigmoid((logit + g) / self.tau)

@@ -98,7 +98,7 @@ class StageCfg:
     heads: tuple[str, ...] = ("hm", "wh", "reg", "id")
     negative: str = "complement"
     margin: float = 1.0
-    distance: str = "mse"
+    distance: str = "balanced"
     target_rate: float = 0.5
     rate_weight: float = 1.0
     bn_train: bool = False

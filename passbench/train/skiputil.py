@@ -64,6 +64,12 @@ def layers_with_gate(model: nn.Module, gate_class: str) -> list[nn.Module]:
     return [m for _, m in _fn("skippable_layers")(model) if isinstance(m.gate, gate_cls)]
 
 
+def named_pass_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(qualified name, layer)`` of every skippable layer whose gate is a PASS gate, in module order."""
+    gate_cls = _fn("PassGate")
+    return [(n, m) for n, m in _fn("skippable_layers")(model) if isinstance(m.gate, gate_cls)]
+
+
 def pass_layers(model: nn.Module) -> list[nn.Module]:
     """The skippable layers whose gate is a PASS gate, in module order."""
     return layers_with_gate(model, "PassGate")
