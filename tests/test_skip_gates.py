@@ -278,6 +278,9 @@ def test_every_gate_is_deterministic_at_evaluation(make):
         nn.init.normal_(q, std=0.5)
     gate.eval()
     x, prev = _pair()
+    if isinstance(gate, GumbelGate):  # centre its logits: half the patches either way
+        with torch.no_grad():
+            gate.proj.bias -= gate.logits(x, prev, (4, 4)).median()
     with torch.no_grad():
         torch.manual_seed(2)
         a = gate(x, prev, (4, 4))
@@ -286,3 +289,21 @@ def test_every_gate_is_deterministic_at_evaluation(make):
         b = gate(x, prev, (4, 4))
     assert torch.equal(a.mask, b.mask) and torch.equal(a.prob, b.prob)
     assert 0.0 < float(a.mask.mean()) < 1.0
+
+
+def test_monotone_gumbel_gate_never_computes_less_where_the_change_grows():
+    # monotone=True (default): effective weights |w|, so raising the residual anywhere never lowers a compute
+    # logit; the authors' free conv (monotone=False) can (and, trained on one-step pairs, learned to skip
+    # where the input changed most: docs in GumbelGate).
+    torch.manual_seed(0)
+    x, p = torch.rand(1, 4, 16, 16), torch.rand(1, 4, 16, 16)
+    bigger = x + (x - p).sign() * torch.rand(1, 4, 16, 16)  # |x' - p| >= |x - p| everywhere
+    for monotone in (True, False):
+        g = GumbelGate(4, 4, monotone=monotone).eval()
+        with torch.no_grad():
+            g.proj.weight.normal_(std=0.5)
+            a, b = g.logits(x, p, (4, 4)), g.logits(bigger, p, (4, 4))
+            assert bool((b >= a).all()) if monotone else True
+            g.proj.weight.copy_(-g.proj.weight.abs())  # every weight negative, as wh.0 ended up when trained free
+            a, b = g.logits(x, p, (4, 4)), g.logits(bigger, p, (4, 4))
+        assert bool((b >= a).all()) if monotone else bool((b < a).all())

@@ -65,9 +65,11 @@ def skipconv_norm(conv, *, patch_in, patch_out, grid, index, threshold=0.0, vari
 
 @METHODS.register("skipconv_gumbel")
 def skipconv_gumbel(conv, *, patch_in, patch_out, grid, index, kernel_size=3, tau=2.0 / 3.0, init_bias=3.0,
-                    threshold=0.5, residual=True) -> LayerPlan:
-    """Skip-Conv with a learned Gumbel gate (``threshold``: inference skip-probability threshold)."""
-    return LayerPlan(GumbelGate(conv.in_channels, patch_in, kernel_size, tau, init_bias, threshold), residual)
+                    threshold=0.5, residual=True, monotone=True) -> LayerPlan:
+    """Skip-Conv with a learned Gumbel gate (``threshold``: inference skip-probability threshold;
+    ``monotone``: non-negative effective weights on the residual's magnitude, see ``GumbelGate``)."""
+    return LayerPlan(GumbelGate(conv.in_channels, patch_in, kernel_size, tau, init_bias, threshold, monotone),
+                     residual)
 
 
 @METHODS.register("skipconv")
