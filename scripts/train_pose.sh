@@ -20,6 +20,9 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 LAYERS="[backbone.first_conv.0, backbone.deconv2.0, backbone.deconv2.3, backbone.final_layer]"
 COMMON=(task=pose model=mhp_lpski_w05 data_root=synthetic:table2 "sequences=[S1,S5,S6,S7,S8]" input_wh=[256,256]
         patch_size=4 threads=1)
+# A stage starts from its predecessor's $OUT/<stage>/final.pt, or from the committed weights/pose/<stage>.pt
+# when that stage was not re-run here (e.g. retrain the gates on the committed task model).
+init() { if [ -f "$OUT/$1/final.pt" ]; then echo "$OUT/$1/final.pt"; else echo "weights/pose/$1.pt"; fi; }
 stages=("$@"); [ ${#stages[@]} -eq 0 ] && stages=(task pass_p pass_f skipconv)
 for s in "${stages[@]}"; do
   case $s in
@@ -27,14 +30,14 @@ for s in "${stages[@]}"; do
               $PY -m passbench.train task --out "$OUT/task" "${COMMON[@]}" steps=2000 batch_size=8 lr=1e-3 \
                   scale_jitter=0.15 log_every=25 ckpt_every=100 ;;
     pass_p)   base=task.pt
-              $PY -m passbench.train pass_p --out "$OUT/pass_p" "${COMMON[@]}" init="$OUT/task/final.pt" steps=500 \
+              $PY -m passbench.train pass_p --out "$OUT/pass_p" "${COMMON[@]}" init="$(init task)" steps=500 \
                   batch_size=4 lr=1e-3 target_rate=0.5 rate_weight=1.0 log_every=10 ckpt_every=50 calib_pairs=32 \
                   "skip_params={embed_dim: 16, hidden: 64, layers: $LAYERS}" ;;
     pass_f)   base=pass_p.pt
-              $PY -m passbench.train pass_f --out "$OUT/pass_f" "${COMMON[@]}" init="$OUT/pass_p/final.pt" steps=500 \
+              $PY -m passbench.train pass_f --out "$OUT/pass_f" "${COMMON[@]}" init="$(init pass_p)" steps=500 \
                   batch_size=8 lr=1e-4 log_every=10 ckpt_every=50 ;;
     skipconv) base=task.pt
-              $PY -m passbench.train skipconv --out "$OUT/skipconv" "${COMMON[@]}" init="$OUT/task/final.pt" \
+              $PY -m passbench.train skipconv --out "$OUT/skipconv" "${COMMON[@]}" init="$(init task)" \
                   calib=per_layer calib_pairs=32 target_rate=0.5 "skip_params={gate: norm, layers: $LAYERS}" ;;
     *) echo "unknown stage $s" >&2; exit 2 ;;
   esac

@@ -19,6 +19,9 @@ COMMON=(input_wh=[384,224] patch_size=8)
 # A stage starts from its predecessor's runs/<stage>/final.pt, or from the committed weights/sample/<stage>.pt
 # when that stage was not re-run here (e.g. retrain the gates on the committed task model).
 init() { if [ -f "runs/$1/final.pt" ]; then echo "runs/$1/final.pt"; else echo "weights/sample/$1.pt"; fi; }
+# Each stage's training log and resolved config go beside the weights (weights/sample/logs/), committed.
+logs() { mkdir -p weights/sample/logs; cp "runs/$1/log.jsonl" "weights/sample/logs/$1.log.jsonl"
+         cp "runs/$1/config.json" "weights/sample/logs/$1.config.json"; }
 stages=("$@"); [ ${#stages[@]} -eq 0 ] && stages=(task pass_p pass_f skipconv skipconv_gumbel)
 for s in "${stages[@]}"; do
   case $s in
@@ -47,15 +50,22 @@ for s in "${stages[@]}"; do
               $PY -m passbench.train pass_p --out runs/pass_p_rate0 "${COMMON[@]}" init=$(init task) steps=150 batch_size=4 lr=1e-3 \
                   target_rate=0.5 rate_weight=0.0 log_every=10 ckpt_every=50 calib_pairs=32 \
                   "skip_params={embed_dim: 16, hidden: 64, layers: $LAYERS}"
-              continue ;;
+              logs "$s"; continue ;;
+    skipconv_gumbel_free) base=task.pt
+              # The authors' free gate conv (weights of any sign) instead of the monotone one (GumbelGate).
+              $PY -m passbench.train skipconv --out runs/skipconv_gumbel_free "${COMMON[@]}" init=$(init task) steps=200 \
+                  batch_size=8 lr=2e-5 gate_lr_scale=2500 target_rate=0.5 budget_weight=1.0 log_every=10 ckpt_every=50 \
+                  "skip_params={gate: gumbel, monotone: false, layers: $LAYERS}"
+              logs "$s"; continue ;;
     pass_p_paper) base=task.pt
               $PY -m passbench.train pass_p --out runs/pass_p_paper "${COMMON[@]}" init=$(init task) steps=200 batch_size=4 lr=1e-3 \
                   target_rate=0.5 rate_weight=1.0 log_every=10 ckpt_every=50 calib_pairs=32 \
                   "skip_params={embed_dim: 256, depth: 4, kernel_size: 9, hidden: 4096, head: linear, input_shape: [3, 224, 384], layers: $LAYERS}"
-              continue ;;
+              logs "$s"; continue ;;
     *) echo "unknown stage $s" >&2; exit 2 ;;
   esac
   mkdir -p weights/sample
+  [ -f "runs/$s/log.jsonl" ] && logs "$s"
   # Everything in float32: a float16 copy of the PASS-F backbone moved MOTA on the regress split (55.4 vs
   # 54.6 %, weights/sample/README.md), so no stage is committed in half precision.
   half=0
