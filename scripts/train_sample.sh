@@ -51,6 +51,13 @@ for s in "${stages[@]}"; do
                   target_rate=0.5 rate_weight=0.0 log_every=10 ckpt_every=50 calib_pairs=32 \
                   "skip_params={embed_dim: 16, hidden: 64, layers: $LAYERS}"
               logs "$s"; continue ;;
+    pass_p_gap8) base=task.pt
+              # PASS-P on pairs (t-g, t), g drawn from 1..8 (pair_gap): a reused output at inference without refresh
+              # may be many frames old; evaluated with reference: computed (configs/ablation/pass_p_gap8_*).
+              $PY -m passbench.train pass_p --out runs/pass_p_gap8 "${COMMON[@]}" init=$(init task) steps=400 batch_size=4 \
+                  lr=1e-3 target_rate=0.5 rate_weight=1.0 log_every=10 ckpt_every=50 calib_pairs=32 pair_gap=8 \
+                  "skip_params={embed_dim: 16, hidden: 64, layers: $LAYERS}"
+              logs "$s"; continue ;;
     skipconv_gumbel_free) base=task.pt
               # The authors' free gate conv (weights of any sign) instead of the monotone one (GumbelGate).
               $PY -m passbench.train skipconv --out runs/skipconv_gumbel_free "${COMMON[@]}" init=$(init task) steps=200 \

@@ -48,3 +48,28 @@ def test_step_batches_partition_ranks():
     assert r0.indices(5) == StepBatches(samples, 4, seed=3, rank=0, world=2).indices(5)  # deterministic
     b = r0(0)
     assert b["img"].shape == (2, 3, 48, 64) and b["prev"].shape == b["img"].shape and b["hm"].shape == (2, 1, 12, 16)
+
+
+def test_gap_pairs_reach_back_at_most_max_gap_frames_within_a_run():
+    # pair_gap: the previous frame of a pair is g = 1..max_gap frames back, drawn per sample, never across a
+    # break in the frame ids (two runs here: frames 1-4 and 10-13); max_gap 1 is the consecutive pair.
+    from passbench.train.data import FrameStore, to_tensor
+
+    ids = np.array([1, 2, 3, 4, 10, 11, 12, 13])
+    imgs = np.stack([np.full((8, 8, 3), 10 * k, np.uint8) for k in range(len(ids))])  # frame k has value 10k
+    store = FrameStore("S", ids, imgs, [np.zeros((0, 4), np.float32)] * 8, [np.zeros(0, np.int64)] * 8)
+    gaps = {}
+    for max_gap in (1, 3):
+        smp = MotSamples([store], pairs=True, flip=False, scale_jitter=0.0, max_gap=max_gap)
+        seen = set()
+        for i, (_, j) in enumerate(smp.items):
+            for seed in range(20):
+                it = smp.get(i, np.random.default_rng(seed))
+                assert np.allclose(it["img"], to_tensor(imgs[j]))
+                g = [k for k in range(1, j + 1) if np.allclose(it["prev"], to_tensor(imgs[j - k]))]
+                assert len(g) == 1 and ids[j] - ids[j - g[0]] == g[0], (j, g)  # same run, g frames back
+                seen.add(g[0])
+        gaps[max_gap] = seen
+    assert gaps == {1: {1}, 3: {1, 2, 3}}
+    with pytest.raises(ValueError, match="max_gap"):
+        MotSamples([store], pairs=True, max_gap=0)

@@ -106,8 +106,9 @@ def stage_samples(cfg: StageCfg, stores: Sequence[FrameStore] | None = None, *, 
         return PoseSamples.from_stage(cfg, pairs=pairs, flip=flip, scale_jitter=jitter)
     if like is not None:
         return MotSamples(like.stores, pairs=pairs, max_objs=cfg.max_objs, flip=flip, scale_jitter=jitter,
-                          labels=like.labels)
-    return MotSamples(training_stores(cfg, stores), pairs=pairs, max_objs=cfg.max_objs, flip=flip, scale_jitter=jitter)
+                          labels=like.labels, max_gap=cfg.pair_gap)
+    return MotSamples(training_stores(cfg, stores), pairs=pairs, max_objs=cfg.max_objs, flip=flip, scale_jitter=jitter,
+                      max_gap=cfg.pair_gap)
 
 
 def task_loss(samples: Any, extra: dict[str, Any] | None = None) -> nn.Module:

@@ -61,6 +61,8 @@ class StageCfg:
             distance, the target skip rate and the weight of the term that holds it.
         bn_train: BatchNorm layers in train mode while fine-tuning (PASS-F / Skip-Conv).
         train_backbone: Skip-Conv trains backbone + gates jointly (True) or gates only.
+        pair_gap: gate stages (MOT): a pair is ``(t-g, t)`` with g drawn from 1..``pair_gap`` per sample (1:
+            consecutive frames, the paper's pairs); see ``passbench.train.data.MotSamples``.
         calib_pairs: training pairs used after training to measure PASS layer rates and to calibrate
             Skip-Conv thresholds.
         calib: ``global`` (one threshold for every layer, by bisection) or ``per_layer`` (sequential
@@ -103,6 +105,7 @@ class StageCfg:
     rate_weight: float = 1.0
     bn_train: bool = False
     train_backbone: bool = True
+    pair_gap: int = 1
     calib_pairs: int = 32
     calib: str = "global"
     budget_weight: float = 1.0

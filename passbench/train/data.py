@@ -220,13 +220,18 @@ class MotSamples:
     """Training samples: single frames (``pairs=False``, the task) or consecutive pairs (gates).
 
     A pair is ``(t-1, t)`` with both frames in the same store (the training half); targets are those of
-    frame ``t``. Item ``i`` with a per-sample generator gives a dict of tensors; :meth:`batch` stacks.
+    frame ``t``. With ``max_gap`` k > 1 a pair is ``(t-g, t)`` with the gap g drawn uniformly from 1..k per
+    sample (never before the store's first frame): the previous frame as a patch's stored output may be
+    several frames old at inference. Item ``i`` with a per-sample generator gives a dict of tensors.
     """
 
     def __init__(self, stores: Sequence[FrameStore], *, pairs: bool, max_objs: int = 128, flip: bool = True,
-                 scale_jitter: float = 0.1, labels: dict[tuple[str, int], int] | None = None) -> None:
+                 scale_jitter: float = 0.1, labels: dict[tuple[str, int], int] | None = None,
+                 max_gap: int = 1) -> None:
+        if max_gap < 1:
+            raise ValueError(f"MotSamples: max_gap must be >= 1, got {max_gap}")
         self.stores = list(stores)
-        self.pairs = pairs
+        self.pairs, self.max_gap = pairs, int(max_gap)
         self.max_objs, self.flip, self.jitter = max_objs, flip, scale_jitter
         self.labels = labels if labels is not None else identity_labels(self.stores)
         self.items: list[tuple[int, int]] = []
@@ -248,7 +253,13 @@ class MotSamples:
     def get(self, i: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         si, j = self.items[i]
         s = self.stores[si]
-        frames = [s.images[j - 1], s.images[j]] if self.pairs else [s.images[j]]
+        gap = 1
+        if self.pairs and self.max_gap > 1:
+            back = 1  # consecutive frames before j within its run (a pair item has at least one)
+            while back < self.max_gap and j - back - 1 >= 0 and s.frame_ids[j - back - 1] == s.frame_ids[j] - back - 1:
+                back += 1
+            gap = int(rng.integers(1, back + 1))
+        frames = [s.images[j - gap], s.images[j]] if self.pairs else [s.images[j]]
         imgs, boxes, keep = augment(frames, s.boxes[j], rng, self.flip, self.jitter)
         lab = np.array([self.labels.get((s.name, int(t)), -1) for t in s.ids[j][keep]], np.int64)
         h, w = imgs[0].shape[:2]
