@@ -270,7 +270,7 @@ def add(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = No
         The four records (run records or skip markers), in :data:`METHODS` order.
     """
     from passbench.models import measure_model, model_spec  # noqa: PLC0415
-    from passbench.report.leaderboard import summary_line  # noqa: PLC0415
+    from passbench.records import summary_line  # noqa: PLC0415
     from passbench.runner import run  # noqa: PLC0415
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))

@@ -287,7 +287,7 @@ def main(cases: list[str] | None = None, overrides: list[str] | None = None, upd
         0 every metric within tolerance (or goldens written with ``update``); 1 drift, a case that
         failed / could not run, or a case without golden; 2 bad use (see ``RegressError``).
     """
-    from passbench.cli import summary_line  # noqa: PLC0415
+    from passbench.records import summary_line  # noqa: PLC0415
 
     overrides = list(overrides or [])
     path = Path(golden) if golden is not None else GOLDEN

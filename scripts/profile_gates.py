@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from passbench.skip import fold_batchnorm, make_skippable, reset, set_thresholds  # noqa: E402
-from passbench.skip.bench import norm_thresholds  # noqa: E402  (per-layer quantile of frame 0 -> 1 residual norms)
+from passbench.bench import norm_thresholds  # noqa: E402  (per-layer quantile of frame 0 -> 1 residual norms)
 from passbench.skip.wrapper import skippable_layers  # noqa: E402
 
 try:

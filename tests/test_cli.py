@@ -12,8 +12,9 @@ import pytest
 
 from passbench import paths
 from passbench import records as R
-from passbench.cli import main, summary_line
+from passbench.cli import main
 from passbench.paths import REPO_ROOT
+from passbench.records import summary_line
 from test_records import fixture_run
 from test_report import _fixtures
 

@@ -40,8 +40,9 @@ MAC accounting (``skip.macs``): the paper's Eq. 1-3 (``eq1_vanilla_macs``, ``eq2
 
 from passbench.skip.fold import fold_batchnorm
 from passbench.skip.gates import GATES, FixedGate, GumbelGate, KeyframeGate, NormGate, PassGate, gumbel_normalization
-from passbench.skip.macs import collect_stats, eq1_vanilla_macs, eq2_patch_skip_rate, eq3_mac_reduction
+from passbench.skip.macs import eq1_vanilla_macs, eq2_patch_skip_rate, eq3_mac_reduction
 from passbench.skip.methods import METHODS
+from passbench.skip.stats import collect_stats
 from passbench.skip.wrapper import (
     SkipConv2d,
     budget_loss,

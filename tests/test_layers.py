@@ -1,0 +1,193 @@
+"""The package's import structure, read from its source with ``ast`` (nothing is imported):
+
+* no import circle between modules of ``passbench/``;
+* no upward import: a module imports only from its own package (``skip/``, ``train/``, ...) or from a
+  lower layer, in the order ``docs/architecture.md`` states (its ``layer N  unit ...`` lines); two
+  units of one layer know nothing of each other;
+
+Imports inside functions count (a deferred import is still a dependency), and so do the runner's
+``_need("passbench.x", ...)`` / ``importlib.import_module("passbench.x")`` string imports.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from passbench.paths import REPO_ROOT
+
+PKG = REPO_ROOT / "passbench"
+ARCH = REPO_ROOT / "docs" / "architecture.md"
+DYNAMIC = {"_need", "need", "import_module"}  # calls whose first argument is a module name
+
+
+def modules(pkg: Path = PKG) -> dict[str, Path]:
+    """Dotted module name -> file, for every ``.py`` under ``pkg`` (a package is its ``__init__``)."""
+    out = {}
+    for p in sorted(pkg.rglob("*.py")):
+        parts = list(p.relative_to(pkg.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = p
+    return out
+
+
+def imports(mods: dict[str, Path]) -> list[tuple[str, str, int]]:
+    """``(importer, imported, line)`` for every import of a ``passbench`` module, resolved to the
+    longest module name that exists (``from passbench.skip import reset`` -> ``passbench.skip``;
+    ``from passbench import runner`` -> ``passbench.runner``)."""
+
+    def resolve(name: str) -> str | None:
+        while name and name not in mods:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    edges = set()
+    for mod, path in mods.items():
+        base = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:  # relative: from .x import y
+                    up = base.split(".")[: len(base.split(".")) - node.level + 1]
+                    full = ".".join(up + ([node.module] if node.module else []))
+                else:
+                    full = node.module or ""
+                names = [f"{full}.{a.name}" if f"{full}.{a.name}" in mods else full for a in node.names]
+            elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+                fn = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                if fn in DYNAMIC and isinstance(node.args[0].value, str):
+                    names = [node.args[0].value]
+            for n in names:
+                if n == "passbench" or n.startswith("passbench."):
+                    target = resolve(n)
+                    if target and target != mod:
+                        edges.add((mod, target, node.lineno))
+    return sorted(edges)
+
+
+def unit(mod: str) -> str:
+    """The package or top-level module a module belongs to: ``passbench.skip.sparse`` -> ``skip``."""
+    parts = mod.split(".")
+    return parts[1] if len(parts) > 1 else "passbench"
+
+
+def layers(text: str) -> dict[str, int]:
+    """``unit -> layer`` from the ``layer N  unit unit ...`` lines of docs/architecture.md."""
+    out: dict[str, int] = {"passbench": -1}  # the root package imports nothing (checked below)
+    for m in re.finditer(r"^\s*layer (\d+)\s+(.+?)\s*$", text, re.M):
+        for u in m.group(2).split():
+            assert u not in out, f"docs/architecture.md puts '{u}' in two layers"
+            out[u] = int(m.group(1))
+    return out
+
+
+def cycles(mods: dict[str, Path], edges: list[tuple[str, str, int]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for a, b, _ in edges:
+        graph[a].add(b)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+MODS = modules()
+EDGES = imports(MODS)
+
+
+def test_the_walk_sees_the_package():
+    """The checks below read a real graph (not an empty walk that passes by default)."""
+    assert len(MODS) > 60 and len(EDGES) > 150
+    assert any(a == "passbench.runner.mot" and b == "passbench.tracking.infer" for a, b, _ in EDGES)  # via _need
+
+
+def test_no_import_circle():
+    found = cycles(MODS, EDGES)
+    msg = []
+    for comp in found:
+        msg.append(" <-> ".join(comp) + ": " + "; ".join(
+            f"{MODS[a].relative_to(REPO_ROOT)}:{ln} imports {b}" for a, b, ln in EDGES if a in comp and b in comp))
+    assert not found, "import circles:\n" + "\n".join(msg)
+
+
+def test_imports_point_down_the_layers():
+    order = layers(ARCH.read_text())
+    assert len(order) > 10, "docs/architecture.md lost its 'layer N  unit ...' lines"
+    missing = sorted({unit(m) for m in MODS} - set(order))
+    assert not missing, f"docs/architecture.md gives no layer to {missing}"
+    bad = [f"{MODS[a].relative_to(REPO_ROOT)}:{ln}: {unit(a)} (layer {order[unit(a)]}) imports {b} "
+           f"({unit(b)}, layer {order[unit(b)]})"
+           for a, b, ln in EDGES if unit(a) != unit(b) and order[unit(b)] >= order[unit(a)]]
+    assert not bad, "imports that do not point to a lower layer:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("src, expect", [
+    ("from passbench.cli import main\n", ["passbench.cli"]),
+    ("def f():\n    from passbench.skip import reset\n", ["passbench.skip"]),
+    ("import passbench.records as R\n", ["passbench.records"]),
+    ("x = _need('passbench.tracking.infer', 'track_sequence')\n", ["passbench.tracking.infer"]),
+    ("from . import fold\n", ["passbench.skip.fold"]),
+    ("import torch\nfrom typing import Any\n", []),
+])
+def test_the_walk_reads_every_import_form(tmp_path, src, expect):
+    """Top-level, deferred, aliased, relative and string imports are all seen (a hand-made package)."""
+    pkg = tmp_path / "passbench"
+    for f in ("__init__.py", "cli.py", "records.py", "skip/__init__.py", "skip/fold.py",
+              "tracking/__init__.py", "tracking/infer.py"):
+        (pkg / f).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / f).write_text("")
+    (pkg / "skip" / "probe.py").write_text(src)
+    mods = modules(pkg)
+    assert sorted(b for a, b, _ in imports(mods) if a == "passbench.skip.probe") == expect
+
+
+def test_a_circle_and_an_upward_import_are_found(tmp_path):
+    """The checks fail on what they name: a circle between two modules and a lower layer importing a higher."""
+    pkg = tmp_path / "passbench"
+    (pkg / "skip").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "skip" / "__init__.py").write_text("")
+    (pkg / "skip" / "a.py").write_text("from passbench.skip.b import x\n")
+    (pkg / "skip" / "b.py").write_text("def f():\n    from passbench.skip.a import y\n")
+    (pkg / "runner.py").write_text("")
+    (pkg / "skip" / "c.py").write_text("import passbench.runner\n")
+    mods = modules(pkg)
+    edges = imports(mods)
+    assert cycles(mods, edges) == [["passbench.skip.a", "passbench.skip.b"]]
+    order = layers("layer 1  skip\nlayer 5  runner\n")
+    up = [(a, b) for a, b, _ in edges if unit(a) != unit(b) and order[unit(b)] >= order[unit(a)]]
+    assert up == [("passbench.skip.c", "passbench.runner")]
