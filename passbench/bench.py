@@ -30,7 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from passbench.skip.sparse import _mask_with, blend_skipped, calibrate, choose_path, dense_macs, sparse_conv2d
+from passbench.skip.dispatch import calibrate, choose_path, random_keep_mask
+from passbench.skip.nhwc import blend_skipped
+from passbench.skip.sparse import dense_macs, sparse_conv2d
 
 KEEPS = (1.0, 0.75, 0.5, 0.25, 0.1)
 FULL = dict(kinds=("3x3", "1x1", "dw3x3"), channels=(32, 64, 128, 256), maps=(32, 64, 128, 256), patches=(4, 8, 16))
@@ -84,7 +86,7 @@ def bench_shape(kind: str, c: int, hw: int, patch: int, keeps, reps: int, device
     prev = conv_cl(x_cl).contiguous(memory_format=torch.channels_last)  # (1, C, H, W), the state
     n = -(-hw // patch)
     gen = torch.Generator().manual_seed(0)
-    masks = [_mask_with(1, n, n, k, device, gen) for k in keeps]
+    masks = [random_keep_mask(1, n, n, k, device, gen) for k in keeps]
     calibrate(conv_cl, x.shape, patch, device)  # dispatcher calibration: outside the timed region
 
     def dense_nchw():

@@ -39,14 +39,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from passbench.skip import fold_batchnorm, make_skippable, reset, set_thresholds  # noqa: E402
 from passbench.bench import norm_thresholds  # noqa: E402  (per-layer quantile of frame 0 -> 1 residual norms)
-from passbench.skip.wrapper import skippable_layers  # noqa: E402
-
-try:
-    from passbench.skip.wrapper import dense_twin  # noqa: E402
-except ImportError:  # an older checkout (the "before" runs of docs/engine-benchmark.md)
-    from passbench.runner import _dense_twin as dense_twin  # noqa: E402
+from passbench.skip import (dense_twin, fold_batchnorm, make_skippable, reset, set_thresholds,  # noqa: E402
+                            skippable_layers)
 
 LIGHT_LAYERS = ["neck.*", "hm.0", "wh.0", "reg.0", "id.0", "id.2"]  # scripts/train_sample.sh
 LIGHT_WH = (384, 224)

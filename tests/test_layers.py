@@ -4,6 +4,8 @@
 * no upward import: a module imports only from its own package (``skip/``, ``train/``, ...) or from a
   lower layer, in the order ``docs/architecture.md`` states (its ``layer N  unit ...`` lines); two
   units of one layer know nothing of each other;
+* no module longer than ``MAX_LINES`` unless the README of its folder says why, under a heading
+  "Files over 500 lines".
 
 Imports inside functions count (a deferred import is still a dependency), and so do the runner's
 ``_need("passbench.x", ...)`` / ``importlib.import_module("passbench.x")`` string imports.
@@ -21,6 +23,7 @@ from passbench.paths import REPO_ROOT
 
 PKG = REPO_ROOT / "passbench"
 ARCH = REPO_ROOT / "docs" / "architecture.md"
+MAX_LINES = 500
 DYNAMIC = {"_need", "need", "import_module"}  # calls whose first argument is a module name
 
 
@@ -155,6 +158,22 @@ def test_imports_point_down_the_layers():
     assert not bad, "imports that do not point to a lower layer:\n" + "\n".join(bad)
 
 
+def _explained(path: Path) -> bool:
+    """Whether ``path``'s folder README names it under a heading "Files over 500 lines"."""
+    readme = path.parent / "README.md"
+    if not readme.is_file():
+        return False
+    m = re.search(r"^#+ Files over 500 lines\s*$(.*?)(?=^#|\Z)", readme.read_text(), re.M | re.S)
+    return bool(m and f"`{path.name}`" in m.group(1))
+
+
+def test_no_long_module_without_a_reason():
+    long = {p: n for p in MODS.values() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    bad = [f"{p.relative_to(REPO_ROOT)}: {n} lines" for p, n in long.items() if not _explained(p)]
+    assert not bad, (f"modules over {MAX_LINES} lines whose folder README.md does not say why (section "
+                     f"'Files over 500 lines'):\n" + "\n".join(bad))
+
+
 @pytest.mark.parametrize("src, expect", [
     ("from passbench.cli import main\n", ["passbench.cli"]),
     ("def f():\n    from passbench.skip import reset\n", ["passbench.skip"]),
@@ -191,3 +210,16 @@ def test_a_circle_and_an_upward_import_are_found(tmp_path):
     order = layers("layer 1  skip\nlayer 5  runner\n")
     up = [(a, b) for a, b, _ in edges if unit(a) != unit(b) and order[unit(b)] >= order[unit(a)]]
     assert up == [("passbench.skip.c", "passbench.runner")]
+
+
+def test_a_long_module_needs_its_folders_reason(tmp_path):
+    """Only a README section "Files over 500 lines" that names the file in backticks explains it."""
+    long = tmp_path / "gates.py"
+    long.write_text("x = 1\n" * 501)
+    assert not _explained(long)
+    (tmp_path / "README.md").write_text("# skip\n\n`gates.py` holds the gates.\n")
+    assert not _explained(long)
+    (tmp_path / "README.md").write_text("# skip\n\n## Files over 500 lines\n\n* `gates.py`: why.\n\n## Other\n")
+    assert _explained(long)
+    (tmp_path / "README.md").write_text("## Files over 500 lines\n\n* `sparse.py`: why.\n\n## Other\n`gates.py`\n")
+    assert not _explained(long)

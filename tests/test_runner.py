@@ -70,7 +70,7 @@ def test_dense_twin_has_plain_convs_and_same_output() -> None:
     want = net(x)
     skip.make_skippable(net, "fixed", keep=0.0, patch_size=4)
     twin = runner._dense_twin(net)
-    assert not skip.wrapper.skippable_layers(twin) and skip.wrapper.skippable_layers(net)
+    assert not skip.skippable_layers(twin) and skip.skippable_layers(net)
     torch.testing.assert_close(twin(x), want)
 
 

@@ -19,7 +19,7 @@ from timm.layers import BatchNormAct2d, Conv2dSame
 from torch import nn
 
 from passbench import skip
-from passbench.skip.wrapper import SkipConv2d, skippable_layers
+from passbench.skip import SkipConv2d, skippable_layers
 
 
 def _frames(n, c, h, w, b=2, seed=0, dtype=torch.float32):
@@ -324,13 +324,13 @@ def test_mid_stream_change_names_what_changed(shape, what):
 def test_reference_select_has_the_blend_gradient():
     """Guard for the NaN fix: the reference path's select keeps the arithmetic blend's gradients
     (d/dmu = prev - new, d/dprev = mu, d/dnew = 1 - mu), so gate training is unchanged."""
-    from passbench.skip.wrapper import _SelectSTE
+    from passbench.skip.wrapper import SelectSTE
 
     g = torch.Generator().manual_seed(0)
     mu0 = (torch.rand(2, 1, 4, 5, generator=g) > 0.5).float()
     prev0, new0, w = (torch.randn(2, 3, 4, 5, generator=g) for _ in range(3))
     grads = []
-    for fn in (lambda m, p, n: m * p + (1 - m) * n, _SelectSTE.apply):
+    for fn in (lambda m, p, n: m * p + (1 - m) * n, SelectSTE.apply):
         mu, prev, new = (t.clone().requires_grad_() for t in (mu0, prev0, new0))
         y = fn(mu, prev, new)
         (y * w).sum().backward()

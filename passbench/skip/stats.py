@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from passbench.skip.wrapper import skippable_layers
+from passbench.skip.control import skippable_layers
 
 __all__ = ["collect_stats"]
 
