@@ -236,9 +236,9 @@ def existing_record(cfg: ExperimentCfg, weights: Path, results: Any = None) -> d
     f = records_file(cfg, results)
     if not f.exists():
         return None
-    from passbench.runner.core import _sha256  # noqa: PLC0415 (the records' weights_sha256, same function)
+    from passbench.records import file_sha256  # noqa: PLC0415 (the records' weights_sha256, same function)
 
-    want, sha = to_dict(cfg), _sha256(weights)
+    want, sha = to_dict(cfg), file_sha256(weights)
     same = [r for r in read_records(f, kind="run") if r["experiment"] == cfg.name and r["config"] == want
             and r["model"]["weights_sha256"] == sha]
     return max(same, key=lambda r: r["created_utc"]) if same else None

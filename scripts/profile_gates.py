@@ -67,15 +67,15 @@ def light_model(method: str, layers, rate: float, keep: float) -> torch.nn.Modul
 
 def config_model(config: str):
     """(model, frames) of a Table 3 row, built as the runner builds it."""
-    from passbench import runner
     from passbench.config import load_config
     from passbench.datasets.mot import load_sequence
     from passbench.models import build_model
     from passbench.paths import resolve_data_root
+    from passbench.runner.core import load_weights, weights_path
 
     cfg = load_config(config)
     model = build_model(cfg.model.name, pretrained=False).eval()
-    model, skippable = runner._load_weights(model, runner._weights_path(cfg), cfg)
+    model, skippable = load_weights(model, weights_path(cfg), cfg)
     if not skippable:
         raise SystemExit(f"{config}: not a skipping row")
     seq = load_sequence(str(resolve_data_root(None) / "MOT15/train/PETS09-S2L1"))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from passbench import runner
 from passbench.paths import REPO_ROOT
 
 PKG = REPO_ROOT / "passbench"
@@ -158,6 +159,44 @@ def test_imports_point_down_the_layers():
     assert not bad, "imports that do not point to a lower layer:\n" + "\n".join(bad)
 
 
+def private_imports(files: list[Path], where: str = "passbench") -> list[str]:
+    """``file:line module.name`` for every use of an underscore name of ``where`` (or its modules) in
+    ``files``: ``from where[.x] import _name``, and ``alias._name`` / ``setattr(alias, "_name", ...)`` on a
+    module imported as ``alias`` (``from passbench import runner``, ``import passbench.runner.core as c``)."""
+    out = []
+    for f in files:
+        tree = ast.parse(f.read_text(), str(f))
+        alias: dict[str, str] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                for a in node.names:
+                    full = f"{node.module}.{a.name}"
+                    if f"{full}.".startswith(f"{where}.") and not a.name.startswith("_"):
+                        alias[a.asname or a.name] = full  # a module (or a name) of ``where``
+                    elif f"{node.module}.".startswith(f"{where}.") and a.name.startswith("_"):
+                        out.append(f"{f.name}:{node.lineno} {full}")
+            elif isinstance(node, ast.Import):
+                alias.update({a.asname: a.name for a in node.names if a.asname and f"{a.name}.".startswith(f"{where}.")})
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in alias \
+                    and node.attr.startswith("_") and not node.attr.startswith("__"):
+                out.append(f"{f.name}:{node.lineno} {alias[node.value.id]}.{node.attr}")
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "setattr" \
+                    and len(node.args) >= 2 and isinstance(node.args[0], ast.Name) and node.args[0].id in alias \
+                    and isinstance(node.args[1], ast.Constant) and str(node.args[1].value).startswith("_"):
+                out.append(f"{f.name}:{node.lineno} {alias[node.args[0].id]}.{node.args[1].value}")
+    return sorted(set(out))
+
+
+def test_public_seams_instead_of_private_imports():
+    """No module of passbench imports another's underscore name, and no test or script pins a private
+    name of the runner (what they need from it is public: ``passbench.runner.core`` / ``.mot``)."""
+    assert not private_imports(list(MODS.values()))
+    scripts = sorted((REPO_ROOT / "tests").glob("*.py")) + sorted((REPO_ROOT / "scripts").glob("*.py"))
+    assert not private_imports(scripts, "passbench.runner")
+    assert not [n for n in runner.__all__ if n.startswith("_")]
+
+
 def _explained(path: Path) -> bool:
     """Whether ``path``'s folder README names it under a heading "Files over 500 lines"."""
     readme = path.parent / "README.md"
@@ -210,6 +249,19 @@ def test_a_circle_and_an_upward_import_are_found(tmp_path):
     order = layers("layer 1  skip\nlayer 5  runner\n")
     up = [(a, b) for a, b, _ in edges if unit(a) != unit(b) and order[unit(b)] >= order[unit(a)]]
     assert up == [("passbench.skip.c", "passbench.runner")]
+
+
+def test_a_private_import_is_found(tmp_path):
+    """Imports, attribute reads and monkeypatches of underscore names are all found."""
+    f = tmp_path / "probe.py"
+    f.write_text("from passbench.runner.core import _cost, cost_from_stats\nfrom passbench.cli import _x\n"
+                 "from passbench import runner\nimport passbench.runner.mot as M\n"
+                 "runner._frames_for(1)\nM._timing_inputs\nmonkeypatch.setattr(runner, '_run_mot', 1)\n"
+                 "runner.run(1)\nrunner.__all__\n")
+    assert private_imports([f], "passbench.runner") == [
+        "probe.py:1 passbench.runner.core._cost", "probe.py:5 passbench.runner._frames_for",
+        "probe.py:6 passbench.runner.mot._timing_inputs", "probe.py:7 passbench.runner._run_mot"]
+    assert "probe.py:2 passbench.cli._x" in private_imports([f])
 
 
 def test_a_long_module_needs_its_folders_reason(tmp_path):

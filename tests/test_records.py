@@ -139,13 +139,14 @@ def test_invalid_record_is_never_written(tmp_path: Path) -> None:
 
 def test_failing_run_writes_nothing(tmp_path: Path, monkeypatch) -> None:
     from passbench import runner
+    from passbench.paths import REPO_ROOT
 
-    cfg = load_config(runner.REPO_ROOT / "configs" / "table3" / "pass_p.yaml")
+    cfg = load_config(REPO_ROOT / "configs" / "table3" / "pass_p.yaml")
 
     def crash(*a, **k):
         raise RuntimeError("tracker exploded mid-sequence")
 
-    monkeypatch.setattr(runner, "_run_mot", crash)
+    monkeypatch.setattr(runner, "run_mot", crash)
     with pytest.raises(RuntimeError):
         runner.run(cfg, results=tmp_path)
     assert not (tmp_path / "records").exists() or not list((tmp_path / "records").glob("*.jsonl"))

@@ -119,14 +119,6 @@ def load_checkpoint(path: Path, *, cfg: StageCfg, objective: nn.Module, optimize
     return int(ck["step"])
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def weights_sha256(state: dict[str, torch.Tensor]) -> str:
     """sha256 of a state dict's content (names, dtypes, shapes, values), independent of the file that
     holds it: a delta's base stays the same base when it is copied, re-pointed (``rebase_final``) or

@@ -9,9 +9,10 @@ Determinism: every step re-seeds from ``(seed, step, rank)``, so a resumed run r
 an uninterrupted one would (``loop.py``).
 """
 
-from passbench.train.checkpoints import (CKPT_VERSION, FINAL, LAST, CheckpointMismatchError, file_sha256,
-                                         load_checkpoint, load_state_strict, publish_final, read_final, rebase_final,
-                                         rng_state, save_checkpoint, save_final, set_rng_state, weights_sha256)
+from passbench.records import file_sha256
+from passbench.train.checkpoints import (CKPT_VERSION, FINAL, LAST, CheckpointMismatchError, load_checkpoint,
+                                         load_state_strict, publish_final, read_final, rebase_final, rng_state,
+                                         save_checkpoint, save_final, set_rng_state, weights_sha256)
 from passbench.train.loop import DistEnv, init_distributed, lr_at, progress, run_loop, seed_all, step_seed, wrap_ddp
 from passbench.train.stage_config import (RESUMABLE_CHANGES, TASK_DEFAULTS, TASKS, StageCfg, cfg_dict, config_diff,
                                           make_cfg)

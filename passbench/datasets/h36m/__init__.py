@@ -50,8 +50,8 @@ from passbench.datasets.h36m.protocols import (ACTION_NAMES, EVAL_JOINTS, FLIP_P
                                                paper_table2_rows)
 from passbench.datasets.h36m.streams import Frame, Human36M, Stream, StreamKey
 
-__all__ = ["ACTION_NAMES", "CAMERA_FIELD", "EVAL_JOINTS", "FLIP_PAIRS", "JOINT_NAMES", "JOINT_NAMES_18", "L_SHOULDER",
-           "PAPER_PROTOCOL", "PAPER_TABLE2", "PAPER_TABLE2_NOTE", "PROTOCOLS", "PROTOCOL_ALIASES", "R_SHOULDER", "ROOT",
-           "SKELETON", "SKIP_FOLDERS", "SUBJECTS", "Camera", "Frame", "H36MFormatError", "Human36M", "PaperAction",
-           "Protocol", "Stream", "StreamKey", "action_index", "action_name", "add_thorax", "folder_name", "get_protocol",
-           "image_name", "load_json", "paper_table2_rows", "process_bbox", "read_image"]
+__all__ = ["ACTION_NAMES", "CAMERA_FIELD", "EVAL_JOINTS", "FLIP_PAIRS", "JOINT_NAMES", "JOINT_NAMES_18",
+           "L_SHOULDER", "PAPER_PROTOCOL", "PAPER_TABLE2", "PAPER_TABLE2_NOTE", "PROTOCOLS", "PROTOCOL_ALIASES",
+           "R_SHOULDER", "ROOT", "SKELETON", "SKIP_FOLDERS", "SUBJECTS", "Camera", "Frame", "H36MFormatError",
+           "Human36M", "PaperAction", "Protocol", "Stream", "StreamKey", "action_index", "action_name", "add_thorax",
+           "folder_name", "get_protocol", "image_name", "load_json", "paper_table2_rows", "process_bbox", "read_image"]
