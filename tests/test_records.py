@@ -191,7 +191,7 @@ def test_results_dir_env(monkeypatch, tmp_path: Path) -> None:
 
 
 def test_new_record_refuses_an_absolute_data_root() -> None:
-    """Issue 11: records stored the machine's absolute data root; they store it as named."""
+    """Records store the data root as the user named it, never this machine's absolute path."""
     rec = fixture_run(dataset={"name": "MOT15", "split": "train", "protocol": "full", "frames": None,
                                "data_root": "../shared/data"})
     assert rec["dataset"]["data_root"] == "../shared/data"
