@@ -14,7 +14,7 @@ so that every compared number is deterministic:
 * speed is not timed (``speed.enabled=false``): wall-clock noise is not an accuracy regression, and
   the timing rounds would triple the run time;
 * the skipping rows run ``method.params.execution=sparse``. With the default ``auto`` the
-  dispatcher (``passbench.skip.sparse.choose_path``) picks sparse or dense per layer from a timing
+  dispatcher (``passbench.skip.dispatch.choose_path``) picks sparse or dense per layer from a timing
   calibration on the machine at hand, so executed GMACs (and, in the last float bits, the outputs)
   would depend on the machine's load. Forcing the block-sparse kernel makes executed GMACs the
   MACs the gates' masks determine (``cost.gmacs_if_all_sparse``) and tests the kernel itself;

@@ -176,7 +176,8 @@ def private_imports(files: list[Path], where: str = "passbench") -> list[str]:
                     elif f"{node.module}.".startswith(f"{where}.") and a.name.startswith("_"):
                         out.append(f"{f.name}:{node.lineno} {full}")
             elif isinstance(node, ast.Import):
-                alias.update({a.asname: a.name for a in node.names if a.asname and f"{a.name}.".startswith(f"{where}.")})
+                alias.update({a.asname: a.name for a in node.names
+                              if a.asname and f"{a.name}.".startswith(f"{where}.")})
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in alias \
                     and node.attr.startswith("_") and not node.attr.startswith("__"):

@@ -161,7 +161,8 @@ class Stream:
 
     def images(self) -> Iterator[np.ndarray]:
         """(H, W, 3) uint8 RGB images in frame order (each checked against its json width / height)."""
-        return (read_image(p, self.sizes[i], json_entry(self.data_json, self._index(i))) for i, p in enumerate(self.paths))
+        return (read_image(p, self.sizes[i], json_entry(self.data_json, self._index(i)))
+                for i, p in enumerate(self.paths))
 
 
 class Human36M:
