@@ -70,7 +70,7 @@ def regress(c, update=False, reason=None, case=None, data_root=None):
 @task
 def bench(c):
     """Engine benchmark (sparse vs dense), as ./dev bench."""
-    c.run(f"{PY} -m passbench.skip.bench")
+    c.run(f"{PY} -m passbench.bench")
 
 
 @task(help={"data_root": "data root (default: the built-in sample data)",

@@ -33,7 +33,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from passbench.records import summary_line  # the one line per finished row (re-exported for callers)
+from passbench.records import summary_line  # the one line per finished row
 
 
 def _cmd_models(args: argparse.Namespace) -> int:

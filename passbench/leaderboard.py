@@ -236,9 +236,9 @@ def existing_record(cfg: ExperimentCfg, weights: Path, results: Any = None) -> d
     f = records_file(cfg, results)
     if not f.exists():
         return None
-    from passbench.runner.core import _sha256  # noqa: PLC0415 (the records' weights_sha256, same function)
+    from passbench.records import file_sha256  # noqa: PLC0415 (the records' weights_sha256, same function)
 
-    want, sha = to_dict(cfg), _sha256(weights)
+    want, sha = to_dict(cfg), file_sha256(weights)
     same = [r for r in read_records(f, kind="run") if r["experiment"] == cfg.name and r["config"] == want
             and r["model"]["weights_sha256"] == sha]
     return max(same, key=lambda r: r["created_utc"]) if same else None
@@ -270,7 +270,7 @@ def add(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = No
         The four records (run records or skip markers), in :data:`METHODS` order.
     """
     from passbench.models import measure_model, model_spec  # noqa: PLC0415
-    from passbench.report.leaderboard import summary_line  # noqa: PLC0415
+    from passbench.records import summary_line  # noqa: PLC0415
     from passbench.runner import run  # noqa: PLC0415
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -112,6 +113,15 @@ def env_info(device: str = "cpu") -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - no torch installed: record that, do not fail
         torch_version = None
     return {"git_sha": sha, "dirty": dirty, "python": platform.python_version(), "torch": torch_version, "device": device}
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 hex digest of a file's bytes (a record's ``model.weights_sha256``)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def new_record(

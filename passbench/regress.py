@@ -14,7 +14,7 @@ so that every compared number is deterministic:
 * speed is not timed (``speed.enabled=false``): wall-clock noise is not an accuracy regression, and
   the timing rounds would triple the run time;
 * the skipping rows run ``method.params.execution=sparse``. With the default ``auto`` the
-  dispatcher (``passbench.skip.sparse.choose_path``) picks sparse or dense per layer from a timing
+  dispatcher (``passbench.skip.dispatch.choose_path``) picks sparse or dense per layer from a timing
   calibration on the machine at hand, so executed GMACs (and, in the last float bits, the outputs)
   would depend on the machine's load. Forcing the block-sparse kernel makes executed GMACs the
   MACs the gates' masks determine (``cost.gmacs_if_all_sparse``) and tests the kernel itself;
@@ -287,7 +287,7 @@ def main(cases: list[str] | None = None, overrides: list[str] | None = None, upd
         0 every metric within tolerance (or goldens written with ``update``); 1 drift, a case that
         failed / could not run, or a case without golden; 2 bad use (see ``RegressError``).
     """
-    from passbench.cli import summary_line  # noqa: PLC0415
+    from passbench.records import summary_line  # noqa: PLC0415
 
     overrides = list(overrides or [])
     path = Path(golden) if golden is not None else GOLDEN

@@ -39,14 +39,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from passbench.skip import fold_batchnorm, make_skippable, reset, set_thresholds  # noqa: E402
-from passbench.skip.bench import norm_thresholds  # noqa: E402  (per-layer quantile of frame 0 -> 1 residual norms)
-from passbench.skip.wrapper import skippable_layers  # noqa: E402
-
-try:
-    from passbench.skip.wrapper import dense_twin  # noqa: E402
-except ImportError:  # an older checkout (the "before" runs of docs/engine-benchmark.md)
-    from passbench.runner import _dense_twin as dense_twin  # noqa: E402
+from passbench.bench import norm_thresholds  # noqa: E402  (per-layer quantile of frame 0 -> 1 residual norms)
+from passbench.skip import (dense_twin, fold_batchnorm, make_skippable, reset, set_thresholds,  # noqa: E402
+                            skippable_layers)
 
 LIGHT_LAYERS = ["neck.*", "hm.0", "wh.0", "reg.0", "id.0", "id.2"]  # scripts/train_sample.sh
 LIGHT_WH = (384, 224)
@@ -72,15 +67,15 @@ def light_model(method: str, layers, rate: float, keep: float) -> torch.nn.Modul
 
 def config_model(config: str):
     """(model, frames) of a Table 3 row, built as the runner builds it."""
-    from passbench import runner
     from passbench.config import load_config
     from passbench.datasets.mot import load_sequence
     from passbench.models import build_model
     from passbench.paths import resolve_data_root
+    from passbench.runner.core import load_weights, weights_path
 
     cfg = load_config(config)
     model = build_model(cfg.model.name, pretrained=False).eval()
-    model, skippable = runner._load_weights(model, runner._weights_path(cfg), cfg)
+    model, skippable = load_weights(model, weights_path(cfg), cfg)
     if not skippable:
         raise SystemExit(f"{config}: not a skipping row")
     seq = load_sequence(str(resolve_data_root(None) / "MOT15/train/PETS09-S2L1"))

@@ -1,4 +1,4 @@
-"""Engine benchmark plumbing (``passbench.skip.bench``): network names and the end-to-end table, on tiny
+"""Engine benchmark plumbing (``passbench.bench``): network names and the end-to-end table, on tiny
 synthetic frames (no timing is asserted, only what the rows hold)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from passbench.skip import bench
+from passbench import bench
 
 
 def test_build_net_takes_torchvision_and_passbench_names():

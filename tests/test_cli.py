@@ -12,8 +12,9 @@ import pytest
 
 from passbench import paths
 from passbench import records as R
-from passbench.cli import main, summary_line
+from passbench.cli import main
 from passbench.paths import REPO_ROOT
+from passbench.records import summary_line
 from test_records import fixture_run
 from test_report import _fixtures
 
@@ -80,7 +81,8 @@ def test_sequence_absent_from_default_root_is_skipped_not_faked(tmp_path: Path, 
 
 @pytest.mark.parametrize("how", ["argument", "env"])
 def test_mistyped_data_root_is_an_error_that_writes_nothing(tmp_path: Path, monkeypatch, capsys, how) -> None:
-    """Issue 11: `passbench run CONFIG --data-root /typo` used to append a skip marker."""
+    """`passbench run CONFIG --data-root /typo` (or $PASSBENCH_DATA) is the user's error: exit 2, no skip
+    marker, nothing written."""
     cfg = REPO_ROOT / "configs" / "table3" / "dense_light.yaml"
     argv = ["--results-dir", str(tmp_path / "res"), "run", str(cfg)]
     if how == "argument":

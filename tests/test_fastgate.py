@@ -170,7 +170,7 @@ def test_stacked_heads_in_a_model_equal_the_reference_and_stack():
     frames = [torch.randn(1, 3, 16, 20, generator=g) for _ in range(5)]
     ref_out, ref_masks = _run(model, frames, "eager")
     stacked = []
-    groups = skippable_layers(model)[0][1]._clock.groups
+    groups = skippable_layers(model)[0][1].clock.groups
     orig = groups.members
     groups.members = lambda layer, grid: stacked.append((layer.name, orig(layer, grid))) or stacked[-1][1]
     out, masks = _run(model, frames, "fast")
@@ -207,7 +207,7 @@ def test_stacking_is_not_used_when_a_members_state_was_replaced():
     g = torch.Generator().manual_seed(1)
     frames = [torch.randn(1, 3, 16, 20, generator=g) for _ in range(4)]
     layers = [m for _, m in skippable_layers(model)]
-    groups = layers[0]._clock.groups
+    groups = layers[0].clock.groups
     asked = []
     orig = groups.members
     groups.members = lambda layer, grid: asked.append(orig(layer, grid)) or asked[-1]

@@ -14,8 +14,8 @@ import torch
 from passbench import leaderboard as lb
 from passbench.config import CONFIGS, load_config
 from passbench.paths import REPO_ROOT
-from passbench.records import append_record, read_records
-from passbench.report.leaderboard import board, pareto_front, plot_board, summary_line
+from passbench.records import append_record, read_records, summary_line
+from passbench.report.leaderboard import board, pareto_front, plot_board
 from test_records import fixture_run
 
 TINY = "timm:mobilenetv3_small_050"  # 0.5 M params, 0.16 GMACs at 192x128

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from passbench.skip import native, sparse
+from passbench.skip import native, nhwc, sparse
 from test_sparse import LAYERS, make
 
 CL = torch.channels_last
@@ -34,7 +34,7 @@ def test_native_and_pytorch_paths_give_the_same_bits(built, layer, residual, dty
         mask = torch.rand(grid, generator=g) < keep
         outs = {}
         for nat in (True, False):
-            monkeypatch.setattr(sparse, "_use_native", lambda t, nat=nat: nat)
+            monkeypatch.setattr(nhwc, "use_native", lambda t, nat=nat: nat)
             outs[nat] = sparse.sparse_conv2d(x, conv, prev, mask, P, residual=residual)
         assert outs[True][1] == outs[False][1]
         assert torch.equal(outs[True][0], outs[False][0])
@@ -73,9 +73,9 @@ def test_native_blends_equal_the_pytorch_blends(built, hw, monkeypatch):
     mask = torch.rand(2, -(-hw[0] // 4), -(-hw[1] // 4), generator=g) < 0.5
     res = {}
     for nat in (True, False):
-        monkeypatch.setattr(sparse, "_use_native", lambda t, nat=nat: nat)
+        monkeypatch.setattr(nhwc, "use_native", lambda t, nat=nat: nat)
         a, b = y.clone(), prev.clone()
-        res[nat] = (sparse.blend_skipped(y.clone(), prev, mask, 4), sparse.blend_and_update(a, b, mask, 4), b)
+        res[nat] = (nhwc.blend_skipped(y.clone(), prev, mask, 4), nhwc.blend_and_update(a, b, mask, 4), b)
     for u, v in zip(res[True], res[False]):
         assert torch.equal(u, v)
     x2d, z = torch.arange(8.0).view(4, 2), torch.zeros(4, 2)

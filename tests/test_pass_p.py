@@ -144,7 +144,7 @@ def test_pose_heatmaps_are_compared_as_per_joint_distributions():
 
 
 def test_a_loss_on_hm_alone_leaves_the_other_heads_gates_without_gradient():
-    # The bug the default heads fix: gates on wh.0 / reg.0 / id.0 / id.2 cannot affect hm.
+    # Why the default heads are all four: gates on wh.0 / reg.0 / id.0 / id.2 cannot affect hm.
     model, batch = _gated_model("fairmot_mbv2", LIGHT_LAYERS, (192, 128))
     grads = _triplet_grads(model, batch, ("hm",))
     assert {k for k, g in grads.items() if g == 0} == {"wh.0", "reg.0", "id.0", "id.2"}

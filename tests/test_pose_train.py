@@ -50,10 +50,10 @@ def test_checkpoints_written_before_the_task_field_still_resume():
 def test_training_subjects_exclude_the_test_subjects(root):
     cfg = make_cfg("task", {**SMALL, "task": "pose", "data_root": str(root), "sequences": ["S1", "S9"]})
     with pytest.raises(ValueError, match="test subjects"):
-        PoseSamples.from_stage(cfg, pairs=False, flip=False, scale_jitter=0.0)
+        PoseSamples.from_stage(cfg, SPEC, pairs=False, flip=False, scale_jitter=0.0)
     cfg = make_cfg("task", {**SMALL, "task": "pose", "data_root": str(root), "sequences": ["9"]})
     with pytest.raises(ValueError, match="sequences"):
-        PoseSamples.from_stage(cfg, pairs=False, flip=False, scale_jitter=0.0)
+        PoseSamples.from_stage(cfg, SPEC, pairs=False, flip=False, scale_jitter=0.0)
 
 
 def test_samples_are_the_protocol_training_frames_and_pairs_are_cropped_as_the_stream_sees_them(root):

@@ -139,13 +139,14 @@ def test_invalid_record_is_never_written(tmp_path: Path) -> None:
 
 def test_failing_run_writes_nothing(tmp_path: Path, monkeypatch) -> None:
     from passbench import runner
+    from passbench.paths import REPO_ROOT
 
-    cfg = load_config(runner.REPO_ROOT / "configs" / "table3" / "pass_p.yaml")
+    cfg = load_config(REPO_ROOT / "configs" / "table3" / "pass_p.yaml")
 
     def crash(*a, **k):
         raise RuntimeError("tracker exploded mid-sequence")
 
-    monkeypatch.setattr(runner, "_run_mot", crash)
+    monkeypatch.setattr(runner, "run_mot", crash)
     with pytest.raises(RuntimeError):
         runner.run(cfg, results=tmp_path)
     assert not (tmp_path / "records").exists() or not list((tmp_path / "records").glob("*.jsonl"))
@@ -190,7 +191,7 @@ def test_results_dir_env(monkeypatch, tmp_path: Path) -> None:
 
 
 def test_new_record_refuses_an_absolute_data_root() -> None:
-    """Issue 11: records stored the machine's absolute data root; they store it as named."""
+    """Records store the data root as the user named it, never this machine's absolute path."""
     rec = fixture_run(dataset={"name": "MOT15", "split": "train", "protocol": "full", "frames": None,
                                "data_root": "../shared/data"})
     assert rec["dataset"]["data_root"] == "../shared/data"

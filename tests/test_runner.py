@@ -10,6 +10,8 @@ import torch
 
 from passbench import records as R
 from passbench import runner
+from passbench.runner.core import cost_from_stats
+from passbench.runner.mot import frames_for
 from passbench.config import load_config
 from passbench.paths import REPO_ROOT, DataRootError, resolve_data_root
 
@@ -33,12 +35,12 @@ def test_sample_split_frames() -> None:
         def __init__(self, name, n):
             self.name, self.num_frames = name, n
 
-    assert runner._frames_for(cfg, Seq("PETS09-S2L1", 795)) == range(398, 796)
-    assert runner._frames_for(cfg, Seq("TUD-Stadtmitte", 179)) == range(90, 180)
-    assert runner._frames_for(cfg, Seq("TUD-Campus", 71)) is None
+    assert frames_for(cfg, Seq("PETS09-S2L1", 795)) == range(398, 796)
+    assert frames_for(cfg, Seq("TUD-Stadtmitte", 179)) == range(90, 180)
+    assert frames_for(cfg, Seq("TUD-Campus", 71)) is None
     bad = _cfg("table3/dense_light.yaml", "dataset.halves={TUD-Campus: second}")
     with pytest.raises(ValueError, match="halves.TUD-Campus"):
-        runner._frames_for(bad, Seq("TUD-Campus", 71))
+        frames_for(bad, Seq("TUD-Campus", 71))
 
 
 def test_cost_per_frame_from_layer_counters() -> None:
@@ -48,7 +50,7 @@ def test_cost_per_frame_from_layer_counters() -> None:
               "layers": [layer]},
              {"frames": 2, "dense_macs": 2e9, "executed_macs": 0.6e9, "gate_macs": 0.2e9, "mask_macs": 0.6e9,
               "layers": [layer]}]
-    c = runner._cost(stats, True, gmacs_dense=1.5)
+    c = cost_from_stats(stats, True, gmacs_dense=1.5)
     assert c["frames"] == 4
     assert c["gmacs_wrapped_dense"] == pytest.approx(1.0)
     assert c["gmacs_executed"] == pytest.approx(1.5 - (1.0 - 0.4))
@@ -57,7 +59,7 @@ def test_cost_per_frame_from_layer_counters() -> None:
     assert c["patch_skip_rate_gated_frames"] == pytest.approx(0.4)
     assert c["gmacs_if_all_sparse"] == pytest.approx(1.5 - (1.0 - 0.35))
     assert c["mac_reduction"] == pytest.approx(1 - (0.9 + 0.1) / 1.5)
-    d = runner._cost([], False, gmacs_dense=1.5)
+    d = cost_from_stats([], False, gmacs_dense=1.5)
     assert d["gmacs_executed"] == 1.5 and d["patch_skip_rate"] == 0.0
 
 
@@ -69,8 +71,8 @@ def test_dense_twin_has_plain_convs_and_same_output() -> None:
     x = torch.rand(1, 3, 16, 16)
     want = net(x)
     skip.make_skippable(net, "fixed", keep=0.0, patch_size=4)
-    twin = runner._dense_twin(net)
-    assert not skip.wrapper.skippable_layers(twin) and skip.wrapper.skippable_layers(net)
+    twin = skip.dense_twin(net)
+    assert not skip.skippable_layers(twin) and skip.skippable_layers(net)
     torch.testing.assert_close(twin(x), want)
 
 

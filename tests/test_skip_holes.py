@@ -1,11 +1,11 @@
-"""The skip-engine holes an independent check found (issue 11), tested one by one. Every test here
-failed before its fix, except those whose docstring says "guard" (they pin a property of the fix).
+"""Edge cases of the skip engine, one test each. Every test here fails without the handling it names,
+except those whose docstring or comment says "guard" (they pin a property of that handling).
 
-1. BN folding dropped timm ``BatchNormAct2d``'s activation;  2. NaN: reference and sparse paths
-disagreed;  3. batch of 0;  4. ``make_skippable`` left the model half-wrapped on failure;  5. a
-shared conv called twice per forward mixed two streams;  6. forced-dense dispatch booked no MACs for
-frames with nothing active;  7. bfloat16 skipped-pixel count rounded;  8. ``padding="valid"`` /
-``"same"`` rejected, and the mid-stream change message did not say what changed.
+1. BN folding keeps timm ``BatchNormAct2d``'s activation;  2. NaN: the reference and sparse paths give
+one behaviour;  3. a batch of 0;  4. a ``make_skippable`` that fails leaves the model unwrapped;  5. a
+shared conv called twice per forward (two streams in one state) is refused;  6. forced-dense dispatch
+books the MACs of frames with nothing active;  7. the bfloat16 skipped-pixel count is exact;
+8. ``padding="valid"`` / ``"same"`` are taken, and the mid-stream change message says what changed.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from timm.layers import BatchNormAct2d, Conv2dSame
 from torch import nn
 
 from passbench import skip
-from passbench.skip.wrapper import SkipConv2d, skippable_layers
+from passbench.skip import SkipConv2d, skippable_layers
 
 
 def _frames(n, c, h, w, b=2, seed=0, dtype=torch.float32):
@@ -53,7 +53,7 @@ def test_fold_keeps_batchnormact_activation_on_timm_mobilenetv2():
     net = timm.create_model("mobilenetv2_100", pretrained=False).eval()
     _randomize_bn(net)
     n_bna, n_relu6 = _count(net, BatchNormAct2d), _count(net, nn.ReLU6)
-    assert n_bna > 30 and n_relu6 > 30  # the layers that lost their activation before the fix
+    assert n_bna > 30 and n_relu6 > 30  # the layers whose activation a plain BN fold would drop
     folded = copy.deepcopy(net)
     assert skip.fold_batchnorm(folded) == _count(net, nn.BatchNorm2d)
     assert _count(folded, nn.BatchNorm2d) == 0 and _count(folded, nn.ReLU6) == n_relu6
@@ -110,7 +110,7 @@ def _nan_stream(n=8, nan_at=2, seed=0):
 
 @pytest.mark.parametrize("method,kw", [
     ("fixed", {"keep": 0.5, "seed": 4}),
-    ("skipconv", {"thresholds": 0.05, "refresh_every": 4}),  # (agreed before the fix too: a guard)
+    ("skipconv", {"thresholds": 0.05, "refresh_every": 4}),  # (agrees with an arithmetic blend too: a guard)
     ("skipconv_gumbel", {"residual": False}),  # a learned gate: NaN logits give a NaN mask (= skip)
 ])
 @torch.no_grad()
@@ -134,8 +134,8 @@ def test_nan_frame_gives_the_same_outputs_on_reference_and_sparse_paths(method, 
 
 @torch.no_grad()
 def test_nan_state_recovers_once_every_patch_is_computed_again():
-    """The reference path used to stay NaN forever (0 * NaN in its blend); now it recovers exactly
-    as the sparse path does: once the NaN patches are computed from a finite input."""
+    """The reference path recovers from a NaN state exactly as the sparse path does: once the NaN
+    patches are computed from a finite input (an arithmetic blend would stay NaN forever: 0 * NaN)."""
     for execution in ("reference", "sparse"):
         net = skip.make_skippable(nn.Sequential(nn.Conv2d(4, 6, 3, padding=1)), "fixed", keep=0.5, seed=1,
                                   patch_size=4, execution=execution).eval()
@@ -324,13 +324,13 @@ def test_mid_stream_change_names_what_changed(shape, what):
 def test_reference_select_has_the_blend_gradient():
     """Guard for the NaN fix: the reference path's select keeps the arithmetic blend's gradients
     (d/dmu = prev - new, d/dprev = mu, d/dnew = 1 - mu), so gate training is unchanged."""
-    from passbench.skip.wrapper import _SelectSTE
+    from passbench.skip.wrapper import SelectSTE
 
     g = torch.Generator().manual_seed(0)
     mu0 = (torch.rand(2, 1, 4, 5, generator=g) > 0.5).float()
     prev0, new0, w = (torch.randn(2, 3, 4, 5, generator=g) for _ in range(3))
     grads = []
-    for fn in (lambda m, p, n: m * p + (1 - m) * n, _SelectSTE.apply):
+    for fn in (lambda m, p, n: m * p + (1 - m) * n, SelectSTE.apply):
         mu, prev, new = (t.clone().requires_grad_() for t in (mu0, prev0, new0))
         y = fn(mu, prev, new)
         (y * w).sum().backward()

@@ -8,8 +8,7 @@ import torchvision
 from torch import nn
 
 from passbench import skip
-from passbench.skip import sparse
-from passbench.skip.wrapper import SkipConv2d
+from passbench.skip import SkipConv2d, dispatch
 
 CONVS = {  # (conv kwargs, input H, W): stride, padding, dilation, groups / depthwise, 1x1, bias, odd sizes
     "3x3": (dict(in_channels=4, out_channels=6, kernel_size=3, padding=1), 16, 16),
@@ -298,7 +297,7 @@ def test_auto_path_uses_choose_path(monkeypatch):
     kw, h, w = CONVS["3x3"]
     model, _ = _single(kw, "fixed", keep=0.5, execution="auto")
     calls = []
-    monkeypatch.setattr(sparse, "choose_path", lambda *a, **k: calls.append(a) or "sparse")
+    monkeypatch.setattr(dispatch, "choose_path", lambda *a, **k: calls.append(a) or "sparse")
     with torch.no_grad():
         for x in _frames(2, 4, h, w):
             model(x)
@@ -339,7 +338,7 @@ def test_reused_state_buffers_survive_in_place_consumers(mode, execution):
             y = model(x)
             torch.testing.assert_close(y, ref[k], rtol=1e-5, atol=1e-5, msg=f"frame {k}")
             y.mul_(0)  # the caller owns what it got: scribbling on it must change no state
-    paths = {m.last_path for _, m in skip.wrapper.skippable_layers(model)}
+    paths = {m.last_path for _, m in skip.skippable_layers(model)}
     assert execution != "sparse" or paths == {"sparse"}
 
 

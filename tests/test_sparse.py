@@ -7,15 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from passbench.skip.sparse import (
-    blend_skipped,
-    calibrate,
-    choose_path,
-    clear_dispatch_cache,
-    dense_macs,
-    sparse_conv2d,
-    sparse_conv2d_functional,
-)
+from passbench.skip.dispatch import calibrate, choose_path, clear_dispatch_cache
+from passbench.skip.nhwc import blend_skipped
+from passbench.skip.sparse import dense_macs, sparse_conv2d, sparse_conv2d_functional
 
 CL = torch.channels_last
 
@@ -184,7 +178,7 @@ def test_blend_skipped_matches_where(fmt, hw, patch):
 @pytest.mark.parametrize("hw,patch", [((16, 24), 4), ((15, 22), 4)], ids=["whole", "partial-edge"])
 @torch.no_grad()
 def test_blend_and_update_is_the_masked_blend_in_both_tensors(hw, patch):
-    from passbench.skip.sparse import blend_and_update, blend_update_ok
+    from passbench.skip.nhwc import blend_and_update, blend_update_ok
 
     g = torch.Generator().manual_seed(0)
     y = torch.randn(2, 5, *hw, generator=g).contiguous(memory_format=CL)

@@ -1,5 +1,5 @@
 """Wrapper speed paths against the reference path: the dispatcher's dense path that blends into the state
-(``sparse.blend_and_update``), and the state kept without a copy of X_{t-1} when no gate reads it."""
+(``nhwc.blend_and_update``), and the state kept without a copy of X_{t-1} when no gate reads it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from passbench import skip
-from passbench.skip.wrapper import skippable_layers
+from passbench.skip import skippable_layers
 
 CL = torch.channels_last
 

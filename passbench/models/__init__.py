@@ -23,131 +23,91 @@ Family modules (and timm) are imported only when a model is built, so importing 
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
-from passbench.registry import Registry
+from passbench.models.catalog import MODEL_SPECS, MODELS, ModelSpec, no_pretrained, register_model
 
 __all__ = ["MODELS", "MODEL_SPECS", "ModelSpec", "build_model", "count_params", "measure_model", "model_spec",
            "model_table"]
 
-MODELS = Registry("models")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Metadata of a registered model.
-
-    Attributes:
-        name: registry name.
-        input_wh: benchmark input (width, height) in pixels.
-        family: source file / backbone family.
-        paper_row: the Table 3 row it stands for (None: no paper row).
-        description: one line.
-    """
-
-    name: str
-    input_wh: tuple[int, int]
-    family: str
-    paper_row: str | None
-    description: str
-
-
-MODEL_SPECS: dict[str, ModelSpec] = {}
 FAIRMOT_WH = (1088, 608)  # FairMOT opt.img_size (w, h)
 LIGHT_WH = (576, 320)
 TIMM_PREFIX = "timm:"  # timm:<arch>: any timm features_only backbone (passbench.models.timm_fairmot)
 
 
-def _register(name: str, input_wh: tuple[int, int], family: str, paper_row: str | None, description: str
-              ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        MODELS.register(name)(fn)
-        MODEL_SPECS[name] = ModelSpec(name, tuple(input_wh), family, paper_row, description)
-        return fn
-
-    return deco
-
-
-def _no_pretrained(name: str, pretrained: Any) -> None:
-    if pretrained not in (False, None):
-        raise ValueError(f"{name}: pretrained={pretrained!r} is not available offline (use False and load a "
-                         "checkpoint with passbench.models.checkpoint.load_checkpoint)")
-
-
-@_register("fairmot_dla34", FAIRMOT_WH, "fairmot_dla", "FairMOT",
-           "FairMOT DLASeg dla_34: DLA-34 + DLAUp/IDAUp with DCNv2 (torchvision deform_conv2d) + heads")
+@register_model("fairmot_dla34", FAIRMOT_WH, "fairmot_dla", "FairMOT",
+                "FairMOT DLASeg dla_34: DLA-34 + DLAUp/IDAUp with DCNv2 (torchvision deform_conv2d) + heads")
 def fairmot_dla34(pretrained: Any = False, **kw: Any):
     from passbench.models.fairmot_dla import FairMOTDLA
 
-    _no_pretrained("fairmot_dla34", pretrained)
+    no_pretrained("fairmot_dla34", pretrained)
     return FairMOTDLA(dcn=True, **kw)
 
 
-@_register("fairmot_dla34_conv", FAIRMOT_WH, "fairmot_dla", None,
-           "FairMOT dlaconv_34: the same DLASeg with plain 3x3 convs instead of DCN (fully skippable)")
+@register_model("fairmot_dla34_conv", FAIRMOT_WH, "fairmot_dla", None,
+                "FairMOT dlaconv_34: the same DLASeg with plain 3x3 convs instead of DCN (fully skippable)")
 def fairmot_dla34_conv(pretrained: Any = False, **kw: Any):
     from passbench.models.fairmot_dla import FairMOTDLA
 
-    _no_pretrained("fairmot_dla34_conv", pretrained)
+    no_pretrained("fairmot_dla34_conv", pretrained)
     return FairMOTDLA(dcn=False, **kw)
 
 
-@_register("dla34", FAIRMOT_WH, "dla", "DLA-34",
-           "timm dla34 body (strides 4-32) + plain IDA-style UpNeck (64 ch) + FairMOT heads")
+@register_model("dla34", FAIRMOT_WH, "dla", "DLA-34",
+                "timm dla34 body (strides 4-32) + plain IDA-style UpNeck (64 ch) + FairMOT heads")
 def dla34(pretrained: Any = False, **kw: Any):
     from passbench.models.regnet import TimmUpNet
 
-    _no_pretrained("dla34", pretrained)
+    no_pretrained("dla34", pretrained)
     return TimmUpNet("dla34", out_indices=(2, 3, 4, 5), size_multiple=32, **kw)
 
 
-@_register("hrnet_w32", FAIRMOT_WH, "hrnet", "HRNet-W32",
-           "timm hrnet_w32 raw branches, upsampled + concatenated (480 ch) at stride 4 + FairMOT heads")
+@register_model("hrnet_w32", FAIRMOT_WH, "hrnet", "HRNet-W32",
+                "timm hrnet_w32 raw branches, upsampled + concatenated (480 ch) at stride 4 + FairMOT heads")
 def hrnet_w32(pretrained: Any = False, **kw: Any):
     from passbench.models.hrnet import HRNetFairMOT
 
-    _no_pretrained("hrnet_w32", pretrained)
+    no_pretrained("hrnet_w32", pretrained)
     return HRNetFairMOT(width=32, **kw)
 
 
-@_register("regnety_040", FAIRMOT_WH, "regnet", "RegNetY-4.0GF",
-           "timm regnety_040 (strides 4-32) + UpNeck (64 ch) + FairMOT heads")
+@register_model("regnety_040", FAIRMOT_WH, "regnet", "RegNetY-4.0GF",
+                "timm regnety_040 (strides 4-32) + UpNeck (64 ch) + FairMOT heads")
 def regnety_040(pretrained: Any = False, **kw: Any):
     from passbench.models.regnet import TimmUpNet
 
-    _no_pretrained("regnety_040", pretrained)
+    no_pretrained("regnety_040", pretrained)
     return TimmUpNet("regnety_040", **kw)
 
 
-@_register("fpn_resnet34", FAIRMOT_WH, "fpn", "FPN",
-           "torchvision ResNet-34 (BatchNorm) + torchvision FeaturePyramidNetwork (64 ch), P2 -> FairMOT heads")
+@register_model("fpn_resnet34", FAIRMOT_WH, "fpn", "FPN",
+                "torchvision ResNet-34 (BatchNorm) + torchvision FeaturePyramidNetwork (64 ch), P2 -> FairMOT heads")
 def fpn_resnet34(pretrained: Any = False, **kw: Any):
     from passbench.models.fpn import ResNetFPN
 
-    _no_pretrained("fpn_resnet34", pretrained)
+    no_pretrained("fpn_resnet34", pretrained)
     return ResNetFPN(depth=34, **kw)
 
 
-@_register("hardnet85", FAIRMOT_WH, "hardnet", "HarDNet-85",
-           "HarDNet-85 (ported from PingoLH/Pytorch-HarDNet) + UpNeck (64 ch) + FairMOT heads")
+@register_model("hardnet85", FAIRMOT_WH, "hardnet", "HarDNet-85",
+                "HarDNet-85 (ported from PingoLH/Pytorch-HarDNet) + UpNeck (64 ch) + FairMOT heads")
 def hardnet85(pretrained: Any = False, **kw: Any):
     from passbench.models.hardnet import HarDNetFairMOT
 
-    _no_pretrained("hardnet85", pretrained)
+    no_pretrained("hardnet85", pretrained)
     return HarDNetFairMOT(**kw)
 
 
-@_register("fairmot_mbv2", LIGHT_WH, "mobilenet", None,
-           "light FairMOT: torchvision MobileNetV2 + UpNeck (32 ch) + heads (head_conv 64); CPU demo / PASS base")
+@register_model("fairmot_mbv2", LIGHT_WH, "mobilenet", None,
+                "light FairMOT: torchvision MobileNetV2 + UpNeck (32 ch) + heads (head_conv 64); CPU demo / PASS base")
 def fairmot_mbv2(pretrained: Any = False, **kw: Any):
     from passbench.models.mobilenet import MobileNetV2FairMOT
 
     return MobileNetV2FairMOT(pretrained=pretrained, **kw)
 
 
-# 3D pose models (Tables 1-2, Figure 4) register themselves through _register; the module imports no torch.
-from passbench.models import pose as _pose  # noqa: E402,F401
+# 3D pose models (Tables 1-2, Figure 4) register themselves in the catalog; the module imports no torch.
+import passbench.models.pose  # noqa: E402,F401
 
 
 def build_model(name: str, /, **kw: Any):

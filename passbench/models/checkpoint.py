@@ -172,7 +172,7 @@ def _unwrapped_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """``model.state_dict()`` with ``SkipConv2d`` wrappers undone: ``<layer>.conv.<leaf>`` ->
     ``<layer>.<leaf>``, gate tensors dropped (keyed by the wrapper's qualified name, since the
     official ``DeformConv`` has a child legitimately called ``conv``)."""
-    from passbench.skip.wrapper import skippable_layers  # noqa: PLC0415 - models/ may import skip/
+    from passbench.skip import skippable_layers  # noqa: PLC0415 - models/ may import skip/
 
     sd = model.state_dict()
     for name, _ in skippable_layers(model):

@@ -69,9 +69,10 @@ class PoseSamples:
             raise ValueError(f"no pose training samples in {dataset.root} (subjects {list(dataset.subjects)})")
 
     @classmethod
-    def from_stage(cls, cfg: Any, *, pairs: bool, flip: bool, scale_jitter: float) -> "PoseSamples":
+    def from_stage(cls, cfg: Any, spec: MapSpec, *, pairs: bool, flip: bool, scale_jitter: float) -> "PoseSamples":
         """Samples of a ``passbench.train`` stage config (``task=pose``): ``data_root``, ``sequences``
-        (training subjects; any of the protocol's test subjects is refused), ``model`` (its map spec)."""
+        (training subjects; any of the protocol's test subjects is refused), ``input_wh``; ``spec`` is the
+        stage model's map spec (``passbench.train.build.pose_map_spec``: the model is built by the stage)."""
         subjects = parse_subjects(cfg.sequences, "training key 'sequences'")
         proto = get_protocol(PAPER_PROTOCOL)
         both = sorted(set(subjects) & set(proto.test_subjects))
@@ -80,7 +81,7 @@ class PoseSamples:
                              f"{proto.name} (train on {list(proto.train_subjects)})")
         w, h = cfg.input_wh
         data = Human36M(resolve_root(cfg.data_root), proto.name, "train", subjects=subjects, input_hw=(h, w))
-        return cls(data, model_spec(cfg.model, cfg.model_kwargs), pairs=pairs, flip=flip, scale_jitter=scale_jitter)
+        return cls(data, spec, pairs=pairs, flip=flip, scale_jitter=scale_jitter)
 
     def with_augmentation(self, flip: bool, scale_jitter: float) -> "PoseSamples":
         """The same items with other augmentation settings."""
@@ -105,15 +106,6 @@ class PoseSamples:
             prev = st[j - 1].image()
             out["prev"] = _tensor(crop_image(prev, boxes[j - 1], self.spec.input_hw, **aug))
         return out
-
-
-def model_spec(name: str, kwargs: dict[str, Any] | None = None) -> MapSpec:
-    """The :class:`MapSpec` of a pose model, read from an instance built on the meta device (no weights)."""
-    from passbench.train.build import build_net  # noqa: PLC0415
-
-    with torch.device("meta"):
-        model = build_net(name, **{"pretrained": False, **(kwargs or {})})
-    return MapSpec.of(model)
 
 
 class CoordL1Loss(nn.Module):

@@ -3,8 +3,7 @@
 ``leaderboard`` lists every experiment's latest run; ``board`` keeps one row per (backbone, method)
 at the leaderboard's protocol (Table 3's rows and ``passbench leaderboard add`` rows);
 ``pareto_front`` / ``plot_board`` say at a glance whether skipping pays on a backbone (seaborn).
-``summary_line`` (from ``passbench.records``) is the one line the CLI prints per finished row. Reads
-records only; no torch.
+Reads records only; no torch.
 """
 
 from __future__ import annotations
@@ -13,9 +12,9 @@ from typing import Any
 
 import pandas as pd
 
-from passbench.records import latest_by_experiment, summary_line
+from passbench.records import latest_by_experiment
 
-__all__ = ["BOARD_TABLES", "BOARD_COLUMNS", "leaderboard", "board", "pareto_front", "plot_board", "summary_line"]
+__all__ = ["BOARD_TABLES", "BOARD_COLUMNS", "leaderboard", "board", "pareto_front", "plot_board"]
 
 BOARD_TABLES = ("table3", "leaderboard")  # records (config.table) at the sample-eval protocol, 384x224
 BOARD_COLUMNS = ["backbone", "method", "mota", "idf1", "gmacs_executed", "gate_gmacs", "gmacs_dense",

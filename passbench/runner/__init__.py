@@ -2,8 +2,14 @@
 
     core.py   data root, weights + method, dense MACs and the CPU cap, operating point, speed (dense
               twin vs skipped in one process), cost (executed / dense / gate MACs, patch skip rate)
-    mot.py    MOT rows (Tables 3-4, Figure 5): track sequences, TrackEval / motmetrics scores
-    pose.py   3D pose rows (Tables 1-2, Figure 4): Human3.6M-layout video streams, MPJPE / PA-MPJPE
+    mot.py    MOT rows (Tables 3-4, Figure 5): track sequences, TrackEval / motmetrics scores (run_mot)
+    pose.py   3D pose rows (Tables 1-2, Figure 4): Human3.6M-layout video streams, MPJPE / PA-MPJPE (run_pose)
+    speed.py  speed-only records (``passbench speed``): run_speed
+
+Public names: this package's ``__all__``, and in the modules the helpers scripts and tests use:
+``core.load_weights`` / ``core.weights_path`` (a row's model as ``run`` builds it), ``core.measure_speed``,
+``core.cost_from_stats`` (a record's ``cost``), ``mot.frames_for`` (the frames a MOT row scores),
+``mot.prepare_model`` / ``mot.timing_inputs`` (``passbench speed``).
 
 ``run`` dispatches on ``cfg.task`` and appends the record (or a skip marker saying why the row cannot
 run here) only once the row finished: a failing row writes nothing. A user's mistake (a given data
@@ -17,14 +23,12 @@ import sys
 from typing import Any
 
 from passbench.config import ExperimentCfg, to_dict
-from passbench.paths import REPO_ROOT  # noqa: F401 - re-exported (tests, scripts)
-from passbench.records import append_record, skip_marker
-from passbench.runner.core import (SkipRow, WeightsNotFoundError, _cost, _dense_twin, _load_weights,  # noqa: F401
-                                   _measure_speed, _sha256, _weights_path, records_file)
-from passbench.runner.mot import _frames_for, _run_mot, _timing_inputs  # noqa: F401
-from passbench.runner.pose import _run_pose
+from passbench.records import append_record, file_sha256, skip_marker
+from passbench.runner.core import SkipRow, WeightsNotFoundError, records_file, weights_path
+from passbench.runner.mot import run_mot
+from passbench.runner.pose import run_pose
 
-__all__ = ["SkipRow", "WeightsNotFoundError", "records_file", "reuse", "run"]
+__all__ = ["SkipRow", "WeightsNotFoundError", "records_file", "reuse", "run", "run_mot", "run_pose"]
 
 
 def run(
@@ -54,9 +58,9 @@ def run(
     show = sys.stderr.isatty() if progress is None else bool(progress)
     try:
         if cfg.task == "mot":
-            rec = _run_mot(cfg, data_root, resolved, show)
+            rec = run_mot(cfg, data_root, resolved, show)
         elif cfg.task == "pose":
-            rec = _run_pose(cfg, data_root, resolved, show)
+            rec = run_pose(cfg, data_root, resolved, show)
         else:
             raise ValueError(f"{cfg.name}: unknown task {cfg.task!r} (mot, pose)")
     except SkipRow as why:
@@ -93,8 +97,8 @@ def reuse(cfg: ExperimentCfg, records: list[dict[str, Any]], data_root: Any = No
 
     mine = {k: v for k, v in to_dict(cfg).items() if k not in ("name", "table")}
     label = _root_label(cfg, data_root)
-    weights = _weights_path(cfg)
-    sha = _sha256(weights) if weights is not None else None
+    weights = weights_path(cfg)
+    sha = file_sha256(weights) if weights is not None else None
     found = None
     for rec in records:
         if rec.get("kind") != "run" or rec.get("experiment") == cfg.name:

@@ -1,18 +1,18 @@
 """What every task's pipeline shares: data root, weights and method, operating point, speed, cost.
 
-* data root: ``_data_root`` / ``_absent`` (a given root lacking data is the user's error; the
+* data root: ``row_data_root`` / ``missing_data`` (a given root lacking data is the user's error; the
   default root lacking it makes the row "not runnable here");
-* weights: ``_weights_path``, ``_load_weights`` (``passbench.train`` ``final.pt`` with its gates, delta
-  chain merged; or ``passbench.models.checkpoint``), ``_make_skippable``;
-* dense cost and the CPU cap: ``_dense_gmacs``;
-* operating point: ``_operating_point`` (``method.params.operating_point: {rate}``);
-* speed: ``_measure_speed`` (dense twin vs skipped, alternating rounds, same process), ``_dense_twin``;
-* cost: ``_cost`` (executed / dense / gate MACs and patch skip rate from ``collect_stats``).
+* weights: ``weights_path``, ``load_weights`` (``passbench.train`` ``final.pt`` with its gates, delta
+  chain merged; or ``passbench.models.checkpoint``);
+* dense cost and the CPU cap: ``dense_gmacs``;
+* operating point: ``operating_point`` (``method.params.operating_point: {rate}``);
+* speed: ``measure_speed`` (the dense twin, ``passbench.skip.dense_twin``, vs skipped, alternating rounds,
+  same process);
+* cost: ``cost_from_stats`` (executed / dense / gate MACs and patch skip rate from ``collect_stats``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import sys
@@ -32,7 +32,7 @@ class WeightsNotFoundError(FileNotFoundError):
     """A configured weights file does not exist (a user's error, not a skip)."""
 
 
-def _need(module: str, name: str | None = None) -> Any:
+def need(module: str, name: str | None = None) -> Any:
     """Import ``module`` (and attribute ``name``) or raise NotImplementedError naming the missing piece."""
     try:
         mod = importlib.import_module(module)
@@ -50,7 +50,7 @@ def records_file(cfg: ExperimentCfg, results: str | os.PathLike[str] | None = No
     return records_dir(results) / f"{cfg.table or 'misc'}.jsonl"
 
 
-def _data_root(cfg: ExperimentCfg, data_root: Any) -> DataRoot:
+def row_data_root(cfg: ExperimentCfg, data_root: Any) -> DataRoot:
     try:
         return find_data_root(data_root if data_root is not None else cfg.dataset.data_root)
     except DataRootError as e:
@@ -59,22 +59,14 @@ def _data_root(cfg: ExperimentCfg, data_root: Any) -> DataRoot:
         raise SkipRow(str(e)) from None
 
 
-def _absent(root: DataRoot, what: str, hint: str = "") -> Exception:
+def missing_data(root: DataRoot, what: str, hint: str = "") -> Exception:
     """The error for data missing under ``root``: a skip marker under the default root (this machine
     has no such data), the user's error under a root they named."""
     msg = f"{what} not under {root.describe()}" + (f" ({hint})" if hint else "")
     return SkipRow(msg) if root.default else DataRootError(msg)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _weights_path(cfg: ExperimentCfg) -> Path | None:
+def weights_path(cfg: ExperimentCfg) -> Path | None:
     if cfg.model.weights is None:
         return None
     p = Path(cfg.model.weights)
@@ -85,7 +77,7 @@ def _weights_path(cfg: ExperimentCfg) -> Path | None:
     return p
 
 
-def _progress_bar(show: bool, total: int, desc: str) -> Any:
+def progress_bar(show: bool, total: int, desc: str) -> Any:
     """A tqdm bar on stderr over ``total`` frames (a disabled one when ``show`` is False)."""
     from tqdm.auto import tqdm  # noqa: PLC0415
 
@@ -93,10 +85,10 @@ def _progress_bar(show: bool, total: int, desc: str) -> Any:
                 dynamic_ncols=True)
 
 
-def _dense_gmacs(cfg: ExperimentCfg, model: Any, x: Any) -> float:
+def dense_gmacs(cfg: ExperimentCfg, model: Any, x: Any) -> float:
     """Dense GMACs of ``model`` on ``x`` (FlopCounterMode / 2, REFERENCE.md 4); a skip marker when over the
     configured CPU cap (``max_cpu_gmacs``)."""
-    gmacs = _need("passbench.metrics.cost", "count_macs")(model, x) / 1e9
+    gmacs = need("passbench.metrics.cost", "count_macs")(model, x) / 1e9
     if cfg.max_cpu_gmacs is not None and cfg.speed.device == "cpu" and gmacs > cfg.max_cpu_gmacs:
         h, w = x.shape[-2:]
         raise SkipRow(
@@ -106,7 +98,7 @@ def _dense_gmacs(cfg: ExperimentCfg, model: Any, x: Any) -> float:
     return gmacs
 
 
-def _load_weights(model: Any, weights: Path | None, cfg: ExperimentCfg) -> tuple[Any, bool]:
+def load_weights(model: Any, weights: Path | None, cfg: ExperimentCfg) -> tuple[Any, bool]:
     """Load ``weights`` and apply the configured method; returns ``(model, skippable)``.
 
     A ``passbench.train`` ``final.pt`` (keys ``model``, ``model_name``, ``skip``) carries the gates with
@@ -119,7 +111,7 @@ def _load_weights(model: Any, weights: Path | None, cfg: ExperimentCfg) -> tuple
     if weights is not None:
         ck = torch.load(weights, map_location="cpu", weights_only=False)
         if isinstance(ck, dict) and ck.get("base"):  # a passbench.train delta checkpoint: merge its base chain
-            ck = _need("passbench.train.common", "read_final")(weights)
+            ck = need("passbench.train.common", "read_final")(weights)
         if isinstance(ck, dict) and "model" in ck and "model_name" in ck:
             if ck["model_name"] != cfg.model.name:
                 raise ValueError(f"{weights}: weights of model {ck['model_name']!r}, config says {cfg.model.name!r}")
@@ -134,7 +126,7 @@ def _load_weights(model: Any, weights: Path | None, cfg: ExperimentCfg) -> tuple
             if not spec and method != "dense":  # gates without trained state (fixed masks, given thresholds)
                 return _make_skippable(model, method, dict(cfg.method.params)).eval(), True
             return model.eval(), bool(spec)
-        _need("passbench.models.checkpoint", "load_checkpoint")(model, weights)
+        need("passbench.models.checkpoint", "load_checkpoint")(model, weights)
     if method == "dense":
         return model, False
     if method in ("pass_p", "pass_f"):
@@ -145,11 +137,11 @@ def _load_weights(model: Any, weights: Path | None, cfg: ExperimentCfg) -> tuple
 
 def _make_skippable(model: Any, method: str, params: dict[str, Any]) -> Any:
     params = {k: v for k, v in params.items() if k != "operating_point"}  # not a make_skippable argument
-    res = _need("passbench.skip", "make_skippable")(model, method, **params)
+    res = need("passbench.skip", "make_skippable")(model, method, **params)
     return res if res is not None else model  # in-place wrappers may return None
 
 
-def _operating_point(cfg: ExperimentCfg, model: Any, training_pairs: Callable[[int], list]) -> dict[str, Any] | None:
+def operating_point(cfg: ExperimentCfg, model: Any, training_pairs: Callable[[int], list]) -> dict[str, Any] | None:
     """``method.params.operating_point: {rate: r, pairs: n, allocation: learned|uniform}``: move the method's knob so that it skips a
     fraction r of gated patches on n training pairs (``passbench.train.operating_point``); returns the
     knob values set, for the record. None without an operating point.
@@ -165,18 +157,18 @@ def _operating_point(cfg: ExperimentCfg, model: Any, training_pairs: Callable[[i
         raise ValueError(f"{cfg.name}: method.params.operating_point must be "
                          f"{{rate: r[, pairs: n][, allocation: learned|uniform]}}, got {op!r}")
     mod = "passbench.train.operating_point"
-    kind = _need(mod, "knob_kind")(cfg.method.name, dict(cfg.method.params), model)
+    kind = need(mod, "knob_kind")(cfg.method.name, dict(cfg.method.params), model)
     pairs = None
     if kind in ("norm", "gumbel"):  # content-adaptive gates: calibrated on the training split
         pairs = training_pairs(int(op.get("pairs", 16)))
-    return _need(mod, "set_operating_point")(model, cfg.method.name, dict(cfg.method.params), float(op["rate"]), pairs,
+    return need(mod, "set_operating_point")(model, cfg.method.name, dict(cfg.method.params), float(op["rate"]), pairs,
                                              allocation=str(op.get("allocation", "learned")))
 
 
 MOT_TIMED_REGION = "model forward, 1 frame, input letterboxed on device (no decode / tracking)"
 
 
-def _measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list[Any],
+def measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list[Any],
                    region: str = MOT_TIMED_REGION, device: str | None = None, precision: str = "fp32") -> dict[str, Any]:
     """FPS / latency of the model forward, dense and with the method, in this process.
 
@@ -199,26 +191,26 @@ def _measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list
     if not cfg.speed.enabled:  # the schema's keys, no numbers: tables show the row without speed
         return {"fps": None, "fps_dense": None, "speedup": None, "latency_ms_p50": None, "latency_ms_p90": None,
                 "device": dev, "threads": cfg.speed.threads,
-                "precision": _need("passbench.metrics.speed", "precision_label")(precision), "batch": 1,
+                "precision": need("passbench.metrics.speed", "precision_label")(precision), "batch": 1,
                 "timed_region": "not timed (speed.enabled=false)"}
     import copy  # noqa: PLC0415
 
     import torch  # noqa: PLC0415
 
-    measure = _need("passbench.metrics.speed", "measure")
+    measure = need("passbench.metrics.speed", "measure")
     if not frames:
         raise ValueError(f"{cfg.name}: no frames to time")
     if dev != "cpu":  # time a copy on the device: the caller's model (tracking, scoring) stays where it is
         model = copy.deepcopy(model).to(dev)
         frames = [f.to(dev) for f in frames]
-    dense = _dense_twin(model) if skippable else model
+    dense = need("passbench.skip", "dense_twin")(model) if skippable else model
 
     def stream(net: Any, is_skip: bool):
         state = {"i": 0}
 
         def step() -> Any:
             if is_skip and state["i"] % len(frames) == 0:
-                _reset(net, True)  # a new pass over the clip is a new stream: frame 0 dense again
+                reset_streams(net, True)  # a new pass over the clip is a new stream: frame 0 dense again
             x = frames[state["i"] % len(frames)]
             state["i"] += 1
             with torch.inference_mode():
@@ -234,10 +226,10 @@ def _measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list
         if skippable:
             s_res.append(measure(stream(model, True), warmup=cfg.speed.warmup, iters=per, device=dev,
                                  precision=precision, timed_region=region))
-    _reset(model, skippable)
+    reset_streams(model, skippable)
 
     def merged(res: list[Any]) -> dict[str, Any]:
-        pct = _need("passbench.metrics.speed", "percentile_ms")
+        pct = need("passbench.metrics.speed", "percentile_ms")
         lat = [v for r in res for v in r.latencies_ms]
         out = res[0].as_dict()
         out["latency_ms_p50"] = pct(lat, 50)
@@ -255,25 +247,12 @@ def _measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list
     return out
 
 
-def _dense_twin(model: Any) -> Any:
-    """A deep copy of ``model`` with every ``SkipConv2d`` replaced by its own ``Conv2d`` (no gates, no state)."""
-    import copy  # noqa: PLC0415
-
-    skip_conv = _need("passbench.skip", "SkipConv2d")
-    twin = copy.deepcopy(model)
-    for m in list(twin.modules()):
-        for child_name, child in list(m.named_children()):
-            if isinstance(child, skip_conv):
-                setattr(m, child_name, child.conv)
-    return twin.eval()
-
-
-def _reset(model: Any, skippable: bool) -> None:
+def reset_streams(model: Any, skippable: bool) -> None:
     if skippable:
-        _need("passbench.skip", "reset")(model)
+        need("passbench.skip", "reset")(model)
 
 
-def _cost(stats: list[dict[str, Any]], skippable: bool, gmacs_dense: float) -> dict[str, Any]:
+def cost_from_stats(stats: list[dict[str, Any]], skippable: bool, gmacs_dense: float) -> dict[str, Any]:
     """``cost{gmacs_dense, gmacs_executed, gate_gmacs, patch_skip_rate, mac_reduction}`` per frame.
 
     ``gmacs_dense`` is the whole network (FlopCounterMode / 2, deformable / linear layers included);

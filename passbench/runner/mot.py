@@ -6,7 +6,7 @@
    ``dataset.data_root``) that does not exist or lacks the row's data, or a configured weights file
    that does not exist;
 2. build the model (``passbench.models.build_model``, ``pretrained=False``: no downloads), load the
-   configured weights (``core._load_weights``);
+   configured weights (``core.load_weights``);
 3. time the dense forward, then apply the method (``passbench.skip.make_skippable``; ``dense`` leaves
    the model untouched) and time it on the same consecutive frames in the same process;
 4. track every sequence (``passbench.tracking.infer.track_sequence``) and evaluate
@@ -24,29 +24,29 @@ from typing import Any
 
 from passbench.config import ExperimentCfg
 from passbench.paths import DataRoot
-from passbench.records import new_record
-from passbench.runner.core import (_absent, _cost, _data_root, _dense_gmacs, _load_weights, _measure_speed, _need,
-                                   _operating_point, _progress_bar, _reset, _sha256, _weights_path)
+from passbench.records import file_sha256, new_record
+from passbench.runner.core import (cost_from_stats, dense_gmacs, load_weights, measure_speed, missing_data, need,
+                                   operating_point, progress_bar, reset_streams, row_data_root, weights_path)
 
 
-def _mot_sequences(cfg: ExperimentCfg, root: DataRoot) -> list[Path]:
+def mot_sequences(cfg: ExperimentCfg, root: DataRoot) -> list[Path]:
     if not cfg.dataset.sequences:
         raise ValueError(f"{cfg.name}: dataset.sequences is empty")
     out = []
     for s in cfg.dataset.sequences:
         p = root.path / cfg.dataset.name / cfg.dataset.split / s
         if not p.is_dir():
-            raise _absent(root, f"sequence {cfg.dataset.name}/{cfg.dataset.split}/{s}")
+            raise missing_data(root, f"sequence {cfg.dataset.name}/{cfg.dataset.split}/{s}")
         out.append(p)
     return out
 
 
 def _training_pairs(cfg: ExperimentCfg, root: DataRoot, n: int) -> list[Any]:
     """``n`` consecutive-frame pairs of the sample training split, for a content-adaptive operating point."""
-    return _need("passbench.train.operating_point", "training_pairs")(tuple(cfg.model.input_wh), str(root.path), n=n)
+    return need("passbench.train.operating_point", "training_pairs")(tuple(cfg.model.input_wh), str(root.path), n=n)
 
 
-def _prepare_model(cfg: ExperimentCfg, root: DataRoot, weights: Any) -> tuple[Any, bool, dict | None, float]:
+def prepare_model(cfg: ExperimentCfg, root: DataRoot, weights: Any) -> tuple[Any, bool, dict | None, float]:
     """The row's model as it is evaluated and timed: built, dense MACs counted (and the CPU cap checked),
     weights loaded, operating point set, BatchNorm folded, channels-last as configured.
 
@@ -58,48 +58,48 @@ def _prepare_model(cfg: ExperimentCfg, root: DataRoot, weights: Any) -> tuple[An
     torch.set_num_threads(cfg.speed.threads)
     torch.manual_seed(cfg.train.seed)
     w, h = cfg.model.input_wh
-    model = _need("passbench.models", "build_model")(cfg.model.name, pretrained=False, **cfg.model.kwargs).eval()
+    model = need("passbench.models", "build_model")(cfg.model.name, pretrained=False, **cfg.model.kwargs).eval()
     # MACs of the dense network at the configured input (FlopCounterMode / 2, REFERENCE.md 4).
-    gmacs_dense = _dense_gmacs(cfg, model, torch.zeros(1, 3, h, w))
-    model, skippable = _load_weights(model, weights, cfg)
+    gmacs_dense = dense_gmacs(cfg, model, torch.zeros(1, 3, h, w))
+    model, skippable = load_weights(model, weights, cfg)
     model.eval()
-    knob = _operating_point(cfg, model, lambda n: _training_pairs(cfg, root, n)) if skippable else None
+    knob = operating_point(cfg, model, lambda n: _training_pairs(cfg, root, n)) if skippable else None
     if cfg.model.fold_bn:
-        _need("passbench.skip", "fold_batchnorm")(model)
+        need("passbench.skip", "fold_batchnorm")(model)
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model, skippable, knob, gmacs_dense
 
 
-def _run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = False) -> dict[str, Any]:
-    root = _data_root(cfg, data_root)
-    seq_dirs = _mot_sequences(cfg, root)
-    weights = _weights_path(cfg)
-    model, skippable, knob, gmacs_dense = _prepare_model(cfg, root, weights)
+def run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = False) -> dict[str, Any]:
+    root = row_data_root(cfg, data_root)
+    seq_dirs = mot_sequences(cfg, root)
+    weights = weights_path(cfg)
+    model, skippable, knob, gmacs_dense = prepare_model(cfg, root, weights)
 
-    sequences = [_need("passbench.datasets.mot", "load_sequence")(str(p)) for p in seq_dirs]
-    seq_frames = {seq.name: _frames_for(cfg, seq) for seq in sequences}
+    sequences = [need("passbench.datasets.mot", "load_sequence")(str(p)) for p in seq_dirs]
+    seq_frames = {seq.name: frames_for(cfg, seq) for seq in sequences}
     n_frames = sum(len(r) if r is not None else seq.num_frames for seq, r in zip(sequences, seq_frames.values()))
-    track_sequence = _need("passbench.tracking.infer", "track_sequence")
-    evaluate_sequences = _need("passbench.metrics.mot", "evaluate_sequences")
-    with _progress_bar(show, n_frames, cfg.name) as bar:
+    track_sequence = need("passbench.tracking.infer", "track_sequence")
+    evaluate_sequences = need("passbench.metrics.mot", "evaluate_sequences")
+    with progress_bar(show, n_frames, cfg.name) as bar:
         if cfg.speed.enabled:
             bar.set_postfix_str("timing the forward")
-        speed = _measure_speed(cfg, model, skippable, _timing_inputs(cfg, sequences[0]) if cfg.speed.enabled else [])
+        speed = measure_speed(cfg, model, skippable, timing_inputs(cfg, sequences[0]) if cfg.speed.enabled else [])
         results = {}
         stats = []  # one collect_stats per sequence: counters cover the tracked frames, not the timing run
         for seq in sequences:
             bar.set_postfix_str(f"tracking {seq.name}")
-            _reset(model, skippable)  # each sequence is a new stream: no state (and no counts) carried across
+            reset_streams(model, skippable)  # each sequence is a new stream: no state (and no counts) carried across
             tracked = track_sequence(model, seq, img_size=tuple(cfg.model.input_wh), frames=seq_frames[seq.name],
                                      conf_thres=cfg.eval.conf_threshold, on_frame=lambda _ev: bar.update(1))
             results[seq.name] = tracked.results
             if skippable:
-                stats.append(_need("passbench.skip", "collect_stats")(model))
+                stats.append(need("passbench.skip", "collect_stats")(model))
         bar.set_postfix_str("evaluating")
         scores = evaluate_sequences({s.name: s for s in sequences}, results, iou_threshold=cfg.eval.iou_threshold,
                                     backend=cfg.eval.backend, frames=seq_frames)
-    cost = _cost(stats, skippable, gmacs_dense)
+    cost = cost_from_stats(stats, skippable, gmacs_dense)
     return new_record(
         experiment=cfg.name,
         task="mot",
@@ -108,7 +108,7 @@ def _run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = Fa
                  "sequences": list(cfg.dataset.sequences), "synthetic": False, "data_root": root.label,
                  "frames_used": {n: [r.start, r.stop - 1] if r is not None else None for n, r in seq_frames.items()}},
         model={"name": cfg.model.name, "tag": "trained" if weights else "init",
-               "weights_sha256": _sha256(weights) if weights else None},
+               "weights_sha256": file_sha256(weights) if weights else None},
         method={"name": cfg.method.name, "params": dict(cfg.method.params), "knob": knob},
         metrics=_mot_metrics(scores),
         cost=cost,
@@ -117,9 +117,9 @@ def _run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = Fa
     )
 
 
-def _timing_inputs(cfg: ExperimentCfg, seq: Any) -> list[Any]:
+def timing_inputs(cfg: ExperimentCfg, seq: Any) -> list[Any]:
     """The first ``warmup + iters`` frames of ``seq``, letterboxed: (1, 3, H, W) in [0, 1] each."""
-    letterbox = _need("passbench.tracking.letterbox", "letterbox")
+    letterbox = need("passbench.tracking.letterbox", "letterbox")
     n = cfg.speed.warmup + cfg.speed.iters
     out = []
     for item in seq.frames():
@@ -131,13 +131,13 @@ def _timing_inputs(cfg: ExperimentCfg, seq: Any) -> list[Any]:
     return out
 
 
-def _frames_for(cfg: ExperimentCfg, seq: Any) -> range | None:
+def frames_for(cfg: ExperimentCfg, seq: Any) -> range | None:
     """The contiguous MOT frames of ``seq`` this row tracks and scores (``dataset.halves`` / ``frames``)."""
     half = cfg.dataset.halves.get(seq.name)
     if half is not None:
         if half not in ("train", "val"):
             raise ValueError(f"{cfg.name}: dataset.halves.{seq.name} must be 'train' or 'val', got {half!r}")
-        tr, va = _need("passbench.datasets.mot", "half_split")(seq)
+        tr, va = need("passbench.datasets.mot", "half_split")(seq)
         return va if half == "val" else tr
     if cfg.dataset.frames:
         return range(cfg.dataset.frames[0], cfg.dataset.frames[1] + 1)

@@ -36,9 +36,9 @@ import numpy as np
 
 from passbench.config import ExperimentCfg
 from passbench.paths import DataRoot, DataRootError
-from passbench.records import new_record
-from passbench.runner.core import (SkipRow, _absent, _cost, _data_root, _dense_gmacs, _load_weights, _measure_speed,
-                                   _need, _operating_point, _progress_bar, _reset, _sha256, _weights_path)
+from passbench.records import file_sha256, new_record
+from passbench.runner.core import (SkipRow, cost_from_stats, dense_gmacs, load_weights, measure_speed, missing_data,
+                                   need, operating_point, progress_bar, reset_streams, row_data_root, weights_path)
 
 SYNTHETIC_DEFAULT = "synthetic:table2"  # the preset reproduce falls back to (passbench.datasets.synthetic_h36m)
 POSE_TIMED_REGION = "model forward, 1 frame, box crop already on device (no decode / crop / back-projection)"
@@ -69,9 +69,9 @@ def _pose_root(cfg: ExperimentCfg, data_root: Any) -> DataRoot:
     given = data_root if data_root is not None else cfg.dataset.data_root
     if is_synthetic_root(given):
         return DataRoot(resolve_root(given).resolve(), str(given), default=True)
-    root = _data_root(cfg, data_root)
+    root = row_data_root(cfg, data_root)
     if not (root.path / "Human36M").is_dir():
-        raise _absent(root, "no Human3.6M: Human36M/", cfg.requires or "Human3.6M")
+        raise missing_data(root, "no Human3.6M: Human36M/", cfg.requires or "Human3.6M")
     return root
 
 
@@ -104,13 +104,13 @@ def load_streams(cfg: ExperimentCfg, root: DataRoot, input_hw: tuple[int, int]) 
     for key in data.streams:
         have[key.subject].add(key.action)
     if actions:
-        need = {action_index(a) for a in actions}
+        wanted = {action_index(a) for a in actions}
     elif data.synthetic:
-        need = set().union(*have.values())
+        wanted = set().union(*have.values())
     else:
-        need = set(range(2, 2 + len(ACTION_NAMES)))
+        wanted = set(range(2, 2 + len(ACTION_NAMES)))
     for s in subjects:
-        missing = sorted(need - have[s])
+        missing = sorted(wanted - have[s])
         if missing:
             names = ", ".join(f"{a} ({ACTION_NAMES[a - 2]})" for a in missing)
             raise H36MFormatError(f"{data.root}/annotations/Human36M_subject{s}_data.json: subject {s} has no images "
@@ -172,7 +172,7 @@ def _run_streams(cfg: ExperimentCfg, model: Any, skippable: bool, data: Any, spe
     from passbench.pose.crop import crop_image, to_input  # noqa: PLC0415
     from passbench.pose.data import stream_boxes  # noqa: PLC0415
 
-    collect = _need("passbench.skip", "collect_stats") if skippable else None
+    collect = need("passbench.skip", "collect_stats") if skippable else None
     extra = () if data.protocol.metric in ("mpjpe", "pa_mpjpe") else (data.protocol.metric,)
     scores, stats, n_run, no_box = Scores(("mpjpe", "pa_mpjpe") + extra), [], 0, 0
     for st in data:
@@ -185,7 +185,7 @@ def _run_streams(cfg: ExperimentCfg, model: Any, skippable: bool, data: Any, spe
         if boxes[0] is None:  # no frame of this video has a box: nothing can be cropped or scored
             continue
         bar.set_postfix_str(st.key.folder)
-        _reset(model, skippable)  # each video is a new stream: no state (and no counts) carried across
+        reset_streams(model, skippable)  # each video is a new stream: no state (and no counts) carried across
         last = int(scored[-1])
         images = st.images()
         coords, frames = [], []
@@ -255,11 +255,11 @@ def _training_pairs(cfg: ExperimentCfg, root: DataRoot, spec: Any, n: int) -> li
     return [(b["prev"], b["img"]) for b in (batches(s) for s in range(max(1, -(-n // 4))))]
 
 
-def _run_pose(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = False) -> dict[str, Any]:
+def run_pose(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = False) -> dict[str, Any]:
     from passbench.datasets.h36m import get_protocol  # noqa: PLC0415
 
     root = _pose_root(cfg, data_root)
-    weights = _weights_path(cfg)
+    weights = weights_path(cfg)
     import torch  # noqa: PLC0415 - heavy imports only when a row really runs
 
     from passbench.pose.crop import crop_image, to_input  # noqa: PLC0415
@@ -270,21 +270,21 @@ def _run_pose(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = F
     torch.set_num_threads(cfg.speed.threads)
     torch.manual_seed(cfg.train.seed)
     w, h = cfg.model.input_wh
-    model = _need("passbench.models", "build_model")(cfg.model.name, pretrained=False, **cfg.model.kwargs).eval()
+    model = need("passbench.models", "build_model")(cfg.model.name, pretrained=False, **cfg.model.kwargs).eval()
     spec = MapSpec.of(model)
     if spec.input_hw != (h, w):
         raise ValueError(f"{cfg.name}: model.input_wh {w}x{h} but {cfg.model.name} takes "
                          f"{spec.input_hw[1]}x{spec.input_hw[0]} (set model.input_wh or model.kwargs.input_hw)")
-    gmacs_dense = _dense_gmacs(cfg, model, torch.zeros(1, 3, h, w))
+    gmacs_dense = dense_gmacs(cfg, model, torch.zeros(1, 3, h, w))
     if weights is None:
         raise SkipRow(f"no trained weights for {cfg.model.name} (model.weights is null): a pose model from random "
                       "init predicts nothing worth a number; train it (scripts/train_pose.sh) and set model.weights")
     data = load_streams(cfg, root, spec.input_hw)
-    model, skippable = _load_weights(model, weights, cfg)
+    model, skippable = load_weights(model, weights, cfg)
     model.eval()
-    knob = _operating_point(cfg, model, lambda n: _training_pairs(cfg, root, spec, n)) if skippable else None
+    knob = operating_point(cfg, model, lambda n: _training_pairs(cfg, root, spec, n)) if skippable else None
     if cfg.model.fold_bn:
-        _need("passbench.skip", "fold_batchnorm")(model)
+        need("passbench.skip", "fold_batchnorm")(model)
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
 
@@ -298,17 +298,17 @@ def _run_pose(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = F
     for st in data:
         sel = np.flatnonzero(_frame_range(cfg, st) & st.eval_mask)
         total += int((np.flatnonzero(_frame_range(cfg, st)) <= sel[-1]).sum()) if len(sel) else 0
-    with _progress_bar(show, total, cfg.name) as bar:
+    with progress_bar(show, total, cfg.name) as bar:
         if cfg.speed.enabled:
             bar.set_postfix_str("timing the forward")
-        speed = _measure_speed(cfg, model, skippable, timing, POSE_TIMED_REGION)
+        speed = measure_speed(cfg, model, skippable, timing, POSE_TIMED_REGION)
         scores, stats, n_run, no_box = _run_streams(cfg, model, skippable, data, spec, bar)
         metrics = pose_metrics(scores, no_box)
-    cost = _cost([s for _, s in stats], skippable, gmacs_dense)
+    cost = cost_from_stats([s for _, s in stats], skippable, gmacs_dense)
     if skippable:  # the skip rate per camera kind (fixed / moving): what the gates do when the camera moves
         for cam, m in metrics["per_camera"].items():
             group = [s for mv, s in stats if ("moving" if mv else "fixed") == cam]
-            c = _cost(group, True, gmacs_dense)
+            c = cost_from_stats(group, True, gmacs_dense)
             m.update(patch_skip_rate=c["patch_skip_rate"], gmacs_executed=c["gmacs_executed"])
     summary = data.summary()
     return new_record(
@@ -322,7 +322,7 @@ def _run_pose(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = F
                  "frames_run": n_run, "settings": summary["settings"],
                  "note": ("SYNTHETIC stick-figure data (passbench.datasets.synthetic_h36m): not Human3.6M numbers"
                           if summary["synthetic"] else "Human3.6M: indoor lab, 4 fixed cameras")},
-        model={"name": cfg.model.name, "tag": "trained", "weights_sha256": _sha256(weights)},
+        model={"name": cfg.model.name, "tag": "trained", "weights_sha256": file_sha256(weights)},
         method={"name": cfg.method.name, "params": dict(cfg.method.params), "knob": knob},
         metrics=metrics,
         cost=cost,

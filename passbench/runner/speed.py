@@ -3,7 +3,7 @@
 For a user on a GPU or a Jetson who wants that device's FPS beside the CPU records: the row's model
 is built exactly as ``run`` builds it (weights, gates, operating point, BatchNorm folding, memory
 format), its dense twin and the skipping model are timed on the first frames of the row's first
-sequence (``core._measure_speed``: same process, alternating rounds, CUDA events after a
+sequence (``core.measure_speed``: same process, alternating rounds, CUDA events after a
 synchronisation, optional ``torch.autocast``), and a speed record (``kind: "speed"``,
 ``passbench.records.speed_record``) is appended; no tracking, no scores. Tables show it as an extra
 FPS column for that device (``passbench.report.tables.device_label``). The CPU budget
@@ -17,8 +17,8 @@ import os
 from typing import Any
 
 from passbench.config import ExperimentCfg, to_dict
-from passbench.records import append_record, speed_record
-from passbench.runner.core import SkipRow, _data_root, _measure_speed, _need, _sha256, _weights_path, records_file
+from passbench.records import append_record, file_sha256, speed_record
+from passbench.runner.core import SkipRow, measure_speed, need, records_file, row_data_root, weights_path
 
 
 def run_speed(cfg: ExperimentCfg, *, device: str | None = None, precision: str = "fp32", threads: int | None = None,
@@ -47,19 +47,19 @@ def run_speed(cfg: ExperimentCfg, *, device: str | None = None, precision: str =
         raise ValueError(f"{cfg.name}: --device {dev}: no CUDA device is available here")
     cfg = dataclasses.replace(cfg, speed=dataclasses.replace(cfg.speed, device=dev, enabled=True,
                                                              threads=threads or cfg.speed.threads))
-    from passbench.runner.mot import _mot_sequences, _prepare_model, _timing_inputs  # noqa: PLC0415
+    from passbench.runner.mot import mot_sequences, prepare_model, timing_inputs  # noqa: PLC0415
 
-    root = _data_root(cfg, data_root)
-    seq_dirs = _mot_sequences(cfg, root)
-    weights = _weights_path(cfg)
-    model, skippable, knob, _ = _prepare_model(cfg, root, weights)  # the CPU budget: a skip marker on the CPU only
-    seq = _need("passbench.datasets.mot", "load_sequence")(str(seq_dirs[0]))
-    frames = _timing_inputs(cfg, seq)  # as run times them
-    speed = _measure_speed(cfg, model, skippable, frames, device=dev, precision=precision)
+    root = row_data_root(cfg, data_root)
+    seq_dirs = mot_sequences(cfg, root)
+    weights = weights_path(cfg)
+    model, skippable, knob, _ = prepare_model(cfg, root, weights)  # the CPU budget: a skip marker on the CPU only
+    seq = need("passbench.datasets.mot", "load_sequence")(str(seq_dirs[0]))
+    frames = timing_inputs(cfg, seq)  # as run times them
+    speed = measure_speed(cfg, model, skippable, frames, device=dev, precision=precision)
     rec = speed_record(
         experiment=cfg.name, task=cfg.task,
         model={"name": cfg.model.name, "tag": "trained" if weights else "init",
-               "weights_sha256": _sha256(weights) if weights else None},
+               "weights_sha256": file_sha256(weights) if weights else None},
         method={"name": cfg.method.name, "params": dict(cfg.method.params), "knob": knob},
         speed=speed, config=to_dict(cfg))
     if write:

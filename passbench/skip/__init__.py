@@ -1,6 +1,6 @@
 """passbench.skip: which output patches of each convolution to skip, and how to skip them.
 
-Public API (stable names; ``models/``, ``train/`` and ``runner.py`` code against these)::
+Public API (stable names; ``models/``, ``train/`` and ``runner/`` code against these)::
 
     make_skippable(model, method, *, patch_size=8, layers=None, exclude=None, execution="auto",
                    refresh_every=None, input_shape=None, **gate_params) -> model
@@ -11,7 +11,7 @@ Public API (stable names; ``models/``, ``train/`` and ``runner.py`` code against
         mask at ``keep`` fraction), ``keyframe`` (every gated output reused on a fraction ``rate`` of
         frames). ``execution``: ``reference`` (dense conv + blend; the oracle and the differentiable
         training path), ``sparse`` (``skip.sparse.sparse_conv2d``), ``auto``
-        (``skip.sparse.choose_path`` per layer and frame). Training mode always uses ``reference``.
+        (``skip.dispatch.choose_path`` per layer and frame). Training mode always uses ``reference``.
     reset(model)                  forget every stream's state (call at a new sequence)
     skip_session(model)           context manager: reset on entry and on exit
     set_mask_mode(model, mode)    "normal" (mask 1 = skip), "complement" (1 - the last normal mask),
@@ -25,6 +25,7 @@ Public API (stable names; ``models/``, ``train/`` and ``runner.py`` code against
     residual_norms(model)         norm gates: per-patch residual norms of the last forward, per layer
     budget_loss(model, target)    Skip-Conv sparsity budget term (MAC-weighted hinge), differentiable
     skippable_layers(model)       [(qualified name, SkipConv2d), ...] in module order
+    dense_twin(model)             a copy with every SkipConv2d replaced by its own Conv2d (the timing reference)
     collect_stats(model) -> dict  per-layer rows + totals: dense_macs, executed_macs, gate_macs,
                                   patch_skip_rate, mac_reduction (since the last reset)
     GATES, METHODS                registries (passbench.registry.Registry)
@@ -36,29 +37,50 @@ opposite polarity (True = compute); the wrapper converts.
 
 MAC accounting (``skip.macs``): the paper's Eq. 1-3 (``eq1_vanilla_macs``, ``eq2_patch_skip_rate``,
 ``eq3_mac_reduction``) and per-layer dense / executed / gate MACs.
+
+Files, lowest first (each imports only those above it)::
+
+    native/      C++ gather / scatter rows for the channels-last path (built on first use; PyTorch fallback)
+    nhwc.py      channels-last row tables: the sparse path's gather / scatter, the dense path's blends
+    sparse.py    sparse_conv2d: gather - convolve - scatter of the active output patches (generic path)
+    dispatch.py  choose_path: sparse or dense per layer shape and keep fraction (cached micro-benchmark)
+    fastgate.py  the PASS gates' fast inference ops and their stacking (GateStack)
+    gates.py     the gates (PASS, Skip-Conv norm / Gumbel, fixed, keyframe) and the GATES registry
+    methods.py   METHODS: a method name -> each layer's gate and formulation
+    macs.py      Eq. 1-3 and per-layer dense / executed MACs
+    state.py     StreamState (what a layer remembers between frames), LayerStats (its counters)
+    geometry.py  output size, integer padding, patch areas, mask upsampling
+    stacking.py  ForwardClock (forwards of the model), GateGroups (PASS gates stacked on a shared input)
+    wrapper.py   SkipConv2d: one layer's forward (gate, dispatch, state, counters)
+    control.py   model-wide controls (reset, masks, thresholds, rates, stream states, dense_twin)
+    budget.py    skip_probability, budget_loss (training reads of the last forward)
+    stats.py     collect_stats
+    make.py      make_skippable
+    fold.py      fold_batchnorm
 """
 
-from passbench.skip.fold import fold_batchnorm
-from passbench.skip.gates import GATES, FixedGate, GumbelGate, KeyframeGate, NormGate, PassGate, gumbel_normalization
-from passbench.skip.macs import collect_stats, eq1_vanilla_macs, eq2_patch_skip_rate, eq3_mac_reduction
-from passbench.skip.methods import METHODS
-from passbench.skip.wrapper import (
-    SkipConv2d,
-    budget_loss,
+from passbench.skip.budget import budget_loss, skip_probability
+from passbench.skip.control import (
+    dense_twin,
     gate_parameters,
-    make_skippable,
     reset,
     residual_norms,
-    set_mask_mode,
     set_gate_engine,
+    set_mask_mode,
     set_rates,
     set_stream_states,
     set_thresholds,
-    skip_probability,
     skip_session,
     skippable_layers,
     stream_states,
 )
+from passbench.skip.fold import fold_batchnorm
+from passbench.skip.gates import GATES, FixedGate, GumbelGate, KeyframeGate, NormGate, PassGate, gumbel_normalization
+from passbench.skip.macs import eq1_vanilla_macs, eq2_patch_skip_rate, eq3_mac_reduction
+from passbench.skip.make import make_skippable
+from passbench.skip.methods import METHODS
+from passbench.skip.stats import collect_stats
+from passbench.skip.wrapper import SkipConv2d
 
 __all__ = [
     "GATES",
@@ -71,6 +93,7 @@ __all__ = [
     "SkipConv2d",
     "budget_loss",
     "collect_stats",
+    "dense_twin",
     "fold_batchnorm",
     "eq1_vanilla_macs",
     "eq2_patch_skip_rate",

@@ -30,32 +30,24 @@ no compiler). Edge patches that stick out of the map are computed at full size a
 scatter (their wasted outputs are counted in ``executed_macs``). Measured speed:
 ``docs/engine-benchmark.md``.
 
-``choose_path`` decides per layer shape and keep fraction whether the sparse path pays (cached
-micro-benchmark); ``blend_skipped`` is the cheap mask-honouring blend for its dense path.
+This module holds the entry points and the generic path; the channels-last path is ``skip.nhwc``.
+``skip.dispatch.choose_path`` decides per layer shape and keep fraction whether the sparse path pays
+(cached micro-benchmark).
 """
 
 from __future__ import annotations
-
-import math
-import os
-import time
-import weakref
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from passbench.skip import native as _native
+from passbench.skip.nhwc import nhwc_ok, sparse_nhwc
 
 __all__ = [
     "sparse_conv2d",
     "sparse_conv2d_functional",
-    "blend_skipped",
-    "blend_and_update",
-    "choose_path",
     "conv_out_size",
     "dense_macs",
-    "clear_dispatch_cache",
 ]
 
 
@@ -162,8 +154,8 @@ def sparse_conv2d_functional(
     out = prev_out if inplace else prev_out.clone()
     macs = int(n_act * P * P * cout * cin_g * kh * kw)
     geom = (B, H, W, P, kh, kw, sh, sw, ph, pw, dh, dw)
-    if _nhwc_ok(x) and _nhwc_ok(out):
-        _sparse_nhwc(x, weight, bias, groups, out, flat, geom, (Ho, Wo, nH, nW), residual)
+    if nhwc_ok(x) and nhwc_ok(out):
+        sparse_nhwc(x, weight, bias, groups, out, flat, geom, (Ho, Wo, nH, nW), residual)
         return out, macs
 
     # 1. pad once: conv padding on top/left, and on bottom/right at least the conv padding, more
@@ -210,229 +202,6 @@ def sparse_conv2d_functional(
     _scatter(out, y, bi, ii, jj, P, nH, nW, Ho, Wo, residual)
     return out, macs
 
-
-def _nhwc_ok(t: torch.Tensor) -> bool:
-    """True when ``t`` is a dense channels-last tensor, so ``t.permute(0, 2, 3, 1)`` is a (B*H*W, C) matrix."""
-    return t.is_contiguous(memory_format=torch.channels_last) and t.shape[1] > 1
-
-
-_TABLES: dict[tuple, tuple] = {}
-
-
-def _nhwc_tables(geom: tuple, out_grid: tuple, device: torch.device) -> tuple:
-    """Row-index tables of the channels-last path, cached per geometry.
-
-    Returns ``(in_rows, in_bad, out_rows, out_ok)``: in_rows (B*nH*nW, win_h*win_w) int64 row of
-    the (B*H*W, Cin) input matrix feeding each window pixel (clamped into the map); in_bad the same
-    shape, True where the pixel is zero padding (None if no window touches padding); out_rows
-    (B*nH*nW, P*P) row of the (B*Ho*Wo, Cout) output matrix per patch pixel (clamped); out_ok, True
-    where that pixel is inside the map (None when P divides Ho and Wo).
-    """
-    key = (geom, out_grid, str(device))
-    hit = _TABLES.get(key)
-    if hit is not None:
-        return hit
-    B, H, W, P, kh, kw, sh, sw, ph, pw, dh, dw = geom
-    Ho, Wo, nH, nW = out_grid
-    win_h, win_w = (P - 1) * sh + (kh - 1) * dh + 1, (P - 1) * sw + (kw - 1) * dw + 1
-    kw_ = dict(device=device, dtype=torch.int64)
-    h = torch.arange(nH, **kw_)[:, None] * (P * sh) - ph + torch.arange(win_h, **kw_)  # (nH, win_h)
-    w = torch.arange(nW, **kw_)[:, None] * (P * sw) - pw + torch.arange(win_w, **kw_)  # (nW, win_w)
-    b = torch.arange(B, **kw_).view(B, 1, 1, 1, 1) * (H * W)
-    in_rows = b + (h.clamp(0, H - 1) * W).view(1, nH, 1, win_h, 1) + w.clamp(0, W - 1).view(1, 1, nW, 1, win_w)
-    bad = ((h < 0) | (h >= H)).view(1, nH, 1, win_h, 1) | ((w < 0) | (w >= W)).view(1, 1, nW, 1, win_w)
-    bad = bad.expand(B, nH, nW, win_h, win_w).reshape(B * nH * nW, win_h * win_w)
-    out_rows, out_ok = _out_tables(B, Ho, Wo, P, device)
-    hit = (in_rows.reshape(B * nH * nW, win_h * win_w), bad if bool(bad.any()) else None, out_rows, out_ok)
-    if len(_TABLES) > 512:  # bounded: a long-running process may see many shapes
-        _TABLES.clear()
-    _TABLES[key] = hit
-    return hit
-
-
-def _out_tables(B: int, Ho: int, Wo: int, P: int, device) -> tuple:
-    """``(out_rows, out_ok)``: (B*nH*nW, P*P) row of the (B*Ho*Wo, C) channels-last matrix per
-    patch pixel (clamped into the map), and True where that pixel is inside the map (None when P
-    divides Ho and Wo). Cached."""
-    key = ("out", B, Ho, Wo, P, str(device))
-    hit = _TABLES.get(key)
-    if hit is not None:
-        return hit
-    nH, nW = -(-Ho // P), -(-Wo // P)
-    kw_ = dict(device=device, dtype=torch.int64)
-    oh = torch.arange(nH, **kw_)[:, None] * P + torch.arange(P, **kw_)  # (nH, P)
-    ow = torch.arange(nW, **kw_)[:, None] * P + torch.arange(P, **kw_)  # (nW, P)
-    bo = torch.arange(B, **kw_).view(B, 1, 1, 1, 1) * (Ho * Wo)
-    rows = bo + (oh.clamp(max=Ho - 1) * Wo).view(1, nH, 1, P, 1) + ow.clamp(max=Wo - 1).view(1, 1, nW, 1, P)
-    ok = ((oh < Ho).view(1, nH, 1, P, 1) & (ow < Wo).view(1, 1, nW, 1, P)).expand(B, nH, nW, P, P)
-    hit = (rows.reshape(B * nH * nW, P * P), None if bool(ok.all()) else ok.reshape(B * nH * nW, P * P))
-    _TABLES[key] = hit
-    return hit
-
-
-def blend_skipped(y: torch.Tensor, prev_out: torch.Tensor, compute_mask: torch.Tensor, patch: int) -> torch.Tensor:
-    """``where(mask_upsampled, y, prev_out)`` for the dense path of a dispatcher, cheaply.
-
-    With both tensors channels-last the skipped patches of ``prev_out`` are copied into ``y`` in
-    place (one ``index_select`` + ``index_copy_`` over the skipped pixels only, instead of
-    upsampling the mask and a three-tensor ``torch.where`` over the whole map); otherwise it falls
-    back to ``torch.where``. ``y`` must be owned by the caller (it may be modified and returned).
-
-    Args:
-        y: (B, C, Ho, Wo) the dense convolution output.
-        prev_out: (B, C, Ho, Wo) previous output.
-        compute_mask: bool (B, ceil(Ho / patch), ceil(Wo / patch)); True = computed patch (keep y).
-        patch: output patch size.
-    """
-    B, C, Ho, Wo = y.shape
-    if tuple(prev_out.shape) != tuple(y.shape):
-        raise ValueError(f"blend_skipped: prev_out {tuple(prev_out.shape)} != y {tuple(y.shape)}")
-    if _nhwc_ok(y) and _nhwc_ok(prev_out):
-        skip = (~compute_mask.bool()).reshape(-1).nonzero().squeeze(1)
-        if skip.numel() == 0:
-            return y
-        if _use_native(y) and y.dtype == prev_out.dtype:
-            y2d, p2d = y.permute(0, 2, 3, 1).view(-1, C), prev_out.permute(0, 2, 3, 1).view(-1, C)
-            _native.copy_rows(y2d, p2d, _native_out_table(B, Ho, Wo, patch, y.device), skip)
-            return y
-        rows_t, ok_t = _out_tables(B, Ho, Wo, patch, y.device)
-        rows = rows_t.index_select(0, skip).reshape(-1)
-        if ok_t is not None:
-            rows = rows[ok_t.index_select(0, skip).reshape(-1)]
-        y2d, p2d = y.permute(0, 2, 3, 1).view(-1, C), prev_out.permute(0, 2, 3, 1).view(-1, C)
-        y2d.index_copy_(0, rows, p2d.index_select(0, rows))
-        return y
-    m = compute_mask.bool().repeat_interleave(patch, 1).repeat_interleave(patch, 2)[:, None, :Ho, :Wo]
-    return torch.where(m, y, prev_out)
-
-
-def blend_update_ok(y: torch.Tensor, prev_out: torch.Tensor) -> bool:
-    """Whether ``blend_and_update`` takes its row-copy path (both channels-last, same shape and dtype)."""
-    return (_nhwc_ok(y) and _nhwc_ok(prev_out) and y.shape == prev_out.shape and y.dtype == prev_out.dtype
-            and y.device == prev_out.device)
-
-
-def _patch_rows(sel: torch.Tensor, B: int, Ho: int, Wo: int, patch: int, device) -> torch.Tensor:
-    """Rows of the (B*Ho*Wo, C) channels-last matrix covered by the patches ``sel`` (flat indices)."""
-    rows_t, ok_t = _out_tables(B, Ho, Wo, patch, device)
-    rows = rows_t.index_select(0, sel).reshape(-1)
-    if ok_t is not None:
-        rows = rows[ok_t.index_select(0, sel).reshape(-1)]
-    return rows
-
-
-def blend_and_update(y: torch.Tensor, prev_out: torch.Tensor, compute_mask: torch.Tensor, patch: int) -> torch.Tensor:
-    """The dense path of a dispatcher that owns ``prev_out`` (its state): ``y`` takes ``prev_out`` on the
-    skipped patches and ``prev_out`` takes ``y`` on the computed ones, so that both hold
-    ``where(mask_upsampled, y, prev_out)``; one map's worth of row copies in all, instead of
-    ``blend_skipped`` plus a full copy of the result into the state. Both channels-last
-    (``blend_update_ok``); ``y`` must be the caller's own tensor. Returns ``y``.
-
-    Args:
-        y: (B, C, Ho, Wo) the dense convolution output (modified).
-        prev_out: (B, C, Ho, Wo) previous output (modified: the new state).
-        compute_mask: bool (B, ceil(Ho / patch), ceil(Wo / patch)); True = computed patch.
-        patch: output patch size.
-    """
-    if not blend_update_ok(y, prev_out):
-        raise ValueError("blend_and_update: y and prev_out must be channels-last tensors of one shape and dtype")
-    B, C, Ho, Wo = y.shape
-    flat = compute_mask.bool().reshape(-1)
-    y2d, p2d = y.permute(0, 2, 3, 1).view(-1, C), prev_out.permute(0, 2, 3, 1).view(-1, C)
-    nat = _use_native(y)
-    table = _native_out_table(B, Ho, Wo, patch, y.device) if nat else None
-    skip = (~flat).nonzero().squeeze(1)
-    if skip.numel():
-        if nat:  # one pass over the skipped rows (skip.native), else index_select + index_copy_
-            _native.copy_rows(y2d, p2d, table, skip)
-        else:
-            rows = _patch_rows(skip, B, Ho, Wo, patch, y.device)
-            y2d.index_copy_(0, rows, p2d.index_select(0, rows))
-    comp = flat.nonzero().squeeze(1)
-    if comp.numel() == flat.numel():
-        prev_out.copy_(y)
-    elif comp.numel():
-        if nat:
-            _native.copy_rows(p2d, y2d, table, comp)
-        else:
-            rows = _patch_rows(comp, B, Ho, Wo, patch, y.device)
-            p2d.index_copy_(0, rows, y2d.index_select(0, rows))
-    return y
-
-
-def _sparse_nhwc(x, weight, bias, groups, out, flat, geom, out_grid, residual) -> None:
-    """Channels-last gather - conv - scatter on (pixels, channels) matrices, without padding ``x``.
-
-    Gather is one ``index_select`` of whole pixel rows (C contiguous floats each) from the
-    (B*H*W, Cin) view of ``x``; window pixels in the zero padding are clamped to a real pixel and
-    then zeroed (``index_fill_``), which replaces the full-map ``F.pad`` of the generic path.
-    Scatter is one ``index_copy_`` (``index_add_`` in residual mode) into the (B*Ho*Wo, Cout) view
-    of ``out``; pixels of cropped edge patches are dropped first.
-    """
-    B, H, W, P, kh, kw, sh, sw, ph, pw, dh, dw = geom
-    cout, cin = weight.shape[0], x.shape[1]
-    n = flat.numel()
-    win_h, win_w = (P - 1) * sh + (kh - 1) * dh + 1, (P - 1) * sw + (kw - 1) * dw + 1
-    x2d = x.permute(0, 2, 3, 1).reshape(B * H * W, cin)  # a view: x is channels-last
-    nat = _use_native(x)
-    if nat:  # one pass: gather the window rows, zeros for padding pixels (skip.native)
-        in_neg, out_neg = _native_tables(geom, out_grid, x.device)
-        xg = _native.gather_rows(x2d, in_neg, flat)  # (n*win_h*win_w, Cin)
-    else:
-        in_rows, in_bad, out_rows, out_ok = _nhwc_tables(geom, out_grid, x.device)
-        xg = x2d.index_select(0, in_rows.index_select(0, flat).reshape(-1))  # (n*win_h*win_w, Cin)
-        if in_bad is not None:
-            bad = in_bad.index_select(0, flat).reshape(-1).nonzero().squeeze(1)
-            if bad.numel():
-                xg.index_fill_(0, bad, 0.0)
-    if kh == kw == 1 and groups == 1 and sh == sw == 1:
-        # 1x1 conv on gathered pixels is one matmul: (n*P*P, Cin) @ (Cin, Cout).
-        w2 = weight.reshape(cout, cin).t()
-        y2d = torch.addmm(bias, xg, w2) if bias is not None else xg @ w2  # (n*P*P, Cout)
-    else:
-        xw = xg.view(n, win_h, win_w, cin).permute(0, 3, 1, 2)  # (n, Cin, win_h, win_w) channels-last
-        y = F.conv2d(xw, weight, bias, (sh, sw), 0, (dh, dw), groups)  # (n, Cout, P, P)
-        y2d = y.permute(0, 2, 3, 1).reshape(n * P * P, cout)
-    out2d = out.permute(0, 2, 3, 1).view(-1, cout)  # a view: out is channels-last
-    if nat:  # one pass: rows of cropped edge pixels dropped, index_add_'s sum in residual mode
-        _native.scatter_rows(out2d, out_neg, flat, y2d.to(out.dtype).contiguous(), residual)
-        return
-    rows = out_rows.index_select(0, flat).reshape(-1)
-    if out_ok is not None:
-        keep = out_ok.index_select(0, flat).reshape(-1).nonzero().squeeze(1)
-        rows, y2d = rows.index_select(0, keep), y2d.index_select(0, keep)
-    if residual:
-        out2d.index_add_(0, rows, y2d)
-    else:
-        out2d.index_copy_(0, rows, y2d.to(out.dtype))
-
-
-def _use_native(x: torch.Tensor) -> bool:
-    """The native gather/scatter (``skip.native``) runs on CPU tensors when it could be built and
-    ``PASSBENCH_NATIVE`` is not 0; elsewhere (CUDA, no compiler) the PyTorch ops run: same bits."""
-    return x.device.type == "cpu" and _native.available()
-
-
-def _native_out_table(B: int, Ho: int, Wo: int, patch: int, device) -> torch.Tensor:
-    """``_out_tables`` rows with -1 on pixels outside the map (cached): the native ops' output table."""
-    key = ("native-out", B, Ho, Wo, patch, str(device))
-    hit = _TABLES.get(key)
-    if hit is None:
-        rows, ok = _out_tables(B, Ho, Wo, patch, device)
-        hit = _TABLES[key] = (rows.masked_fill(~ok, -1) if ok is not None else rows).contiguous()
-    return hit
-
-
-def _native_tables(geom: tuple, out_grid: tuple, device: torch.device) -> tuple:
-    """``(in_rows, out_rows)`` of ``_nhwc_tables`` with -1 marking padding / cropped pixels (cached)."""
-    key = ("native", geom, out_grid, str(device))
-    hit = _TABLES.get(key)
-    if hit is None:
-        in_rows, in_bad, out_rows, out_ok = _nhwc_tables(geom, out_grid, device)
-        in_neg = in_rows.masked_fill(in_bad, -1) if in_bad is not None else in_rows
-        out_neg = out_rows.masked_fill(~out_ok, -1) if out_ok is not None else out_rows
-        hit = _TABLES[key] = (in_neg.contiguous(), out_neg.contiguous())
-    return hit
 
 
 def _is_channels_last(t: torch.Tensor) -> bool:
@@ -526,167 +295,3 @@ def sparse_conv2d(
         x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups,
         prev_out, compute_mask, patch, residual=residual, inplace=inplace,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Dense / sparse dispatcher
-# --------------------------------------------------------------------------------------------
-
-#: Above this keep fraction the sparse path is never chosen (halo re-reads + gather/scatter cost
-#: more than the few skipped MACs); measured, see docs/engine-benchmark.md.
-DENSE_ABOVE_KEEP = 0.9
-#: Sparse must be predicted at least this much faster than dense to be chosen (guards the
-#: "never more than 10 % slower than dense" target against calibration noise).
-SPARSE_MARGIN = 0.9
-_CAL_KEEPS = (0.5, 0.25, 0.125)
-_CAL_REPS = 9
-_DISPATCH: dict[tuple, tuple[float, float, float]] = {}
-# Per-module memo in front of _DISPATCH: choose_path runs per layer and frame, so its lookup must
-# cost a few microseconds, not a key of a dozen fields.
-_MEMO: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
-
-
-def clear_dispatch_cache() -> None:
-    """Forget all calibrations of ``choose_path`` (and the gather tables)."""
-    _DISPATCH.clear()
-    _TABLES.clear()
-    _MEMO.clear()
-
-
-def _weight_channels_last(conv: nn.Conv2d) -> bool:
-    w = conv.weight
-    return w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
-
-
-def _mask_with(B: int, nH: int, nW: int, keep: float, device, gen: torch.Generator) -> torch.Tensor:
-    """Random (B, nH, nW) mask with exactly round(keep * nH * nW) active patches per item (>= 1)."""
-    n = nH * nW
-    m = max(1, min(n, round(keep * n)))
-    order = torch.rand(B, n, generator=gen).argsort(dim=1)[:, :m]
-    mask = torch.zeros(B, n, dtype=torch.bool)
-    mask.scatter_(1, order, True)
-    return mask.view(B, nH, nW).to(device)
-
-
-@torch.no_grad()
-def calibrate(conv: nn.Conv2d, x_shape, patch: int, device=None, channels_last: bool | None = None):
-    """Time dense and sparse for one layer shape; returns ``(t_dense, a, b)`` in seconds.
-
-    The sparse time is modelled as ``a + b * keep`` (fixed overhead + cost per kept patch), a
-    least-squares line through the minimum times at keep 0.5, 0.25 and 0.125, measured interleaved
-    with the dense conv (``_CAL_REPS`` rounds). Results are cached per (geometry, shape, patch, device, format, threads).
-    """
-    device = torch.device(device) if device is not None else conv.weight.device
-    if channels_last is None:
-        channels_last = _weight_channels_last(conv)
-    B, cin, H, W = (int(v) for v in x_shape)
-    key = (
-        tuple(conv.weight.shape), conv.stride, conv.padding, conv.dilation, conv.groups, conv.bias is not None,
-        (B, cin, H, W), int(patch), str(device), bool(channels_last), conv.weight.dtype, torch.get_num_threads(),
-    )
-    hit = _DISPATCH.get(key)
-    if hit is not None:
-        return hit
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    w = conv.weight.detach().to(device)
-    bias = conv.bias.detach().to(device) if conv.bias is not None else None
-    x = torch.randn(B, cin, H, W, device=device, dtype=w.dtype).contiguous(memory_format=fmt)
-    conv_ = lambda: F.conv2d(x, w, bias, conv.stride, conv.padding, conv.dilation, conv.groups)  # noqa: E731
-    prev = conv_().contiguous(memory_format=fmt)
-    Ho, Wo = prev.shape[2:]
-    nH, nW = -(-Ho // patch), -(-Wo // patch)
-    gen = torch.Generator().manual_seed(0)
-    masks = [_mask_with(B, nH, nW, k, device, gen) for k in _CAL_KEEPS]
-    # The dense alternative of a dispatcher must still honour the mask: dense conv + blend (timed
-    # with half of the patches skipped).
-    dense = lambda: blend_skipped(conv_(), prev, masks[0], patch)  # noqa: E731
-    fns = [dense] + [
-        (lambda m=m: sparse_conv2d_functional(
-            x, w, bias, conv.stride, conv.padding, conv.dilation, conv.groups, prev, m, patch, inplace=True))
-        for m in masks
-    ]
-    times = _interleaved_mins(fns, _CAL_REPS, device)
-    keeps = [float(m.float().mean()) for m in masks]
-    # Least-squares line through the (keep, time) points, clamped to a >= 0, b >= 0.
-    km, tm = sum(keeps) / len(keeps), sum(times[1:]) / len(keeps)
-    var = sum((k - km) ** 2 for k in keeps)
-    b = max(0.0, sum((k - km) * (t - tm) for k, t in zip(keeps, times[1:])) / max(var, 1e-12))
-    a = max(0.0, tm - b * km)
-    hit = (times[0], a, b)
-    _DISPATCH[key] = hit
-    return hit
-
-
-def _sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _interleaved_mins(fns, reps: int, device) -> list[float]:
-    """Minimum seconds per callable, run round-robin (after one warm-up each).
-
-    The minimum, not the median: on a shared machine the noise only adds time, and a dispatcher
-    needs the intrinsic cost ratio; the benchmark itself reports medians.
-    """
-    for f in fns:
-        f()
-    ts: list[list[float]] = [[] for _ in fns]
-    for _ in range(reps):
-        for i, f in enumerate(fns):
-            _sync(device)
-            t0 = time.perf_counter()
-            f()
-            _sync(device)
-            ts[i].append(time.perf_counter() - t0)
-    return [min(v) for v in ts]
-
-
-def choose_path(conv: nn.Conv2d, x_shape, keep_fraction: float, patch: int, device=None) -> str:
-    """Return ``"sparse"`` if block-sparse execution is predicted faster than dense, else ``"dense"``.
-
-    Rules, in order: ``keep_fraction >= DENSE_ABOVE_KEEP`` -> dense; fewer than 4 patches per map
-    -> dense; otherwise a per-shape micro-benchmark (``calibrate``, run once per layer shape at
-    first use and cached) gives ``t_dense`` and ``t_sparse(k) = a + b * k``, and sparse is chosen
-    iff ``t_sparse(keep_fraction) < SPARSE_MARGIN * t_dense``. The memory format timed is that of
-    ``conv.weight`` (convert the model with ``.to(memory_format=torch.channels_last)`` to time
-    channels-last). Set ``PASSBENCH_SPARSE_DISPATCH=dense|sparse`` to force a path.
-
-    Args:
-        conv: the layer.
-        x_shape: (B, Cin, H, W) of its input.
-        keep_fraction: fraction of output patches computed, in [0, 1].
-        patch: output patch size in output pixels.
-        device: where it runs (default: the weight's device).
-    """
-    forced = os.environ.get("PASSBENCH_SPARSE_DISPATCH", "")
-    if forced in ("dense", "sparse"):
-        return forced
-    if forced:
-        raise ValueError(f"PASSBENCH_SPARSE_DISPATCH={forced!r}: expected 'dense' or 'sparse'")
-    if not 0.0 <= keep_fraction <= 1.0:
-        raise ValueError(f"choose_path: keep_fraction must be in [0, 1], got {keep_fraction}")
-    if keep_fraction >= DENSE_ABOVE_KEEP:
-        return "dense"
-    if keep_fraction == 0.0:
-        return "sparse"  # nothing to compute: sparse returns prev_out without a single MAC
-    memo = _MEMO.get(conv)
-    mkey = (tuple(x_shape), patch, device, torch.get_num_threads())
-    cal = memo.get(mkey) if memo is not None else None
-    if cal is None:
-        cal = _calibration_or_none(conv, x_shape, patch, device)
-        _MEMO.setdefault(conv, {})[mkey] = cal
-    if cal is None:
-        return "dense"
-    t_dense, a, b = cal
-    return "sparse" if a + b * keep_fraction < SPARSE_MARGIN * t_dense else "dense"
-
-
-def _calibration_or_none(conv: nn.Conv2d, x_shape, patch: int, device):
-    """``calibrate(...)``, or None when the map has fewer than 4 patches (always dense)."""
-    kh, kw = conv.kernel_size
-    (sh, sw), (ph, pw), (dh, dw) = conv.stride, conv.padding, conv.dilation
-    Ho = conv_out_size(int(x_shape[2]), kh, sh, ph, dh)
-    Wo = conv_out_size(int(x_shape[3]), kw, sw, pw, dw)
-    if math.ceil(Ho / patch) * math.ceil(Wo / patch) < 4:
-        return None
-    return calibrate(conv, x_shape, patch, device)

@@ -15,7 +15,7 @@ Per layer and frame t (B independent streams, one per batch row):
 Execution paths: ``reference`` (dense conv, then ``where(mask, prev_out, dense)`` with the gradient of
 the blend ``mask * prev_out + (1 - mask) * dense``; the oracle and the differentiable path: the mask's
 straight-through gradient reaches the gate),
-``sparse`` (``skip.sparse.sparse_conv2d``), ``auto`` (``skip.sparse.choose_path`` per layer and
+``sparse`` (``skip.sparse.sparse_conv2d``), ``auto`` (``skip.dispatch.choose_path`` per layer and
 frame: sparse, or dense conv + hard blend). All three give the same output, NaN included (one
 behaviour): a computed patch is ``conv(X_t)`` (NaN where its receptive field holds NaN, as the dense
 conv), a skipped patch is ``prev_out`` exactly, a NaN mask entry skips (``compute = mask < 0.5``), and
@@ -45,31 +45,26 @@ A dense checkpoint (``backbone.conv1.weight``) still loads: a load pre-hook maps
 
 from __future__ import annotations
 
-import contextlib
-import fnmatch
 import math
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from passbench.skip import sparse as _sparse
-from passbench.skip import fastgate as _fastgate
-from passbench.skip.gates import GateOut, NormGate, PassGate, decide_stacked, fit_grid
+from passbench.skip import dispatch
+from passbench.skip.gates import GateOut, NormGate, PassGate
+from passbench.skip.geometry import int_padding, out_hw, patch_area, upsample
 from passbench.skip.macs import conv_dense_macs, sparse_equivalent_macs
-from passbench.skip.methods import METHODS
+from passbench.skip.nhwc import blend_and_update, blend_skipped, blend_update_ok
+from passbench.skip.sparse import sparse_conv2d
+from passbench.skip.stacking import ForwardClock
 from passbench.skip.state import LayerStats, StreamState
+
+__all__ = ["EXECUTIONS", "MASK_MODES", "SelectSTE", "SkipConv2d"]
 
 MASK_MODES = ("normal", "inverted", "complement", "off")
 EXECUTIONS = ("reference", "sparse", "auto")
-
-
-def _out_hw(conv: nn.Conv2d, h: int, w: int) -> tuple[int, int]:
-    (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
-    ph, pw = conv.padding
-    return _sparse.conv_out_size(h, kh, sh, ph, dh), _sparse.conv_out_size(w, kw, sw, pw, dw)
 
 
 class SkipConv2d(nn.Module):
@@ -108,7 +103,7 @@ class SkipConv2d(nn.Module):
         if type(conv).forward is not nn.Conv2d.forward:
             raise ValueError(f"SkipConv2d({name}): {type(conv).__name__} is a Conv2d subclass with its own forward; "
                              "the sparse path would compute a plain conv with its weights instead")
-        conv = _int_padding(conv, name)
+        conv = int_padding(conv, name)
         if refresh_every is not None and refresh_every < 1:
             raise ValueError(f"SkipConv2d({name}): refresh_every must be >= 1 or None, got {refresh_every}")
         self.conv = conv
@@ -126,9 +121,9 @@ class SkipConv2d(nn.Module):
         self.last_path = "dense"
         self.positive: GateOut | None = None  # gate output of the last mode-"normal" gated forward
         self._gate_macs: dict[tuple, int] = {}
-        self._clock: _ForwardClock | None = None  # set by make_skippable: detects a second call per forward
+        self.clock: ForwardClock | None = None  # set by make_skippable (skip.stacking)
         self._tick = -1  # the clock's tick of this layer's last call
-        self._stored: tuple | None = None  # (clock tick, state) of the last state update (gate stacking)
+        self.stored: tuple | None = None  # (clock tick, state, id(input)) of the last state update (stacking)
         self._prev_is_ref = False  # state.prev_in is the caller's tensor, not a copy (_keep_input)
         self._state_is_ref = False  # state.prev_in / prev_out are the caller's tensors (an undecided gate)
         self.register_load_state_dict_pre_hook(_remap_dense_keys)
@@ -160,6 +155,11 @@ class SkipConv2d(nn.Module):
         if hasattr(self.gate, "reset"):  # stateful gates (FixedGate's generator, KeyframeGate's counter)
             self.gate.reset()
 
+    def set_state(self, state: StreamState) -> None:
+        """Adopt ``state`` (``skip.control.set_stream_states``); its tensors are shared, never written into."""
+        self.state = state
+        self._prev_is_ref = self._state_is_ref = False
+
     def _check_stream(self, x: torch.Tensor) -> None:
         prev = self.state.prev_in
         if prev is None:
@@ -180,7 +180,7 @@ class SkipConv2d(nn.Module):
         key = (tuple(x.shape), str(x.dtype), self.gate.training)
         kw = {"diff": diff} if diff is not None else {}
         if key in self._gate_macs:
-            if self._stackable():
+            if self.stackable():
                 kw["group"] = self._stacked_gate
             return self.gate(x, prev, grid, conv=self.conv, **kw)
         # Count the gate once per input shape, on the real call (no extra run): FLOPs / 2 = MACs. The
@@ -190,34 +190,20 @@ class SkipConv2d(nn.Module):
         self._gate_macs[key] = int(fc.get_total_flops()) // 2
         return out
 
-    def _stackable(self) -> bool:
+    def stackable(self) -> bool:
         """Whether this layer's PASS gate may be computed stacked with others on the same input."""
         return (isinstance(self.gate, PassGate) and self.gate.head_kind == "patch" and self.reference == "previous"
-                and self.mask_mode == "normal" and self._clock is not None and self._clock.depth > 0)
+                and self.mask_mode == "normal" and self.clock is not None and self.clock.depth > 0)
 
     def _stacked_gate(self, gate: PassGate, x: torch.Tensor, prev: torch.Tensor, grid: tuple[int, int],
                       engine: str) -> GateOut:
-        """This layer's gate decision, computed together with every layer that read the same input tensor
-        in the previous forward (``_GateGroups``), or alone when that cannot be shown to be exact."""
-        groups = self._clock.groups
-        hit = groups.results.pop(self, None)
-        if hit is not None and hit[0] is x and hit[1] == grid and hit[2] is prev:
-            return hit[3]
-        members = groups.members(self, grid)
-        if members is None:
-            return gate.fast_decide(x, prev, grid, engine)  # alone
-        p_in = gate.patch_in
-        logit = groups.stack(members).logits(fit_grid(x, p_in, grid), fit_grid(prev, p_in, grid), engine)
-        outs = decide_stacked([m.gate for m in members], logit)
-        for m, o in zip(members, outs):
-            if m is not self:
-                groups.results[m] = (x, grid, m.state.prev_in, o)
-        return outs[members.index(self)]
+        """This layer's gate decision, stacked with the layers that read the same input (``skip.stacking``)."""
+        return self.clock.groups.decide(self, gate, x, prev, grid, engine)
 
     def _check_once_per_forward(self) -> None:
         """Raise when this layer runs a second time inside one forward of the model (a shared conv):
         its one stream state would compare the second input with the first."""
-        clk = self._clock
+        clk = self.clock
         if clk is None or clk.depth == 0:  # called outside a forward of the wrapped model: no check
             return
         if self._tick == clk.tick:
@@ -236,14 +222,14 @@ class SkipConv2d(nn.Module):
             return self.conv(x)
         st, conv = self.state, self.conv
         B, _, H, W = x.shape
-        Ho, Wo = _out_hw(conv, H, W)
+        Ho, Wo = out_hw(conv, H, W)
         dense_macs = conv_dense_macs(conv, (Ho, Wo), B)
         p = self.patch_size
         grid = (math.ceil(Ho / p), math.ceil(Wo / p))
         have_prev = st.prev_in is not None
         refresh = self.refresh_every is not None and st.t % self.refresh_every == 0
-        if self._stackable():
-            self._clock.groups.observe(self, x, grid)
+        if self.stackable():
+            self.clock.groups.observe(self, x, grid)
         self.last, self.last_norm = None, None
         diff = None  # X_t - X_{t-1}, computed once per forward and shared by the norm gate and Skip-Conv
         if have_prev and isinstance(self.gate, NormGate) and (self.mask_mode == "off" or refresh):
@@ -277,7 +263,7 @@ class SkipConv2d(nn.Module):
         if Ho % p == 0 and Wo % p == 0:  # every patch whole: no tensor op, no second host sync
             px_skip = (n_tot - n_act) * p * p
         else:
-            px_skip = int((~compute * _patch_area(p, Ho, Wo, x.device)).sum())  # int64: exact in any dtype
+            px_skip = int((~compute * patch_area(p, Ho, Wo, x.device)).sum())  # int64: exact in any dtype
 
         path = self._choose(x, mask, n_act / n_tot)
         self.last_path = path
@@ -307,17 +293,17 @@ class SkipConv2d(nn.Module):
             return self._remember(x, y)
         xin = diff if self.residual else x  # Skip-Conv: the conv runs on the residual
         if path == "reference":
-            mu = _upsample(mask.unsqueeze(1), p, Ho, Wo)  # (B, 1, Ho, Wo), keeps the STE gradient
+            mu = upsample(mask.unsqueeze(1), p, Ho, Wo)  # (B, 1, Ho, Wo), keeps the STE gradient
             if self.residual:
                 d = F.conv2d(xin, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
-                y = _SelectSTE.apply(mu, st.prev_out, st.prev_out + d)
+                y = SelectSTE.apply(mu, st.prev_out, st.prev_out + d)
             else:
-                y = _SelectSTE.apply(mu, st.prev_out, conv(x))
+                y = SelectSTE.apply(mu, st.prev_out, conv(x))
             exe = mask_macs
         elif path == "sparse":
             # The stored output is this layer's private copy: update it in place (no clone of the
             # whole map), then hand the caller its own copy (it may modify it in place, e.g. ReLU).
-            own, exe = _sparse.sparse_conv2d(xin, conv, st.prev_out, compute, p, residual=self.residual,
+            own, exe = sparse_conv2d(xin, conv, st.prev_out, compute, p, residual=self.residual,
                                              inplace=self._can_reuse(st.prev_out))
             self._count(dense_macs, exe, gate_macs, gated=True, px=B * Ho * Wo, px_skip=px_skip, mask_macs=mask_macs)
             self._store(self._next_input(x, compute), own)
@@ -329,17 +315,17 @@ class SkipConv2d(nn.Module):
             else:
                 y = conv(x)
             exe = dense_macs  # the dense conv ran, whatever the mask (sparse books 0 when nothing is active)
-            if self._can_reuse(st.prev_out) and _sparse.blend_update_ok(y, st.prev_out):
+            if self._can_reuse(st.prev_out) and blend_update_ok(y, st.prev_out):
                 # skipped patches of y take prev_out, computed patches of prev_out take y: both then hold
                 # the output, for one map copy in all (instead of a blend and a full copy into the state)
-                y = _sparse.blend_and_update(y, st.prev_out, compute, p)
+                y = blend_and_update(y, st.prev_out, compute, p)
                 self._count(dense_macs, exe, gate_macs, gated=True, px=B * Ho * Wo, px_skip=px_skip,
                             mask_macs=mask_macs)
                 self._store(self._next_input(x, compute), st.prev_out)
                 return y
             # skipped patches take prev_out exactly (channels-last: copies only those pixels, instead of
             # upsampling the mask and a three-map where)
-            y = _sparse.blend_skipped(y, st.prev_out, compute, p)
+            y = blend_skipped(y, st.prev_out, compute, p)
         self._count(dense_macs, exe, gate_macs, gated=True, px=B * Ho * Wo, px_skip=px_skip, mask_macs=mask_macs)
         return self._remember(self._next_input(x, compute), y)
 
@@ -361,7 +347,7 @@ class SkipConv2d(nn.Module):
             return x
         sh, sw = self.conv.stride
         H, W = x.shape[-2:]
-        m = _upsample(compute.unsqueeze(1), (self.patch_size * sh, self.patch_size * sw), H, W)
+        m = upsample(compute.unsqueeze(1), (self.patch_size * sh, self.patch_size * sw), H, W)
         if m.shape[-2] < H or m.shape[-1] < W:  # input rows/cols beyond the patch grid: always refreshed
             m = F.pad(m, (0, W - m.shape[-1], 0, H - m.shape[-2]), value=True)
         return torch.where(m, x.detach(), self.state.prev_in)
@@ -373,7 +359,7 @@ class SkipConv2d(nn.Module):
             return "reference"
         if self.execution == "sparse":
             return "sparse"
-        return _sparse.choose_path(self.conv, tuple(x.shape), keep, self.patch_size)
+        return dispatch.choose_path(self.conv, tuple(x.shape), keep, self.patch_size)
 
     def _count(self, dense: int, exe: int, gate: int, gated: bool, px: int = 0, px_skip: int = 0,
                px_all: int | None = None, mask_macs: int | None = None) -> None:
@@ -421,8 +407,8 @@ class SkipConv2d(nn.Module):
     def _mark_stored(self, x: torch.Tensor) -> None:
         """Record which input object this forward stored as ``prev_in`` (gate stacking needs to know that
         several layers hold copies of one tensor)."""
-        clk = self._clock
-        self._stored = (clk.tick, self.state, id(x)) if clk is not None and clk.depth > 0 else None
+        clk = self.clock
+        self.stored = (clk.tick, self.state, id(x)) if clk is not None and clk.depth > 0 else None
 
     @staticmethod
     def _can_reuse(buf: torch.Tensor | None) -> bool:
@@ -441,29 +427,7 @@ class SkipConv2d(nn.Module):
         return src.detach().clone()
 
 
-_AREA: dict[tuple, torch.Tensor] = {}
-
-
-def _patch_area(p: int, ho: int, wo: int, device: torch.device) -> torch.Tensor:
-    """(Hp, Wp) int64 output pixels per patch of a ``ceil(ho / p) x ceil(wo / p)`` grid (edge patches
-    cropped). Integer on purpose: a float16/bfloat16 product or sum would round the count."""
-    key = (p, ho, wo, str(device))
-    a = _AREA.get(key)
-    if a is None:
-        hs = torch.tensor([min(p, ho - i) for i in range(0, ho, p)], dtype=torch.int64, device=device)
-        ws = torch.tensor([min(p, wo - j) for j in range(0, wo, p)], dtype=torch.int64, device=device)
-        a = _AREA[key] = hs[:, None] * ws[None, :]
-    return a
-
-
-def _upsample(m: torch.Tensor, p: int | tuple[int, int], ho: int, wo: int) -> torch.Tensor:
-    """(B, 1, Hp, Wp) patch mask -> (B, 1, Ho, Wo) pixel mask (edge patches cropped); ``p`` = patch
-    size, or (height, width) for non-square patches."""
-    ph, pw = (p, p) if isinstance(p, int) else p
-    return m.repeat_interleave(ph, 2).repeat_interleave(pw, 3)[:, :, :ho, :wo]
-
-
-class _SelectSTE(torch.autograd.Function):
+class SelectSTE(torch.autograd.Function):
     """The reference path's blend: forward ``where(mu skips, prev, new)``, backward as the blend
     ``mu * prev + (1 - mu) * new`` (so the mask's straight-through gradient reaches the gate).
 
@@ -492,388 +456,9 @@ class _SelectSTE(torch.autograd.Function):
         return g_mu, g_prev, g_new
 
 
-def _int_padding(conv: nn.Conv2d, name: str) -> nn.Conv2d:
-    """``conv`` itself, or for string padding an equivalent Conv2d with integer padding that shares
-    its Parameter objects (the caller's module is not modified; its state-dict keys are unchanged).
-
-    ``"valid"`` is padding 0. ``"same"`` (stride 1 only, PyTorch's rule) pads ``dilation * (k - 1)``
-    per axis, half on each side, the extra pixel of an odd total on the bottom/right
-    (``torch.nn.modules.conv._ConvNd``): an integer padding only when the total is even.
-    """
-    if not isinstance(conv.padding, str):
-        return conv
-    if conv.padding == "valid":
-        pad = (0, 0)
-    else:  # "same"
-        totals = [d * (k - 1) for d, k in zip(conv.dilation, conv.kernel_size)]
-        if any(t % 2 for t in totals):
-            raise ValueError(f"SkipConv2d({name}): padding='same' with kernel {conv.kernel_size} and dilation "
-                             f"{conv.dilation} pads asymmetrically (one more pixel bottom/right), which the "
-                             "block-sparse path does not support; use an odd kernel or exclude the layer")
-        pad = (totals[0] // 2, totals[1] // 2)
-    new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, pad, conv.dilation,
-                    conv.groups, bias=conv.bias is not None, device="meta")
-    new.weight, new.bias = conv.weight, conv.bias  # the same Parameters: shared storage, same grads
-    return new.train(conv.training)
-
-
-class _ForwardClock:
-    """Counts the forwards of a model made skippable (a forward pre-hook and an always-called forward
-    hook on it), so each ``SkipConv2d`` can tell a second call within one forward (a shared conv)
-    from the next frame. ``depth`` > 0 while a forward of the model runs. ``groups``: the model's PASS
-    gate stacking (``_GateGroups``)."""
-
-    def __init__(self) -> None:
-        self.tick, self.depth = 0, 0
-        self.groups = _GateGroups()
-
-    def enter(self, module: nn.Module, args: tuple) -> None:
-        self.depth += 1
-        if self.depth == 1:
-            self.tick += 1
-            self.groups.new_tick(self.tick)
-
-    def leave(self, module: nn.Module, args: tuple, out: object) -> None:
-        self.depth = max(0, self.depth - 1)
-
-
-class _GateGroups:
-    """Which PASS-gated layers read the same input tensor, so that their gates run as one stacked
-    computation (``skip.fastgate``) instead of one per layer (on the light model: the four heads'
-    first convs all read the neck output).
-
-    Forward t observes, per layer, the input object it was called with. In forward t + 1, layers that
-    were called with one object in forward t and have not updated or replaced their state since form a
-    group: their stored previous inputs are copies of that one tensor, so one X_{t-1} serves them all. When
-    the first member asks for its gate, every member's gate is computed on (its X_t, X_{t-1}); a member
-    takes the stored result only if it is then called with that very X_t object (else it computes alone).
-    Only layers with reference "previous", mask mode "normal" and a fast-engine PASS gate take part;
-    every other case runs each gate alone, so the decisions are those of the unstacked gates.
-    """
-
-    def __init__(self) -> None:
-        self.tick = -1
-        self.seen: dict[int, tuple] = {}  # id(x) -> (x, [(layer, grid)]) in this tick (x held: ids unique)
-        self.plan: dict[SkipConv2d, tuple] = {}  # layer -> members, from the previous tick
-        self.results: dict[SkipConv2d, tuple] = {}  # layer -> (x, grid, prev, GateOut) computed this tick
-        self._stacks: dict[tuple, _fastgate.GateStack] = {}
-
-    def new_tick(self, tick: int) -> None:
-        plan: dict[SkipConv2d, tuple] = {}
-        if tick == self.tick + 1:
-            for x, calls in self.seen.values():
-                buckets: dict[tuple, list] = {}
-                for layer, grid in calls:
-                    buckets.setdefault((grid, _fastgate.signature(layer.gate)), []).append(layer)
-                for (grid, _), layers in buckets.items():
-                    if len(layers) > 1 and len(set(layers)) == len(layers):
-                        members = tuple(layers)
-                        for m in members:
-                            plan[m] = (members, grid, self.tick, id(x))
-        self.plan, self.seen, self.results, self.tick = plan, {}, {}, tick
-
-    def observe(self, layer: SkipConv2d, x: torch.Tensor, grid: tuple[int, int]) -> None:
-        ent = self.seen.get(id(x))
-        if ent is None:
-            self.seen[id(x)] = (x, [(layer, grid)])
-        else:
-            ent[1].append((layer, grid))
-
-    def members(self, layer: SkipConv2d, grid: tuple[int, int]) -> tuple | None:
-        """The group of ``layer`` for this tick if stacking is exact now, else None."""
-        ent = self.plan.get(layer)
-        if ent is None:
-            return None
-        members, g, prev_tick, xid = ent
-        if g != grid:
-            return None
-        for m in members:  # each stored (in the last tick, from that one object) and untouched since
-            st = m._stored
-            if (st is None or st[0] != prev_tick or st[1] is not m.state or st[2] != xid or m.state.prev_in is None
-                    or not m._stackable() or m.gate.training or (m.gate.rule == "topk" and m.gate.rate is None)):
-                return None
-        return members
-
-    def stack(self, members: tuple) -> _fastgate.GateStack:
-        key = tuple(id(m) for m in members)
-        st = self._stacks.get(key)
-        if st is None or any(a is not b.gate for a, b in zip(st.gates, members)):
-            st = self._stacks[key] = _fastgate.GateStack([m.gate for m in members])
-        return st
-
-
 def _remap_dense_keys(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors) -> None:
     """Let a dense checkpoint's ``<layer>.weight`` / ``<layer>.bias`` load into ``<layer>.conv.*``."""
     for k in ("weight", "bias"):
         old = prefix + k
         if old in state_dict and prefix + "conv." + k not in state_dict:
             state_dict[prefix + "conv." + k] = state_dict.pop(old)
-
-
-def dense_twin(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` with every ``SkipConv2d`` replaced by its own ``Conv2d`` (same weights, no
-    gates, no state): the dense reference a skipping model is timed against. Other modules (and their
-    memory format, BN folding) are copied as they are, so the two differ only in the wrapped convs."""
-    import copy  # noqa: PLC0415
-
-    twin = copy.deepcopy(model)
-    for m in list(twin.modules()):
-        for child_name, child in list(m.named_children()):
-            if isinstance(child, SkipConv2d):
-                setattr(m, child_name, child.conv)
-    return twin.eval()
-
-
-def skippable_layers(model: nn.Module) -> list[tuple[str, SkipConv2d]]:
-    """``[(qualified name, SkipConv2d), ...]`` in module order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, SkipConv2d)]
-
-
-def _layers(model: nn.Module) -> list[SkipConv2d]:
-    layers = [m for _, m in skippable_layers(model)]
-    if not layers:
-        raise ValueError(f"{type(model).__name__} has no SkipConv2d layer: call passbench.skip.make_skippable first")
-    return layers
-
-
-def make_skippable(model: nn.Module, method: str, *, patch_size: int = 8, layers: list[str] | str | None = None,
-                   exclude: list[str] | str | None = None, execution: str = "auto", refresh_every: int | None = None,
-                   reference: str = "previous",
-                   input_shape: tuple[int, ...] | None = None, thresholds: float | list[float] | None = None,
-                   **gate_params) -> nn.Module:
-    """Swap the model's Conv2d layers for ``SkipConv2d`` wrappers, in place; returns the model.
-
-    Args:
-        model: any nn.Module holding nn.Conv2d layers (timm, torchvision, passbench.models).
-        method: a name in ``METHODS`` (dense, pass, pass_p, pass_f, skipconv, skipconv_norm,
-            skipconv_gumbel, fixed).
-        patch_size: output patch size p in output pixels, per layer (the gate's input patch is
-            p * stride input pixels). Maps smaller than p are one (partial) patch.
-        layers: glob(s) over qualified module names to wrap (default: every Conv2d).
-        exclude: glob(s) of names not to wrap.
-        execution: "reference", "sparse" or "auto" (see module docstring).
-        refresh_every: dense refresh every N frames (None: only the first frame of a stream).
-        reference: "previous" (gates compare with X_{t-1}, the papers) or "computed" (with the input
-            each patch was last computed from); see ``SkipConv2d``.
-        input_shape: (C, H, W) or (B, C, H, W) of the model input; when given, a dry run records each
-            layer's map size (needed by the paper's fixed-resolution PASS head, ``head="linear"``).
-        thresholds: norm gates: one threshold, or one per wrapped layer (module order).
-        **gate_params: the method's own parameters (see ``skip.methods``).
-
-    A layer that cannot be wrapped (non-zero padding mode, a non-square stride, asymmetric
-    ``padding="same"``, a Conv2d subclass with its own forward) raises naming it; the model is then
-    unchanged (all or nothing), so ``exclude=[name]`` can be retried. ``padding="valid"`` and
-    symmetric ``"same"`` are taken as their integer padding. Each wrapped layer must run at most once
-    per forward of ``model`` (one stream state per layer): a shared conv called twice raises
-    ``RuntimeError`` naming it (a forward pre-hook and hook on ``model`` count its forwards).
-
-    Raises:
-        ValueError: the model has no Conv2d, the globs match none, it is already skippable, a layer
-            cannot be wrapped, or ``thresholds`` has the wrong length.
-        TypeError: a parameter the method does not take.
-    """
-    builder = METHODS.get(method)
-    if patch_size < 1:
-        raise ValueError(f"make_skippable: patch_size must be >= 1, got {patch_size}")
-    if skippable_layers(model):
-        raise ValueError(f"make_skippable: {type(model).__name__} already has SkipConv2d layers")
-    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    if not convs:
-        raise ValueError(f"make_skippable: {type(model).__name__} has no nn.Conv2d layer to make skippable")
-    inc = [layers] if isinstance(layers, str) else layers
-    exc = [exclude] if isinstance(exclude, str) else (exclude or [])
-    chosen = [(n, m) for n, m in convs
-              if (inc is None or any(fnmatch.fnmatch(n, g) for g in inc)) and not any(fnmatch.fnmatch(n, g) for g in exc)]
-    if not chosen:
-        raise ValueError(f"make_skippable: layers={layers!r} / exclude={exclude!r} match no Conv2d "
-                         f"(names look like: {', '.join(n for n, _ in convs[:5])}, ...)")
-    in_hw = _dry_run_sizes(model, [m for _, m in chosen], input_shape) if input_shape is not None else {}
-    # Atomic: build and check every wrapper first, then swap them all in; any error above or here
-    # leaves the model exactly as it was (modules, state-dict keys, hooks), so a retry can follow.
-    wrappers = []
-    for i, (name, conv) in enumerate(chosen):
-        sh, sw = conv.stride
-        if sh != sw:
-            raise ValueError(f"make_skippable: layer '{name}' has a non-square stride {conv.stride}; leave it "
-                             f"dense with exclude=['{name}']")
-        try:
-            probe = SkipConv2d(conv, None, patch_size, False, execution, refresh_every, name, reference=reference)
-        except ValueError as e:
-            raise ValueError(f"make_skippable: layer '{name}' cannot be made skippable: {e}; leave it dense with "
-                             f"make_skippable(..., exclude=['{name}'])") from None
-        grid = None
-        if id(conv) in in_hw:
-            ho, wo = _out_hw(probe.conv, *in_hw[id(conv)])  # probe.conv: integer padding
-            grid = (math.ceil(ho / patch_size), math.ceil(wo / patch_size))
-        try:
-            plan = builder(conv, patch_in=patch_size * sh, patch_out=patch_size, grid=grid, index=i, **gate_params)
-        except TypeError as e:
-            raise TypeError(f"make_skippable(method={method!r}): {e}") from None
-        wrapped = SkipConv2d(conv, plan.gate, patch_size, plan.residual, execution, refresh_every, name,
-                             reference=reference)
-        wrapped.to(device=conv.weight.device).train(conv.training)  # a new gate follows the model's mode
-        wrappers.append((name, wrapped))
-    if thresholds is not None:
-        set_thresholds(nn.ModuleList([w for _, w in wrappers]), thresholds)  # checks the count, before the swap
-    clock = _ForwardClock()
-    for name, wrapped in wrappers:
-        wrapped._clock = clock
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, wrapped)
-    model.register_forward_pre_hook(clock.enter)
-    model.register_forward_hook(clock.leave, always_call=True)  # also after an exception inside the forward
-    return model
-
-
-@torch.no_grad()
-def _dry_run_sizes(model: nn.Module, convs: list[nn.Conv2d], input_shape) -> dict[int, tuple[int, int]]:
-    """Input (H, W) of each conv for one zero input of ``input_shape``."""
-    shape = tuple(input_shape) if len(input_shape) == 4 else (1, *input_shape)
-    sizes: dict[int, tuple[int, int]] = {}
-
-    def record(m: nn.Module, args: tuple) -> None:  # a pre-hook must return None (else: new args)
-        sizes.setdefault(id(m), tuple(args[0].shape[-2:]))
-
-    hooks = [c.register_forward_pre_hook(record) for c in convs]
-    was = model.training
-    p = next(model.parameters())
-    try:
-        model.eval()
-        model(torch.zeros(shape, device=p.device, dtype=p.dtype))
-    finally:
-        model.train(was)
-        for h in hooks:
-            h.remove()
-    return sizes
-
-
-def reset(model: nn.Module, stats: bool = True) -> None:
-    """Forget every layer's stream state (call at a new sequence); also zero the MAC / skip counters
-    unless ``stats=False`` (to aggregate ``collect_stats`` over several sequences)."""
-    for m in _layers(model):
-        m.reset(stats)
-
-
-@contextlib.contextmanager
-def skip_session(model: nn.Module) -> Iterator[nn.Module]:
-    """``with skip_session(model): ...``: a fresh stream (state and counters reset) on entry; the
-    stream state is dropped on exit, the counters are kept for ``collect_stats``."""
-    reset(model)
-    try:
-        yield model
-    finally:
-        reset(model, stats=False)
-
-
-def set_mask_mode(model: nn.Module, mode: str) -> None:
-    """PASS-P training samples: "normal" (positive: mask-1 patches take the previous output),
-    "complement" (negative: each layer skips the complement of its own mask from the last "normal"
-    forward, the gate is not run again), "inverted" (each layer's gate runs again on its own input and
-    its mask-0 patches take the previous output: the authors' code, whose deeper gates then see other
-    inputs than in the positive pass), "off" (anchor: dense)."""
-    if mode not in MASK_MODES:
-        raise ValueError(f"set_mask_mode: mode must be one of {MASK_MODES}, got {mode!r}")
-    for m in _layers(model):
-        m.mask_mode = mode
-
-
-def _norm_layers(model: nn.Module) -> list[SkipConv2d]:
-    return [m for m in _layers(model) if isinstance(m.gate, NormGate)]
-
-
-def set_thresholds(model: nn.Module, thresholds: float | list[float]) -> None:
-    """Norm gates: one threshold for all, or one per norm-gated layer (module order)."""
-    layers = _norm_layers(model)
-    if not layers:
-        raise ValueError("set_thresholds: the model has no norm-gated layer (method skipconv / skipconv_norm)")
-    ths = [float(thresholds)] * len(layers) if isinstance(thresholds, (int, float)) else list(thresholds)
-    if len(ths) != len(layers):
-        raise ValueError(f"set_thresholds: {len(ths)} thresholds for {len(layers)} norm-gated layers")
-    for m, t in zip(layers, ths):
-        m.gate.threshold = float(t)
-
-
-def set_rates(model: nn.Module, rates: float | list[float]) -> None:
-    """PASS gates (``rule="topk"``): one inference skip fraction for all, or one per PASS-gated layer (module order)."""
-    layers = [m for m in _layers(model) if isinstance(m.gate, PassGate)]
-    if not layers:
-        raise ValueError("set_rates: the model has no PASS-gated layer (method pass / pass_p / pass_f)")
-    rs = [float(rates)] * len(layers) if isinstance(rates, (int, float)) else list(rates)
-    if len(rs) != len(layers):
-        raise ValueError(f"set_rates: {len(rs)} rates for {len(layers)} PASS-gated layers")
-    for m, r in zip(layers, rs):
-        m.gate.set_rate(r)
-
-
-def set_gate_engine(model: nn.Module, engine: str) -> None:
-    """PASS gates' inference engine (``skip.fastgate``): ``"fast"`` (default; also the value of
-    ``PASSBENCH_GATE_ENGINE``), ``"compiled"`` (``torch.compile``, cached on disk, eager fallback) or
-    ``"eager"`` (the reference ops). Training and gradient-carrying calls always use the reference ops."""
-    if engine not in _fastgate.ENGINES:
-        raise ValueError(f"set_gate_engine: engine must be one of {_fastgate.ENGINES}, got {engine!r}")
-    layers = [m for m in _layers(model) if isinstance(m.gate, PassGate)]
-    if not layers:
-        raise ValueError("set_gate_engine: the model has no PASS-gated layer (method pass / pass_p / pass_f)")
-    for m in layers:
-        m.gate.engine = engine
-
-
-def stream_states(model: nn.Module) -> list:
-    """Every layer's stream state (previous input / output, frame count), to restore with
-    ``set_stream_states``: run several passes from the same primed state (PASS-P's positive and negative)."""
-    return [m.state for m in _layers(model)]
-
-
-def set_stream_states(model: nn.Module, states: list) -> None:
-    """Restore ``stream_states``; the stored tensors are shared, not copied (the wrapper replaces a
-    state rather than writing into it whenever autograd is on)."""
-    layers = _layers(model)
-    if len(states) != len(layers):
-        raise ValueError(f"set_stream_states: {len(states)} states for {len(layers)} skippable layers")
-    for m, st in zip(layers, states):
-        m.state = st
-        m._prev_is_ref = m._state_is_ref = False
-
-
-def residual_norms(model: nn.Module) -> list[torch.Tensor]:
-    """Norm gates: (B, Hp, Wp) residual norms of the last forward, one per norm-gated layer."""
-    out = []
-    for m in _norm_layers(model):
-        if m.last_norm is None:
-            raise RuntimeError(f"residual_norms: layer '{m.name}' has no previous frame (run two frames first)")
-        out.append(m.last_norm)
-    return out
-
-
-def gate_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Parameters of every gate (empty for parameter-free gates)."""
-    return [q for m in _layers(model) if m.gate is not None for q in m.gate.parameters()]
-
-
-def _gated(model: nn.Module) -> list[SkipConv2d]:
-    layers = [m for m in _layers(model) if m.last is not None and m.last.active]
-    if not layers:
-        raise RuntimeError("no layer was gated in the last forward (first frame, mask mode 'off', or refresh)")
-    return layers
-
-
-def skip_probability(model: nn.Module) -> torch.Tensor:
-    """Mean skip probability over all gated patches of the last forward (scalar, differentiable)."""
-    probs = [m.last.prob.flatten() for m in _gated(model)]
-    return torch.cat(probs).mean()
-
-
-def budget_loss(model: nn.Module, target: float) -> torch.Tensor:
-    """Skip-Conv sparsity budget (Habibian et al., CVPR-21, "budget"), as implemented here:
-
-    ``sum_l w_l * relu(f_l - target)`` with f_l = mean *compute* (firing) probability of layer l in
-    the last forward and w_l = layer l's dense MACs / the sum over gated layers. ``target`` is the
-    allowed compute fraction in [0, 1] (skip rate 1 - target). Differentiable through the gates.
-    """
-    if not 0.0 <= target <= 1.0:
-        raise ValueError(f"budget_loss: target must be in [0, 1], got {target}")
-    layers = _gated(model)
-    w = torch.tensor([float(conv_dense_macs(m.conv, m.state.prev_out.shape[-2:])) for m in layers])
-    w = w / w.sum()
-    fire = torch.stack([1.0 - m.last.prob.mean() for m in layers])
-    return (w.to(fire) * torch.relu(fire - target)).sum()

@@ -26,6 +26,16 @@ def build_net(name: str, **kw: Any) -> nn.Module:
     return build_model(name, **kw)
 
 
+def pose_map_spec(name: str, kwargs: dict[str, Any] | None = None) -> Any:
+    """The ``passbench.pose.decode.MapSpec`` of a pose model (input crop, output map, depth bins), read
+    from an instance built on the meta device (no weights), by the same ``build_net`` as the stage's model."""
+    from passbench.pose.decode import MapSpec  # noqa: PLC0415
+
+    with torch.device("meta"):
+        model = build_net(name, **{"pretrained": False, **(kwargs or {})})
+    return MapSpec.of(model)
+
+
 def skip_spec(cfg: StageCfg) -> dict[str, Any]:
     """How ``make_skippable`` is called for this stage (also stored in ``final.pt``)."""
     return {"method": cfg.method, "params": {"patch_size": cfg.patch_size, **cfg.skip_params}}
@@ -103,7 +113,8 @@ def stage_samples(cfg: StageCfg, stores: Sequence[FrameStore] | None = None, *, 
 
         if like is not None:
             return like.with_augmentation(flip, jitter)
-        return PoseSamples.from_stage(cfg, pairs=pairs, flip=flip, scale_jitter=jitter)
+        return PoseSamples.from_stage(cfg, pose_map_spec(cfg.model, cfg.model_kwargs), pairs=pairs, flip=flip,
+                                      scale_jitter=jitter)
     if like is not None:
         return MotSamples(like.stores, pairs=pairs, max_objs=cfg.max_objs, flip=flip, scale_jitter=jitter,
                           labels=like.labels, max_gap=cfg.pair_gap)

@@ -182,7 +182,8 @@ def identity_labels(stores: Sequence[FrameStore]) -> dict[tuple[str, int], int]:
 def augment(images: list[np.ndarray], boxes: np.ndarray, rng: np.random.Generator, flip: bool, jitter: float) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Apply the same random isotropic scale about the centre and horizontal flip to all ``images``.
 
-    Light augmentation (the brief): FairMOT itself uses a stronger random affine + HSV jitter.
+    Light augmentation (short CPU training schedules): FairMOT itself uses a stronger random affine + HSV
+    jitter.
 
     Args:
         images: frames (H, W, 3) uint8, all the same size; boxes: (n, 4) xyxy input pixels.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Before (git archive of the engine at the session start, same bench / profile scripts) and after (the checkout),
+# Before (git archive of the engine at 92e8a9a, same bench / profile scripts) and after (the checkout),
 # each command run back to back, before first. Logs: <logs>/<tag>_<name>.txt
 set -u
 export PASSBENCH_DATA=../shared/data

@@ -1,6 +1,6 @@
 """Wall-clock benchmark of block-sparse execution: per conv layer shape, and end to end.
 
-Run ``python -m passbench.skip.bench --quick`` (about a minute on 2 CPU threads) or without
+Run ``python -m passbench.bench --quick`` (about a minute on 2 CPU threads) or without
 ``--quick`` for the full grid (3x3 / 1x1 / depthwise 3x3 x C {32, 64, 128, 256} x maps {32, 64,
 128, 256} x patch {4, 8, 16} x keep {1, .75, .5, .25, .1}); ``--csv PATH`` saves the rows.
 
@@ -30,7 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from passbench.skip.sparse import _mask_with, blend_skipped, calibrate, choose_path, dense_macs, sparse_conv2d
+from passbench.skip.dispatch import calibrate, choose_path, random_keep_mask
+from passbench.skip.nhwc import blend_skipped
+from passbench.skip.sparse import dense_macs, sparse_conv2d
 
 KEEPS = (1.0, 0.75, 0.5, 0.25, 0.1)
 FULL = dict(kinds=("3x3", "1x1", "dw3x3"), channels=(32, 64, 128, 256), maps=(32, 64, 128, 256), patches=(4, 8, 16))
@@ -84,7 +86,7 @@ def bench_shape(kind: str, c: int, hw: int, patch: int, keeps, reps: int, device
     prev = conv_cl(x_cl).contiguous(memory_format=torch.channels_last)  # (1, C, H, W), the state
     n = -(-hw // patch)
     gen = torch.Generator().manual_seed(0)
-    masks = [_mask_with(1, n, n, k, device, gen) for k in keeps]
+    masks = [random_keep_mask(1, n, n, k, device, gen) for k in keeps]
     calibrate(conv_cl, x.shape, patch, device)  # dispatcher calibration: outside the timed region
 
     def dense_nchw():
@@ -183,7 +185,7 @@ def summarize(rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m passbench.skip.bench", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m passbench.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="a subset that runs in about a minute")
     ap.add_argument("--csv", help="write the per-layer rows to this CSV file")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
@@ -217,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             grid[key] = tuple(getattr(args, key))
     reps = args.reps or (9 if args.quick else 7)
     print("conditions:", conditions(device))
-    print("command:", "python -m passbench.skip.bench " + " ".join(sys.argv[1:] if argv is None else argv))
+    print("command:", "python -m passbench.bench " + " ".join(sys.argv[1:] if argv is None else argv))
     rows: list[dict] = []
     if not args.no_layers:
         print(f"\nper layer (ms = median of {reps} interleaved rounds; s/d = sparse / best dense; "

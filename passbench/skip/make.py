@@ -1,0 +1,133 @@
+"""``make_skippable``: swap a model's ``nn.Conv2d`` layers for ``SkipConv2d`` wrappers, in place.
+
+Works on any model (timm, torchvision, ``passbench.models``): the method (``skip.methods``) builds
+each layer's gate, every wrapper shares the model's ``ForwardClock`` (``skip.stacking``), and the
+swap is all or nothing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+
+import torch
+from torch import nn
+
+from passbench.skip.control import set_thresholds, skippable_layers
+from passbench.skip.geometry import out_hw
+from passbench.skip.methods import METHODS
+from passbench.skip.stacking import ForwardClock
+from passbench.skip.wrapper import SkipConv2d
+
+__all__ = ["make_skippable"]
+
+
+def make_skippable(model: nn.Module, method: str, *, patch_size: int = 8, layers: list[str] | str | None = None,
+                   exclude: list[str] | str | None = None, execution: str = "auto", refresh_every: int | None = None,
+                   reference: str = "previous",
+                   input_shape: tuple[int, ...] | None = None, thresholds: float | list[float] | None = None,
+                   **gate_params) -> nn.Module:
+    """Swap the model's Conv2d layers for ``SkipConv2d`` wrappers, in place; returns the model.
+
+    Args:
+        model: any nn.Module holding nn.Conv2d layers (timm, torchvision, passbench.models).
+        method: a name in ``METHODS`` (dense, pass, pass_p, pass_f, skipconv, skipconv_norm,
+            skipconv_gumbel, fixed).
+        patch_size: output patch size p in output pixels, per layer (the gate's input patch is
+            p * stride input pixels). Maps smaller than p are one (partial) patch.
+        layers: glob(s) over qualified module names to wrap (default: every Conv2d).
+        exclude: glob(s) of names not to wrap.
+        execution: "reference", "sparse" or "auto" (see ``skip.wrapper``).
+        refresh_every: dense refresh every N frames (None: only the first frame of a stream).
+        reference: "previous" (gates compare with X_{t-1}, the papers) or "computed" (with the input
+            each patch was last computed from); see ``SkipConv2d``.
+        input_shape: (C, H, W) or (B, C, H, W) of the model input; when given, a dry run records each
+            layer's map size (needed by the paper's fixed-resolution PASS head, ``head="linear"``).
+        thresholds: norm gates: one threshold, or one per wrapped layer (module order).
+        **gate_params: the method's own parameters (see ``skip.methods``).
+
+    A layer that cannot be wrapped (non-zero padding mode, a non-square stride, asymmetric
+    ``padding="same"``, a Conv2d subclass with its own forward) raises naming it; the model is then
+    unchanged (all or nothing), so ``exclude=[name]`` can be retried. ``padding="valid"`` and
+    symmetric ``"same"`` are taken as their integer padding. Each wrapped layer must run at most once
+    per forward of ``model`` (one stream state per layer): a shared conv called twice raises
+    ``RuntimeError`` naming it (a forward pre-hook and hook on ``model`` count its forwards).
+
+    Raises:
+        ValueError: the model has no Conv2d, the globs match none, it is already skippable, a layer
+            cannot be wrapped, or ``thresholds`` has the wrong length.
+        TypeError: a parameter the method does not take.
+    """
+    builder = METHODS.get(method)
+    if patch_size < 1:
+        raise ValueError(f"make_skippable: patch_size must be >= 1, got {patch_size}")
+    if skippable_layers(model):
+        raise ValueError(f"make_skippable: {type(model).__name__} already has SkipConv2d layers")
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError(f"make_skippable: {type(model).__name__} has no nn.Conv2d layer to make skippable")
+    inc = [layers] if isinstance(layers, str) else layers
+    exc = [exclude] if isinstance(exclude, str) else (exclude or [])
+    chosen = [(n, m) for n, m in convs
+              if (inc is None or any(fnmatch.fnmatch(n, g) for g in inc)) and not any(fnmatch.fnmatch(n, g) for g in exc)]
+    if not chosen:
+        raise ValueError(f"make_skippable: layers={layers!r} / exclude={exclude!r} match no Conv2d "
+                         f"(names look like: {', '.join(n for n, _ in convs[:5])}, ...)")
+    in_hw = _dry_run_sizes(model, [m for _, m in chosen], input_shape) if input_shape is not None else {}
+    # Atomic: build and check every wrapper first, then swap them all in; any error above or here
+    # leaves the model exactly as it was (modules, state-dict keys, hooks), so a retry can follow.
+    wrappers = []
+    for i, (name, conv) in enumerate(chosen):
+        sh, sw = conv.stride
+        if sh != sw:
+            raise ValueError(f"make_skippable: layer '{name}' has a non-square stride {conv.stride}; leave it "
+                             f"dense with exclude=['{name}']")
+        try:
+            probe = SkipConv2d(conv, None, patch_size, False, execution, refresh_every, name, reference=reference)
+        except ValueError as e:
+            raise ValueError(f"make_skippable: layer '{name}' cannot be made skippable: {e}; leave it dense with "
+                             f"make_skippable(..., exclude=['{name}'])") from None
+        grid = None
+        if id(conv) in in_hw:
+            ho, wo = out_hw(probe.conv, *in_hw[id(conv)])  # probe.conv: integer padding
+            grid = (math.ceil(ho / patch_size), math.ceil(wo / patch_size))
+        try:
+            plan = builder(conv, patch_in=patch_size * sh, patch_out=patch_size, grid=grid, index=i, **gate_params)
+        except TypeError as e:
+            raise TypeError(f"make_skippable(method={method!r}): {e}") from None
+        wrapped = SkipConv2d(conv, plan.gate, patch_size, plan.residual, execution, refresh_every, name,
+                             reference=reference)
+        wrapped.to(device=conv.weight.device).train(conv.training)  # a new gate follows the model's mode
+        wrappers.append((name, wrapped))
+    if thresholds is not None:
+        set_thresholds(nn.ModuleList([w for _, w in wrappers]), thresholds)  # checks the count, before the swap
+    clock = ForwardClock()
+    for name, wrapped in wrappers:
+        wrapped.clock = clock
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, wrapped)
+    model.register_forward_pre_hook(clock.enter)
+    model.register_forward_hook(clock.leave, always_call=True)  # also after an exception inside the forward
+    return model
+
+
+@torch.no_grad()
+def _dry_run_sizes(model: nn.Module, convs: list[nn.Conv2d], input_shape) -> dict[int, tuple[int, int]]:
+    """Input (H, W) of each conv for one zero input of ``input_shape``."""
+    shape = tuple(input_shape) if len(input_shape) == 4 else (1, *input_shape)
+    sizes: dict[int, tuple[int, int]] = {}
+
+    def record(m: nn.Module, args: tuple) -> None:  # a pre-hook must return None (else: new args)
+        sizes.setdefault(id(m), tuple(args[0].shape[-2:]))
+
+    hooks = [c.register_forward_pre_hook(record) for c in convs]
+    was = model.training
+    p = next(model.parameters())
+    try:
+        model.eval()
+        model(torch.zeros(shape, device=p.device, dtype=p.dtype))
+    finally:
+        model.train(was)
+        for h in hooks:
+            h.remove()
+    return sizes
