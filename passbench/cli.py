@@ -219,10 +219,20 @@ def _cmd_speed(args: argparse.Namespace) -> int:
     sp = rec["speed"]
     print(f"{cfg.name} [{sp['device']}, {sp['precision']}, {sp['threads']} threads]: {sp['fps']:.1f} FPS "
           f"(dense twin {sp['fps_dense']:.1f}, {sp['speedup']:.2f}x), p50 {sp['latency_ms_p50']:.2f} ms, "
-          f"p90 {sp['latency_ms_p90']:.2f} ms")
+          f"p90 {sp['latency_ms_p90']:.2f} ms" + _rounds_and_load(sp))
     if args.verbose:
         print(json.dumps(rec, indent=2, sort_keys=True))
     return 0
+
+
+def _rounds_and_load(sp: dict) -> str:
+    """``passbench speed``'s tail: the per-round ratios' spread and the load warning (metrics/load.py)."""
+    from passbench.metrics.load import load_warning
+
+    rounds = sp.get("speedup_rounds") or []
+    tail = f", {len(rounds)} rounds {min(rounds):.2f}-{max(rounds):.2f}x" if rounds else ""
+    warning = load_warning(sp)
+    return tail + (f"\n  {warning}" if warning else "")
 
 
 def _cmd_regress(args: argparse.Namespace) -> int:
