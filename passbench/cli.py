@@ -9,6 +9,7 @@
     passbench speed CONFIG [key=value ...] [--device cuda] [--precision fp16] [--threads N] [--no-write]
     passbench leaderboard add MODEL [key=value ...] [--budget-minutes N] [--data-root DIR] [--out DIR]
     passbench leaderboard show [--format md|csv]
+    passbench claims [--check]
 
 ``--results-dir DIR`` (or ``PASSBENCH_RESULTS``) moves ``results/`` (records, tables, figures);
 the paper's transcribed values always come from the repository's ``results/paper``.
@@ -315,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     from passbench.leaderboard import register_cli  # passbench leaderboard add|show (passbench/leaderboard.py)
 
     register_cli(sub)
+    from passbench.report.claims import register_cli as register_claims  # passbench claims (report/claims.py)
+
+    register_claims(sub)
     return p
 
 
@@ -323,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     from passbench.config import ConfigError
     from passbench.paths import DataRootError
     from passbench.records import RecordError
+    from passbench.report.claimfile import ClaimsError
     from passbench.runner import WeightsNotFoundError
 
     parser = build_parser()
@@ -337,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PASSBENCH_RESULTS"] = str(args.results_dir)
     try:
         return args.fn(args)
-    except (ConfigError, RecordError, DataRootError, WeightsNotFoundError) as e:
+    except (ConfigError, RecordError, DataRootError, WeightsNotFoundError, ClaimsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
