@@ -21,6 +21,7 @@ import pandas as pd
 
 from passbench.datasets.h36m import PAPER_TABLE2
 from passbench.records import latest_by_experiment, read_records, records_dir, results_dir
+from passbench.report.claimfile import claim_links
 from passbench.report.paper import load_paper
 
 
@@ -362,8 +363,9 @@ def render(n: int, df: pd.DataFrame, fmt: str = "md") -> str:
     if fmt == "csv":
         return df.to_csv(index=False)
     disp = display_frame(n, df)
-    if fmt == "md":
-        return disp.to_markdown(index=False, disable_numparse=True) + "\n"
+    if fmt == "md":  # the table, then the paper claims its rows are tested in (results/claims.md)
+        links = claim_links([e for e in df["experiment"] if isinstance(e, str)])
+        return disp.to_markdown(index=False, disable_numparse=True) + "\n" + (f"\n{links}" if links else "")
     if fmt == "latex":
         body = disp.to_latex(index=False, escape=True)
         return body
