@@ -242,6 +242,7 @@ def test_leaderboard_notebook_executes(tmp_path: Path, monkeypatch) -> None:
         R.append_record(tmp_path / "records" / "fixtures.jsonl", r)
     monkeypatch.setenv("PASSBENCH_RESULTS", str(tmp_path))
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))  # the kernel imports this checkout's passbench
     nb = nbformat.read(REPO_ROOT / "notebooks" / "leaderboard.ipynb", as_version=4)
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     text = "\n".join(

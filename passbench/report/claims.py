@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from passbench.records import read_records, records_dir, results_dir
-from passbench.report.claimfile import CLAIMS, ClaimsError, claim_links, load_claims, split_expect  # noqa: F401
+from passbench.report.claimfile import (CLAIMS, ClaimsError, claim_links, experiments_of, load_claims,  # noqa: F401
+                                        split_expect)
 from passbench.report.query import Context, Evaluation, QueryError, Unmeasured, evaluate, compare, parse
 
 HOLDS, FAILS, INCONCLUSIVE, UNMEASURED, UNMEASURABLE = "holds", "does not hold", "inconclusive", "not measured yet", \
@@ -314,6 +315,23 @@ def build(results: str | Path | None = None, claims: str | Path = CLAIMS) -> str
     except QueryError as e:
         raise ClaimsError(f"{claims}: {e}") from None
     return render(out, data, source=src)
+
+
+def claims_on(experiments: list[str], records: list[dict[str, Any]], base: str = "../results/claims.md",
+              claims: str | Path = CLAIMS) -> str:
+    """Markdown: the claims whose checks read one of ``experiments``, each linked to its section of
+    ``claims.md`` (``base``), with its verdict on ``records`` (the leaderboard notebook shows it under the
+    board and Table 3); "" when none."""
+    data = load_claims(claims)
+    wanted = set(experiments)
+    data = {**data, "claims": [c for c in data["claims"] if wanted & set(experiments_of(c))]}
+    if not data["claims"]:
+        return ""
+    rows = evaluate_claims(data, Context(records, data["references"], data["noise"]))
+    lines = ["| claim | source | statement | ours | verdict |", "|---|---|---|---|---|"]
+    lines += [f"| [{r.claim['id']}]({base}#{r.claim['id']}) | {_cell(r.claim['source'])} | {_cell(r.claim['claim'])} | "
+              f"{_cell(_ours(r))} | {_cell(r.verdict)} |" for r in rows]
+    return "\n".join(lines) + "\n"
 
 
 def register_cli(sub: Any) -> None:
