@@ -88,7 +88,7 @@ def test_missing_measurements_say_why():
     untimed = _run("t/untimed", 0.4, speed__fps=None, speed__fps_dense=None)
     ctx = Context([marker, smoke, untimed])
     cases = [('mota("t/none")', "no record"), ('mota("t/heavy")', "not runnable here: over this CPU budget"),
-             ('mota("t/smoke")', "only a smoke"), ('fps_ratio("t/untimed")', "not timed"),
+             ('mota("t/smoke")', "its run is smoke"), ('fps_ratio("t/untimed")', "not timed"),
              ('metric("t/untimed", "metrics.per_camera.fixed.mpjpe_mm")', "no number at")]
     for expr, why in cases:
         with pytest.raises(Unmeasured, match=re.escape(why)):

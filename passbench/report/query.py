@@ -170,7 +170,7 @@ class Context:
             raise Unmeasured(e, f"not runnable here: {r['reason']}")
         smoke = smoke_reason(r)
         if smoke:
-            raise Unmeasured(e, f"only a {smoke}")
+            raise Unmeasured(e, f"its run is {smoke}")
         return r
 
     def field(self, e: str, path: str, label: str, fmt: str | None = None,
