@@ -249,7 +249,7 @@ def test_the_ledger_names_values_records_and_noise(tmp_path):
     assert "| [holds-claim](#holds-claim) | Fixture | – | +20.0 pts | holds |" in md
     assert "### no-record-claim" in md and "t/c: no record" in md
     block = md.split("### noisy-claim")[1].split("###")[0]
-    assert "from mota(table3/pass_f) 50.0 %, mota(table3/dense_light) 49.0 %" in block
+    assert "from mota(table3/pass_f) 50.0 % (skip 40.0 %), mota(table3/dense_light) 49.0 % (skip 40.0 %)" in block
     assert "seed spread not measured" in block and f"`table3/pass_f` ({BASE[2]['run_id'][:8]})" in block
     assert "machine load not recorded" in md.split("### timing-claim")[1].split("###")[0]
     assert build(res, tmp_path / "claims.yaml") == md  # deterministic
@@ -368,3 +368,13 @@ def test_tolerances_by_hand():
     assert not compare(">", 0.0, 0.0) and compare(">=", 0.0, 0.0) and compare("<", -1e-9, 0.0)
     with pytest.raises(QueryError, match="unknown comparison"):
         compare("!=", 1.0, 2.0)
+
+
+def test_a_bad_paper_reference_names_the_claim_and_line(tmp_path, capsys):
+    bad = FIXTURE_CLAIMS.replace('paper: \'paper("table3", "pass_f", "fps")', 'paper: \'paper("table3", "pass_x", "fps")')
+    (tmp_path / "bad.yaml").write_text(bad)
+    rc = cli.main(["--results-dir", str(tmp_path), "claims", "--claims", str(tmp_path / "bad.yaml"),
+                   "--out", str(tmp_path / "out.md")])
+    err = capsys.readouterr().err
+    assert rc == 2 and re.search(r"bad.yaml: line \d+: claim paper-claim: paper\('table3', 'pass_x', 'fps'\)", err), err
+    assert not (tmp_path / "out.md").exists()

@@ -116,7 +116,7 @@ def _check(chk: dict[str, Any], claim: dict[str, Any], ctx: Context) -> CheckRes
         status, reason = INCONCLUSIVE, "inside the measured spread"
     else:
         status, reason = (HOLDS if central else FAILS), ""
-    loaded = [n for v in lhs.lookups + rhs.lookups for n in v.notes if "timed under load" in n]
+    loaded = [note for v in lhs.lookups + rhs.lookups for note in v.notes if "timed under load" in note]
     if loaded:
         status, reason = INCONCLUSIVE, "; ".join(loaded)
     return CheckResult(under, status, op, lhs, rhs, reason, tol)
@@ -158,8 +158,11 @@ def evaluate_claims(data: dict[str, Any], ctx: Context) -> list[ClaimResult]:
     """Every claim of ``data`` (``load_claims``) evaluated on ``ctx``, in file order."""
     out = []
     for c in data["claims"]:
-        paper_value = evaluate(c["paper"], ctx).value if c["paper"] else None
-        checks = [_check(chk, c, ctx) for chk in c["checks"]]
+        try:
+            paper_value = evaluate(c["paper"], ctx).value if c["paper"] else None
+            checks = [_check(chk, c, ctx) for chk in c["checks"]]
+        except QueryError as e:  # e.g. paper() of a row the transcription does not have
+            raise QueryError(f"line {c['line']}: claim {c['id']}: {e}") from None
         out.append(ClaimResult(c, _verdict(c, checks), paper_value, checks))
     return out
 
@@ -182,7 +185,8 @@ def _check_line(c: CheckResult, fmt: str) -> str:
     head = f"{c.under}: " if c.under else ""
     if c.lhs is None:
         return f"{head}{c.status} ({c.reason})"
-    operands = ", ".join(f"{v.label} {fmt_value(v.value, v.fmt)}" for v in c.lhs.lookups + c.rhs.lookups
+    operands = ", ".join(f"{v.label} {fmt_value(v.value, v.fmt)}" + (f" (skip {100 * v.skip:.1f} %)" if v.skip else "")
+                         for v in c.lhs.lookups + c.rhs.lookups
                          if not v.label.startswith(("paper ", "ref ")) or len(c.lhs.lookups) > 1)
     tol = f" within {fmt_value(c.tol, fmt).lstrip('+')}" if c.tol else ""
     line = (f"{head}{fmt_value(c.lhs.value, fmt)}{_spread_text(c.lhs, fmt)} {c.op} {fmt_value(c.rhs.value, fmt)}{tol}"

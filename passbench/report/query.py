@@ -74,6 +74,7 @@ class Value:
         kind: ``seed``, ``seed, borrowed from <e>``, ``round`` or ``""``.
         sources: ``(experiment, run_id)`` of every record read.
         notes: conditions worth saying (a timing taken under load, load not recorded, ...).
+        setting: model, input and data of the run read; skip: its all-frames patch-skip rate.
     """
 
     value: float
@@ -84,6 +85,7 @@ class Value:
     sources: tuple[tuple[str, str], ...] = ()
     notes: tuple[str, ...] = ()
     setting: str = ""
+    skip: float | None = None  # the run's all-frames patch-skip rate (what a matched-rate comparison matches)
 
 
 @dataclass
@@ -183,7 +185,8 @@ class Context:
             raise Unmeasured(e, f"no number at {path}")
         fmt = fmt or field_fmt(path.rsplit(".", 1)[-1])
         variants, kind, sources = self._seed_variants(e, float(v), get)
-        return Value(float(v), label, fmt, variants, kind, ((e, r["run_id"]), *sources), setting=setting_of(r))
+        return Value(float(v), label, fmt, variants, kind, ((e, r["run_id"]), *sources), setting=setting_of(r),
+                     skip=_dig(r, "cost.patch_skip_rate"))
 
     def _seed_variants(self, e: str, v0: float, get: Callable[[dict[str, Any]], Any]) -> tuple[tuple[float, ...], str, tuple]:
         own = self._seed_values(e, v0, get)
