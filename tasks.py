@@ -7,6 +7,7 @@
     invoke bench
     invoke demo          # the README's main job: Table 3 on the sample data, runnable rows only
     invoke leaderboard-add timm:resnet18 [--budget-minutes 30]   # a backbone's four leaderboard rows
+    invoke claims [--check]   # the paper-claims ledger: results/claims.yaml on the records -> results/claims.md
 """
 
 from __future__ import annotations
@@ -95,3 +96,10 @@ def leaderboard_add(c, model, budget_minutes=30, data_root=None, out=None, resul
     PASS-P and PASS-F rows to results/records/leaderboard.jsonl (re-running resumes)."""
     c.run(CLI + _opt("--results-dir", results_dir) + " leaderboard add " + shlex.quote(model)
           + _opt("--budget-minutes", budget_minutes) + _opt("--data-root", data_root) + _opt("--out", out), pty=False)
+
+
+@task(help={"check": "write nothing; fail when results/claims.md differs from its regeneration",
+            "results_dir": "results folder (default results/)"})
+def claims(c, check=False, results_dir=None):
+    """Evaluate the paper's claims (results/claims.yaml) on the records and write results/claims.md."""
+    c.run(CLI + _opt("--results-dir", results_dir) + " claims" + " --check" * bool(check))

@@ -9,6 +9,7 @@
     passbench speed CONFIG [key=value ...] [--device cuda] [--precision fp16] [--threads N] [--no-write]
     passbench leaderboard add MODEL [key=value ...] [--budget-minutes N] [--data-root DIR] [--out DIR]
     passbench leaderboard show [--format md|csv]
+    passbench claims [--check]
 
 ``--results-dir DIR`` (or ``PASSBENCH_RESULTS``) moves ``results/`` (records, tables, figures);
 the paper's transcribed values always come from the repository's ``results/paper``.
@@ -219,10 +220,20 @@ def _cmd_speed(args: argparse.Namespace) -> int:
     sp = rec["speed"]
     print(f"{cfg.name} [{sp['device']}, {sp['precision']}, {sp['threads']} threads]: {sp['fps']:.1f} FPS "
           f"(dense twin {sp['fps_dense']:.1f}, {sp['speedup']:.2f}x), p50 {sp['latency_ms_p50']:.2f} ms, "
-          f"p90 {sp['latency_ms_p90']:.2f} ms")
+          f"p90 {sp['latency_ms_p90']:.2f} ms" + _rounds_and_load(sp))
     if args.verbose:
         print(json.dumps(rec, indent=2, sort_keys=True))
     return 0
+
+
+def _rounds_and_load(sp: dict) -> str:
+    """``passbench speed``'s tail: the per-round ratios' spread and the load warning (metrics/load.py)."""
+    from passbench.metrics.load import load_warning
+
+    rounds = sp.get("speedup_rounds") or []
+    tail = f", {len(rounds)} rounds {min(rounds):.2f}-{max(rounds):.2f}x" if rounds else ""
+    warning = load_warning(sp)
+    return tail + (f"\n  {warning}" if warning else "")
 
 
 def _cmd_regress(args: argparse.Namespace) -> int:
@@ -305,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     from passbench.leaderboard import register_cli  # passbench leaderboard add|show (passbench/leaderboard.py)
 
     register_cli(sub)
+    from passbench.report.claims import register_cli as register_claims  # passbench claims (report/claims.py)
+
+    register_claims(sub)
     return p
 
 
@@ -313,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     from passbench.config import ConfigError
     from passbench.paths import DataRootError
     from passbench.records import RecordError
+    from passbench.report.claimfile import ClaimsError
     from passbench.runner import WeightsNotFoundError
 
     parser = build_parser()
@@ -327,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PASSBENCH_RESULTS"] = str(args.results_dir)
     try:
         return args.fn(args)
-    except (ConfigError, RecordError, DataRootError, WeightsNotFoundError) as e:
+    except (ConfigError, RecordError, DataRootError, WeightsNotFoundError, ClaimsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -109,13 +109,15 @@ class EvalCfg:
 
 @dataclass(frozen=True)
 class SpeedCfg:
-    """Model-forward timing: ``warmup`` untimed + ``iters`` timed forwards on ``device`` with ``threads``."""
+    """Model-forward timing: ``warmup`` untimed + ``iters`` timed forwards on ``device`` with ``threads``,
+    split over ``rounds`` alternating dense / skipping rounds (the record keeps each round's ratio)."""
 
     enabled: bool = True
     warmup: int = 2
     iters: int = 5
     threads: int = 1
     device: str = "cpu"
+    rounds: int = 3
 
 
 @dataclass(frozen=True)

@@ -391,7 +391,8 @@ def _cmd_show(args: Any) -> int:
         print(df.to_csv(index=False), end="")
         return 0
     fmt = {"mota": "{:.1%}", "idf1": "{:.1%}", "patch_skip_rate": "{:.1%}", "gmacs_executed": "{:.3f}",
-           "gate_gmacs": "{:.3f}", "gmacs_dense": "{:.3f}", "fps": "{:.1f}", "fps_ratio_to_dense": "{:.2f}x"}
+           "gate_gmacs": "{:.3f}", "gmacs_dense": "{:.3f}", "mac_reduction": "{:.1%}", "fps": "{:.1f}",
+           "fps_ratio_to_dense": "{:.2f}x"}
     shown = df.drop(columns="created_utc").astype(object)
     for col, f in fmt.items():
         shown[col] = [("-" if v is None or v != v else f.format(v)) for v in df[col]]

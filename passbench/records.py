@@ -47,6 +47,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from passbench.metrics.load import load_warning
 from passbench.paths import REPO_ROOT, RESULTS
 
 SCHEMA = "passbench.record/1"
@@ -374,7 +375,8 @@ def _pct(v: Any) -> str:
 
 def summary_line(rec: dict[str, Any]) -> str:
     """One line per finished row: experiment, the task's headline metrics, executed GMACs, patch skip
-    rate, FPS and its ratio to the dense twin timed in the same process (or why it did not run)."""
+    rate, FPS and its ratio to the dense twin timed in the same process (or why it did not run), and a
+    warning when the timing ran under a load above the cores (``passbench.metrics.load``)."""
     if rec["kind"] == "skipped":
         return f"{rec['experiment']}: not runnable here: {rec['reason']}"
     me, co, sp = rec["metrics"], rec["cost"], rec["speed"]
@@ -384,5 +386,7 @@ def summary_line(rec: dict[str, Any]) -> str:
         task = f"MOTA {_pct(me.get('mota'))}  IDF1 {_pct(me.get('idf1'))}  IDs {me.get('ids', '-')}"
     fps, dense = sp.get("fps"), sp.get("fps_dense")
     speed = "FPS not timed" if not fps else f"FPS {fps:.1f}" + (f" ({fps / dense:.2f}x dense)" if dense else "")
+    warning = load_warning(sp) if fps else None  # a timing taken while other jobs shared the CPU
     return (f"{rec['experiment']}: {task}  GMACs {co['gmacs_executed']:.3f} executed (dense "
-            f"{co['gmacs_dense']:.3f})  skip {_pct(co.get('patch_skip_rate'))}  {speed}")
+            f"{co['gmacs_dense']:.3f})  skip {_pct(co.get('patch_skip_rate'))}  {speed}"
+            + (f"  {warning}" if warning else ""))

@@ -329,3 +329,26 @@ def test_board_prefers_a_later_retiming():
     assert board([run, sp])["fps_ratio_to_dense"].iloc[0] == 0.9
     sp["created_utc"] = "2025-01-01T00:00:00Z"  # older than the run: the run's own timing stands
     assert board([run, sp])["fps_ratio_to_dense"].iloc[0] == 0.5
+
+
+def test_board_plot_legends_outside_and_labels_apart():
+    """The legends do not cover points (they lie below the axes) and the method names on the change panel do
+    not run into each other (``skipconv_gumbel`` beside ``skipconv`` was drawn as one word)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = [_rec("table3/dense_light", "fairmot_mbv2", "dense", 0.5, 1.0, 20.0, 20.0, table="table3")]
+    for exp, method, mota in (("table3/skipconv", "skipconv", 0.49), ("table3/skipconv_gumbel", "skipconv", 0.48),
+                              ("table3/pass_f", "pass_f", 0.47), ("table3/pass_p", "pass_p", 0.46),
+                              ("table3/keyframe", "keyframe", 0.45), ("table3/random_skip", "fixed", 0.30)):
+        recs.append(_rec(exp, "fairmot_mbv2", method, mota, 0.9, 18.0, 20.0, table="table3"))
+    fig = plot_board(board(recs))
+    fig.canvas.draw()
+    for ax in fig.axes[:3]:
+        leg = ax.get_legend()
+        assert leg is not None and leg.get_window_extent().y1 <= ax.get_window_extent().y0
+    boxes = [t.get_window_extent() for t in fig.axes[2].get_xticklabels()]
+    assert len(boxes) == 6 and all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:]))
+    plt.close(fig)

@@ -50,6 +50,7 @@ def test_leaderboard_notebook_adds_a_tiny_backbone(tmp_path, monkeypatch):
     monkeypatch.setenv("PASSBENCH_LB_OUT", str(tmp_path / "train"))
     monkeypatch.setenv("PASSBENCH_LB_ARGS", shlex.join([*SMOKE_EVAL, "--max-steps", "2", *train]))
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))  # the kernel imports this checkout's passbench
     nb = nbformat.read(REPO_ROOT / "notebooks" / "leaderboard.ipynb", as_version=4)
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}}).execute()

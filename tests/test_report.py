@@ -158,7 +158,12 @@ def test_table_renderings() -> None:
     disp = display_frame(3, df)
     cols = list(disp.columns)
     assert cells[cols.index("MOTA %")] == "50.0" and cells[cols.index("MOTA % (paper)")] == "84.1"
-    assert cells[cols.index("FPS / dense")] == "1.25x"
+    assert cells[cols.index("FPS / dense")] == "1.25x" and cells[cols.index("FPS (dense twin)")] == "10.0 (dense 8.0)"
+    assert cols.index("FPS / dense") < cols.index("FPS (dense twin)")  # the same-process ratio first
+    # the paper's PASS-P over the FairMOT row it accelerates (Table 3: 37 / 31 FPS), its FPS beside FairMOT's
+    assert cells[cols.index("FPS / dense (paper)")] == "1.19x" and cells[cols.index("FPS (dense twin) (paper)")] == "37.0 (dense 31.0)"
+    hr = [c.strip() for c in next(ln for ln in md.splitlines() if "paper:hardnet85" in ln).strip("|").split("|")]
+    assert hr[cols.index("FPS / dense (paper)")] == "–" and hr[cols.index("FPS (dense twin) (paper)")] == "14.0"  # no twin
     assert "not runnable here" in md
     assert r"\begin{tabular}" in render(3, df, "latex")
     back = pd.read_csv(__import__("io").StringIO(render(3, df, "csv")))
@@ -237,6 +242,7 @@ def test_leaderboard_notebook_executes(tmp_path: Path, monkeypatch) -> None:
         R.append_record(tmp_path / "records" / "fixtures.jsonl", r)
     monkeypatch.setenv("PASSBENCH_RESULTS", str(tmp_path))
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))  # the kernel imports this checkout's passbench
     nb = nbformat.read(REPO_ROOT / "notebooks" / "leaderboard.ipynb", as_version=4)
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     text = "\n".join(

@@ -69,7 +69,10 @@ def test_tables_show_one_fps_column_per_device():
     assert df.loc["table3/pass_p", "fps@cpu: x86_64, fp32, 2 threads"] == 12.0
     assert pd.isna(df.loc["table3/dense_light", f"fps@{gpu}"])  # not timed there: empty, not borrowed
     disp = display_frame(3, df.reset_index())
-    assert f"FPS [{gpu}]" in disp.columns and f"FPS / dense [{gpu}]" in disp.columns
+    cols = list(disp.columns)  # the same-process ratio first, the absolute FPS only beside its dense twin's
+    assert cols.index(f"FPS / dense [{gpu}]") + 1 == cols.index(f"FPS (dense twin) [{gpu}]")
+    row = disp[disp["row"] == "table3/pass_p"].iloc[0]
+    assert row[f"FPS / dense [{gpu}]"] == "1.50x" and row[f"FPS (dense twin) [{gpu}]"] == "90.0 (dense 60.0)"
     assert device_label(speeds[2]) == "cpu: x86_64, fp32, 2 threads"
 
 

@@ -53,7 +53,7 @@ def test_refresh_table_sets_each_method_beside_itself(tmp_path):
         R.append_record(tmp_path / "records" / "x.jsonl", r)
     paths = tradeoff.write(tmp_path)
     assert tmp_path / "tables" / "refresh.md" in paths
-    md = (tmp_path / "tables" / "refresh.md").read_text()
+    md = (tmp_path / "tables" / "refresh.md").read_text().split("\n\n")[0]  # the table (then the claims' links)
     assert "| PASS-P   | no refresh" in md and "| PASS-P   | refresh every 4" in md and "random" not in md
 
 
@@ -95,3 +95,31 @@ def test_untimed_point_takes_its_speed_record():
     df = tradeoff.points([run, sp])
     assert df["fps_ratio"].iloc[0] == 1.2
     assert tradeoff.points([run])["fps_ratio"].isna().all()
+
+
+def test_figure_spends_its_axis_where_methods_differ():
+    """Panels per family; the y-range starts 20 points under dense; a collapsed point sits at the edge with its
+    value; a point with seed twins gets an error bar over its seeds; legends lie below the panels."""
+    from passbench.report import tradeoff_plot
+
+    recs = [_rec("dense", 0.0, 0.50, 1.0), _rec("pass_f_r40", 0.38, 0.45, 0.8, gate=0.05),
+            _rec("pass_f_r60", 0.58, -0.35, 0.7, gate=0.05), _rec("skipconv_norm_r40", 0.33, 0.52, 0.9),
+            _rec("keyframe_r40", 0.40, 0.48, 0.8)]
+    twin = fixture_run("seeds/tradeoff/pass_f_r40_s1", metrics={"mota": 0.41})  # seed 1 of the PASS-F point
+    fig = tradeoff_plot.figure(tradeoff.points(recs), records=recs + [twin])
+    top = fig.axes[:3]
+    assert [ax.get_title() for ax in top] == ["PASS", "Skip-Conv", "floors (keyframe, random)"]
+    assert top[0].get_ylim()[0] == 30.0  # dense 50 - 20 points, not -35
+    notes = [t.get_text() for t in top[0].texts]
+    assert "-35.0" in notes  # the collapsed PASS-F point, labelled at the edge
+    bars = [c for c in top[0].containers if c.__class__.__name__ == "ErrorbarContainer"]
+    assert len(bars) == 1  # PASS-F at 40 %: seeds 0.45 and 0.41
+    seg = bars[0].lines[2][0].get_segments()[0]
+    assert sorted(float(p[1]) for p in seg) == [41.0, 45.0]
+    fig.canvas.draw()
+    for ax in fig.axes[3:]:
+        leg = ax.get_legend()
+        assert leg is not None and leg.get_window_extent().y1 <= ax.get_window_extent().y0  # below, outside
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

@@ -18,8 +18,8 @@ __all__ = ["BOARD_TABLES", "BOARD_COLUMNS", "leaderboard", "board", "pareto_fron
 
 BOARD_TABLES = ("table3", "leaderboard")  # records (config.table) at the sample-eval protocol, 384x224
 BOARD_COLUMNS = ["backbone", "method", "mota", "idf1", "gmacs_executed", "gate_gmacs", "gmacs_dense",
-                 "patch_skip_rate", "fps", "fps_ratio_to_dense", "device", "input", "protocol", "experiment",
-                 "created_utc"]
+                 "mac_reduction", "patch_skip_rate", "fps", "fps_ratio_to_dense", "device", "input", "protocol",
+                 "experiment", "created_utc"]
 
 
 def _ratio(sp: dict[str, Any]) -> float | None:
@@ -74,7 +74,8 @@ def board(records: list[dict[str, Any]], tables: tuple[str, ...] = BOARD_TABLES)
     ``tables`` (the record's ``config.table``). Sorted by backbone, then dense first.
 
     Columns: :data:`BOARD_COLUMNS` (``mota``/``idf1``/``patch_skip_rate`` fractions; ``gmacs_executed`` the
-    network's MACs the kernels computed per frame, ``gate_gmacs`` the gates' on top; ``fps_ratio_to_dense``
+    network's MACs the kernels computed per frame, ``gate_gmacs`` the gates' on top; ``mac_reduction`` the
+    record's Eq. 3 R_m with the gates charged, ``1 - (executed + gate) / dense``; ``fps_ratio_to_dense``
     the skipped model's FPS over its dense twin's in the same process; ``protocol`` the dataset
     protocol label, e.g. ``sample_val``, so that a smoke run never passes for a real one).
     """
@@ -93,7 +94,7 @@ def board(records: list[dict[str, Any]], tables: tuple[str, ...] = BOARD_TABLES)
             sp = t["speed"]  # accuracy run untimed, or re-timed later (`passbench speed`): the speed record
         rows.append(dict(backbone=r["model"]["name"], method=_method_label(r), mota=me.get("mota"),
                          idf1=me.get("idf1"), gmacs_executed=co.get("gmacs_executed"), gate_gmacs=co.get("gate_gmacs"),
-                         gmacs_dense=co.get("gmacs_dense"),
+                         gmacs_dense=co.get("gmacs_dense"), mac_reduction=co.get("mac_reduction"),
                          patch_skip_rate=co.get("patch_skip_rate"), fps=sp.get("fps"), fps_ratio_to_dense=_ratio(sp),
                          device=sp.get("device"), input=f"{wh[0]}x{wh[1]}" if wh else "",
                          protocol=r["dataset"].get("protocol"), experiment=r["experiment"],
@@ -130,7 +131,7 @@ def plot_board(df: pd.DataFrame, y: str = "mota"):
     import matplotlib.pyplot as plt  # noqa: PLC0415
     import seaborn as sns  # noqa: PLC0415
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5.2), constrained_layout=True)
     d = df.assign(**{y: df[y] * 100, "gmacs_charged": df["gmacs_executed"] + df["gate_gmacs"].fillna(0.0)})
     panels = ((axes[0], "gmacs_charged", True, "executed GMACs / frame, gate MACs included"),
               (axes[1], "fps_ratio_to_dense", False, "FPS / dense FPS (same process)"))
@@ -145,7 +146,8 @@ def plot_board(df: pd.DataFrame, y: str = "mota"):
         if not low:
             ax.axvline(1.0, color="k", lw=0.6, alpha=0.5)  # right of this line skipping is faster than dense
         ax.set(xlabel=label, ylabel=f"{y.upper()} %")
-        ax.legend(fontsize=7, loc="best")
+        # outside the axes, below them: inside, the legend covered points
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     dense = d[d.method == "dense"].set_index("backbone")[y]
     delta = d[(d.method != "dense") & d.backbone.isin(dense.index)].copy()
     if delta.empty:
@@ -156,6 +158,10 @@ def plot_board(df: pd.DataFrame, y: str = "mota"):
         sns.barplot(data=delta, x="method", y="change", hue="backbone", ax=axes[2])
         axes[2].axhline(0.0, color="k", lw=0.6)
         axes[2].set(ylabel=f"{y.upper()} change from dense (points)", xlabel="")
+        # long method names on two lines (at the underscore), so that neighbours do not run together
+        axes[2].set_xticks(axes[2].get_xticks(), [t.get_text().replace("_", "\n", 1) if len(t.get_text()) > 8
+                                                  else t.get_text() for t in axes[2].get_xticklabels()])
+        axes[2].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     return fig
 
 

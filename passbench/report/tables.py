@@ -21,6 +21,7 @@ import pandas as pd
 
 from passbench.datasets.h36m import PAPER_TABLE2
 from passbench.records import latest_by_experiment, read_records, records_dir, results_dir
+from passbench.report.claimfile import claim_links
 from passbench.report.paper import load_paper
 
 
@@ -106,8 +107,23 @@ class Column:
     label: str
     get: Callable[[dict], Any]
     paper: str | None = None
-    fmt: str = "float2"  # pct | pct2 | int | float2 | float1 | ratio
+    fmt: str = "float2"  # pct | pct2 | int | float2 | float1 | ratio | fps_twin | hidden
 
+
+# Speed: the ratio to the dense twin timed in the same process first; an absolute FPS only beside its
+# dense twin's ("12.9 (dense 17.4)"): rows timed in different processes (or, in the paper, on another
+# device) are not comparable by their absolute FPS. The paper's ratio is its own PASS row over the row
+# it accelerates (PAPER_DENSE_TWIN).
+_FPS = [
+    Column("fps_ratio_to_dense", "FPS / dense", _fps_ratio, "fps_ratio_to_dense", "ratio"),
+    Column("fps", "FPS (dense twin)", _get("speed.fps"), "fps", "fps_twin"),
+    Column("fps_dense", "dense twin FPS", _get("speed.fps_dense"), "fps_dense", "hidden"),
+]
+# The paper's PASS rows are PASS applied to one of its dense rows: "outperforming the state-of-the-art
+# MobileHumanPose (MHP) in 3D pose estimation and FairMOT in multiple object tracking" (abstract); the
+# Skip-CONV row's backbone is not stated, so it has no twin. {paper table: (dense row, rows on it)}
+PAPER_DENSE_TWIN = {"table1": ("mhp", ("mhp", "pass_p", "pass_f")),
+                    "table3": ("fairmot_dla34", ("fairmot_dla34", "pass_p", "pass_f"))}
 
 _MOT_SOTA = [
     Column("mota", "MOTA %", _get("metrics.mota"), "mota", "pct"),
@@ -116,8 +132,7 @@ _MOT_SOTA = [
     Column("ids", "IDs", _first("metrics.ids", "metrics.num_switches"), "ids", "int"),
     Column("gmacs_executed", "GMACs", _get("cost.gmacs_executed"), "gmacs", "float2"),
     Column("patch_skip_rate", "skip %", _get("cost.patch_skip_rate"), "patch_skip_rate", "pct"),
-    Column("fps", "FPS", _get("speed.fps"), "fps", "float1"),
-    Column("fps_ratio_to_dense", "FPS / dense", _fps_ratio, None, "ratio"),
+    *_FPS,
 ]
 _TABLE4_SEQS = ["mot17_02", "mot17_04", "mot17_13", "mot17_11"]
 _MOT_ENV = [Column(f"mota_{s}", f"MOTA {s[-2:]} %", _per_seq(s, "mota"), f"mota_{s}", "pct2") for s in _TABLE4_SEQS] + [
@@ -132,8 +147,7 @@ _POSE_SOTA = [
     Column("mpjpe_mm_all_frames", "MPJPE all frames mm", _get("metrics.mpjpe_mm_all_frames"), None, "float2"),
     Column("gmacs_executed", "GMACs", _get("cost.gmacs_executed"), "gmacs", "float2"),
     Column("patch_skip_rate", "skip %", _get("cost.patch_skip_rate"), "patch_skip_rate", "pct"),
-    Column("fps", "FPS", _get("speed.fps"), "fps", "float1"),
-    Column("fps_ratio_to_dense", "FPS / dense", _fps_ratio, None, "ratio"),
+    *_FPS,
 ]
 # PASS Table 2's columns and the Human3.6M action each stands for ("talking" is Discussion); records key
 # per-action metrics by the Human3.6M action name (passbench.datasets.h36m.PAPER_TABLE2).
@@ -208,7 +222,7 @@ def build_table(n: int, records: list[dict] | None = None, paper_dir: str | Path
     name, cols = TABLES[n]
     if records is None:
         records = read_records(records_dir()) if records_dir().is_dir() else []
-    paper = load_paper(name, paper_dir)
+    paper = paper_with_twins(name, load_paper(name, paper_dir))
     mine = [r for r in records if _table_of(r) == name]
     labels, timed = _device_columns([r for r in mine if r["kind"] == "speed"])
     rows: list[dict[str, Any]] = []
@@ -241,6 +255,7 @@ def build_table(n: int, records: list[dict] | None = None, paper_dir: str | Path
             sp = timed.get((exp, lab))
             row[f"fps@{lab}"] = _get("speed.fps")(sp) if sp else None
             row[f"fps_ratio_to_dense@{lab}"] = _fps_ratio(sp) if sp else None
+            row[f"fps_dense@{lab}"] = _get("speed.fps_dense")(sp) if sp else None
         if prow in paper.index and not smoke:
             used_paper.add(prow)
         rows.append(row)
@@ -259,9 +274,24 @@ def build_table(n: int, records: list[dict] | None = None, paper_dir: str | Path
         if c.paper:
             order.append(c.key + "_paper")
     for lab in labels:
-        order += [f"fps@{lab}", f"fps_ratio_to_dense@{lab}"]
+        order += [f"fps@{lab}", f"fps_ratio_to_dense@{lab}", f"fps_dense@{lab}"]
     order += ["dataset", "device", "status"]
     return pd.DataFrame(rows, columns=order)
+
+
+def paper_with_twins(name: str, paper: pd.DataFrame) -> pd.DataFrame:
+    """``paper`` plus, for the rows of :data:`PAPER_DENSE_TWIN`, ``fps_dense`` (the FPS the paper gives its
+    dense twin) and ``fps_ratio_to_dense`` (its FPS over that): the paper's own same-table ratio."""
+    if name not in PAPER_DENSE_TWIN or "fps" not in paper.columns:
+        return paper
+    twin, rows = PAPER_DENSE_TWIN[name]
+    out = paper.copy()
+    on = out.index.isin(rows)
+    out["fps_dense"] = None
+    out.loc[on, "fps_dense"] = float(out.loc[twin, "fps"])
+    out["fps_dense"] = out["fps_dense"].astype(float)
+    out["fps_ratio_to_dense"] = out["fps"] / out["fps_dense"]
+    return out
 
 
 def _add_paper(row: dict, cols: list[Column], paper: pd.DataFrame, prow: str | None) -> None:
@@ -291,6 +321,14 @@ def _fmt(v: Any, style: str) -> str:
     return f"{v:.2f}"
 
 
+def _fps_twin(fps: Any, dense: Any) -> str:
+    """An absolute FPS with its dense twin's: ``"12.9 (dense 17.4)"``."""
+    if _fmt(fps, "float1") == "–":
+        return "–"
+    twin = _fmt(dense, "float1")
+    return f"{fps:.1f} " + (f"(dense {twin})" if twin != "–" else "(no dense twin timed)")
+
+
 def display_frame(n: int, df: pd.DataFrame) -> pd.DataFrame:
     """Human-readable version of :func:`build_table`'s frame (strings, ``(paper)`` columns)."""
     _, cols = TABLES[n]
@@ -299,14 +337,21 @@ def display_frame(n: int, df: pd.DataFrame) -> pd.DataFrame:
     out["method"] = df["method"].fillna("–")
     out["model"] = df["model"].fillna("–")
     for c in cols:
+        if c.fmt == "hidden":  # shown inside another column (the dense twin's FPS beside the FPS)
+            continue
+        if c.fmt == "fps_twin":
+            out[c.label] = [_fps_twin(v, d) for v, d in zip(df[c.key], df["fps_dense"])]
+            out[f"{c.label} (paper)"] = [_fps_twin(v, d) if pd.notna(d) else _fmt(v, "float1")
+                                         for v, d in zip(df["fps_paper"], df["fps_dense_paper"])]
+            continue
         out[c.label] = [_fmt(v, c.fmt) for v in df[c.key]]
         if c.paper:
             out[f"{c.label} (paper)"] = [_fmt(v, c.fmt) for v in df[c.key + "_paper"]]
-    for key in df.columns:  # extra timing setups (passbench speed): FPS and FPS / dense per device
+    for key in df.columns:  # extra timing setups (passbench speed): FPS / dense, then FPS with its twin's
         if key.startswith("fps@"):
             lab = key[len("fps@"):]
-            out[f"FPS [{lab}]"] = [_fmt(v, "float1") for v in df[key]]
             out[f"FPS / dense [{lab}]"] = [_fmt(v, "ratio") for v in df[f"fps_ratio_to_dense@{lab}"]]
+            out[f"FPS (dense twin) [{lab}]"] = [_fps_twin(v, d) for v, d in zip(df[key], df[f"fps_dense@{lab}"])]
     out["dataset"] = df["dataset"].fillna("–")
     out["device"] = df["device"].fillna("–")
     out["status"] = df["status"]
@@ -318,8 +363,9 @@ def render(n: int, df: pd.DataFrame, fmt: str = "md") -> str:
     if fmt == "csv":
         return df.to_csv(index=False)
     disp = display_frame(n, df)
-    if fmt == "md":
-        return disp.to_markdown(index=False, disable_numparse=True) + "\n"
+    if fmt == "md":  # the table, then the paper claims its rows are tested in (results/claims.md)
+        links = claim_links([e for e in df["experiment"] if isinstance(e, str)])
+        return disp.to_markdown(index=False, disable_numparse=True) + "\n" + (f"\n{links}" if links else "")
     if fmt == "latex":
         body = disp.to_latex(index=False, escape=True)
         return body

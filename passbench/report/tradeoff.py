@@ -4,9 +4,8 @@ The points come from ``configs/tradeoff/`` (``scripts/make_tradeoff_configs.py``
 (method, target rate), ``experiment = tradeoff/<method>_r<NN>``, plus ``tradeoff/dense``. The table
 gives, per point, the measured all-frames patch-skip rate (Eq. 2 over every frame, dense first frames
 included), MOTA / IDF1 / IDs, the executed GMACs with the gate's MACs added, and the FPS ratio to the
-dense twin timed in the same process. The figure plots MOTA against the measured skip rate and
-against executed + gate GMACs, one line per method, the dense model as a reference line. Imports no
-torch.
+dense twin timed in the same process; under the markdown tables, the paper claims those points are
+tested in (``results/claims.md``). The figure is ``passbench.report.tradeoff_plot``. Imports no torch.
 """
 
 from __future__ import annotations
@@ -15,13 +14,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from passbench.records import latest_by_experiment, read_records, results_dir  # noqa: E402
+from passbench.records import latest_by_experiment, read_records, results_dir
+from passbench.report.claimfile import claim_links
 
 TABLE = "tradeoff"
 ORDER = ["pass_f", "pass_p", "pass_f_uniform", "pass_p_uniform", "skipconv_norm", "skipconv_gumbel", "random", "keyframe"]
@@ -91,53 +87,8 @@ def render(df: pd.DataFrame, fmt: str = "md", show_experiment: bool = False) -> 
     })
     if fmt == "csv":
         return df.to_csv(index=False)
-    return out.to_markdown(index=False, disable_numparse=True) + "\n"
-
-
-def plot(df: pd.DataFrame, out_dir: str | Path, y: str = "mota", refresh: pd.DataFrame | None = None) -> list[Path]:
-    """MOTA (or ``y``) vs measured skip rate and vs executed + gate GMACs, one line per method; the
-    ``refresh`` points (a dense frame every k, ``configs/refresh/``) as hollow markers of the method's
-    colour, joined by a dotted line."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    dense = df[df["method"] == "dense"]
-    cmap = plt.get_cmap("tab10")
-    for i, method in enumerate([m for m in ORDER if m in set(df["method"])]):
-        g = df[df["method"] == method].sort_values("skip")
-        style = dict(marker="o", color=cmap(i), label=LABELS.get(method, method),
-                     linestyle="--" if method in ("random", "keyframe") else "-."
-                     if method.endswith("_uniform") else "-")
-        axes[0].plot(100 * g["skip"], 100 * g[y], **style)
-        axes[1].plot(g["gmacs"], 100 * g[y], **style)
-        rf = None if refresh is None or refresh.empty else refresh[(refresh["method"] == method)
-                                                                     & (refresh["reference"] != "computed")]
-        if rf is not None and not rf.empty:
-            rf = rf.sort_values("skip")
-            hollow = dict(marker="s", color=cmap(i), markerfacecolor="none", linestyle=":",
-                          label=f"{LABELS.get(method, method)}, dense frame every {int(rf['refresh'].iloc[0])}")
-            axes[0].plot(100 * rf["skip"], 100 * rf[y], **hollow)
-            axes[1].plot(rf["gmacs"], 100 * rf[y], **hollow)
-    for ax in axes:
-        if not dense.empty:
-            ax.axhline(100 * float(dense[y].iloc[0]), color="0.3", linestyle=":", label="dense")
-        ax.set_ylabel(f"{y.upper()} [%]")
-        ax.grid(alpha=0.3)
-    if not dense.empty:
-        axes[1].scatter(dense["gmacs"], 100 * dense[y], color="0.3", marker="s", zorder=3)
-    axes[0].set_xlabel("measured patch-skip rate, all frames [%]")
-    axes[1].set_xlabel("executed GMACs per frame (gate MACs included)")
-    if df.empty:
-        axes[0].text(0.5, 0.5, "no trade-off records yet", transform=axes[0].transAxes, ha="center", color="0.5")
-    else:
-        axes[0].legend(fontsize=6, loc="lower left")
-    fig.suptitle("Matched-rate trade-off on the sample eval split (measured; configs/tradeoff/)", fontsize=10)
-    fig.tight_layout()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "tradeoff.png", out / "tradeoff.pdf"]
-    for p in paths:
-        fig.savefig(p, dpi=150)
-    plt.close(fig)
-    return paths
+    links = claim_links(list(df["experiment"]))  # the paper claims these points are tested in
+    return out.to_markdown(index=False, disable_numparse=True) + "\n" + (f"\n{links}" if links else "")
 
 
 def refresh_frame(df: pd.DataFrame, refresh: pd.DataFrame, target: float = 0.4) -> pd.DataFrame:
@@ -154,27 +105,34 @@ def refresh_frame(df: pd.DataFrame, refresh: pd.DataFrame, target: float = 0.4) 
                             ignore_index=True)
 
 
-def write(results: str | Path | None = None, y: str = "mota") -> list[Path]:
-    """Trade-off table (md, csv) and figure (png, pdf), the refresh table and the PASS-P ablation table
-    (``configs/ablation/``), from the records under ``results``."""
-    root = results_dir(results)
-    rdir = root / "records"
-    records = read_records(rdir) if rdir.is_dir() else []
+def texts(records: list[dict[str, Any]]) -> dict[str, str]:
+    """``{file name: text}`` of the trade-off, refresh and ablation tables (md, csv) from ``records``:
+    what :func:`write` puts under ``results/tables/`` (the refresh and ablation tables only when they
+    have points)."""
     df = points(records)
-    tables = root / "tables"
-    tables.mkdir(parents=True, exist_ok=True)
-    (tables / "tradeoff.md").write_text(render(df, "md"))
-    (tables / "tradeoff.csv").write_text(render(df, "csv") if not df.empty else "")
-    out = [tables / "tradeoff.md", tables / "tradeoff.csv"]
+    out = {"tradeoff.md": render(df, "md"), "tradeoff.csv": render(df, "csv") if not df.empty else ""}
     rf = points(records, table="refresh")
     if not rf.empty:
         both = refresh_frame(df, rf)
-        (tables / "refresh.md").write_text(render(both, "md"))
-        (tables / "refresh.csv").write_text(render(both, "csv"))
-        out += [tables / "refresh.md", tables / "refresh.csv"]
+        out.update({"refresh.md": render(both, "md"), "refresh.csv": render(both, "csv")})
     ab = points(records, table="ablation")  # configs/ablation/ (run with `passbench run`; needs runs/ weights)
     if not ab.empty:
-        (tables / "ablation.md").write_text(render(ab, "md", show_experiment=True))
-        (tables / "ablation.csv").write_text(render(ab, "csv"))
-        out += [tables / "ablation.md", tables / "ablation.csv"]
-    return out + plot(df, root / "figures", y, refresh=rf)
+        out.update({"ablation.md": render(ab, "md", show_experiment=True), "ablation.csv": render(ab, "csv")})
+    return out
+
+
+def write(results: str | Path | None = None, y: str = "mota") -> list[Path]:
+    """Trade-off table (md, csv) and figure (png, pdf), the refresh table and the PASS-P ablation table
+    (``configs/ablation/``), from the records under ``results``."""
+    from passbench.report.tradeoff_plot import plot  # noqa: PLC0415 - seaborn / matplotlib only when drawing
+
+    root = results_dir(results)
+    rdir = root / "records"
+    records = read_records(rdir) if rdir.is_dir() else []
+    tables = root / "tables"
+    tables.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, text in texts(records).items():
+        (tables / name).write_text(text)
+        out.append(tables / name)
+    return out + plot(points(records), root / "figures", y, refresh=points(records, table="refresh"), records=records)

@@ -178,7 +178,11 @@ def measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list[
     compares like with like. The skipping model is timed as a video stream: ``reset``, then
     consecutive frames (frame 0 dense, later frames gated), cycling the frames again after a
     ``reset`` when more timed calls are asked than frames given. Dense and skipped timings
-    alternate in rounds so that machine noise hits both alike (medians are quoted).
+    alternate in ``cfg.speed.rounds`` rounds so that machine noise hits both alike (medians are
+    quoted); ``speedup_rounds`` keeps each round's ratio and ``speedup_spread`` their max - min (the
+    timing noise of this record), and ``load_1m_before`` / ``load_1m_after`` / ``cpu_cores`` / ``loaded``
+    the machine load around the timing (``passbench.metrics.load``: ``loaded`` = more runnable tasks
+    than cores, the timing not to be trusted).
 
     Args:
         frames: consecutive model inputs, (1, 3, H, W) each.  region: what the timed region holds.
@@ -217,9 +221,10 @@ def measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list[
                 return net(x)
         return step
 
-    rounds = 3
+    rounds = max(1, cfg.speed.rounds)
     per = max(1, cfg.speed.iters // rounds)
     d_res, s_res = [], []
+    load_before = _need("passbench.metrics.load", "load_1m")()
     for _ in range(rounds):
         d_res.append(measure(stream(dense, False), warmup=cfg.speed.warmup, iters=per, device=dev,
                              precision=precision, timed_region=region))
@@ -244,6 +249,10 @@ def measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list[
     out["latency_ms_p50_dense"] = d["latency_ms_p50"]
     out["speedup"] = out["fps"] / d["fps"]
     out["iters"] = rounds * per
+    # each round's ratio (dense median latency over skipping median latency): their spread is the timing noise
+    per_round = [dr.latency_ms_p50 / sr.latency_ms_p50 for dr, sr in zip(d_res, s_res)] if skippable else [1.0] * rounds
+    out.update(rounds=rounds, speedup_rounds=per_round, speedup_spread=max(per_round) - min(per_round))
+    out.update(_need("passbench.metrics.load", "load_fields")(load_before, _need("passbench.metrics.load", "load_1m")()))
     return out
 
 

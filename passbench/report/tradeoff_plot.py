@@ -1,0 +1,140 @@
+"""The matched-rate trade-off figure: MOTA against the measured skip rate and against executed GMACs,
+one panel per family (PASS, Skip-Conv, the floors), so that each panel's legend is short.
+
+Readable where the methods differ: the y-axis spans ``floor_points`` MOTA points below the dense
+model's MOTA up to the best point; a point below that (a collapsed method) is drawn at the lower
+edge as a downward triangle labelled with its value, and its line runs to the edge. Refresh points
+(a dense frame every k, ``configs/refresh/``) are hollow squares joined by a dotted line. Where a
+point's MOTA has a measured seed spread (seed twins ``seeds/<experiment>_s<k>``, or the seed
+deviations its gates borrow, ``noise`` in ``results/claims.yaml``: ``passbench.report.query``), the
+spread is drawn as an error bar (min to max over seeds). Legends sit below the panels. Imports no torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from passbench.report.claimfile import CLAIMS, load_claims  # noqa: E402
+from passbench.report.query import Context, Unmeasured  # noqa: E402
+from passbench.report.tradeoff import LABELS, ORDER  # noqa: E402
+
+FAMILIES = (("PASS", ("pass_p", "pass_f", "pass_p_uniform", "pass_f_uniform")),
+            ("Skip-Conv", ("skipconv_norm", "skipconv_gumbel")),
+            ("floors (keyframe, random)", ("keyframe", "random")))
+
+
+def seed_spreads(records: list[dict[str, Any]], experiments: list[str], y: str = "mota",
+                 claims: str | Path = CLAIMS) -> dict[str, tuple[float, float]]:
+    """``{experiment: (min, max)}`` of ``metrics.<y>`` over the seeds measured for it (own or borrowed)."""
+    noise = load_claims(claims)["noise"] if Path(claims).is_file() else {}
+    ctx = Context(records, noise=noise)
+    out = {}
+    for e in experiments:
+        try:
+            v = ctx.field(e, f"metrics.{y}", e)
+        except Unmeasured:
+            continue
+        if len(v.variants) >= 2:
+            out[e] = (min(v.variants), max(v.variants))
+    return out
+
+
+def _ylim(df: pd.DataFrame, refresh: pd.DataFrame | None, y: str, dense: float | None, floor_points: float) -> tuple[float, float]:
+    vals = pd.concat([df[y], refresh[y] if refresh is not None and not refresh.empty else pd.Series(dtype=float)]) * 100
+    top = max(vals.max() if not vals.empty else 0.0, dense or 0.0) + 2.0
+    low = (dense - floor_points) if dense is not None else (vals.min() if not vals.empty else 0.0) - 2.0
+    return min(low, top - 5.0), top
+
+
+def _series(ax: Any, x: pd.Series, v: pd.Series, low: float, spread: list[tuple[float, float] | None],
+            label: str, color: Any, hollow: bool = False, level: int = 0) -> None:
+    """One method's line; points under ``low`` clipped to the edge as triangles labelled with their value
+    (the label raised by ``level`` rows, so that methods collapsing at the same x do not overprint); seed
+    error bars."""
+    shown = v.clip(lower=low)
+    style = dict(color=color, linestyle=":" if hollow else "-", linewidth=1.2)
+    ax.plot(x, shown, label=label, marker="s" if hollow else "o", markerfacecolor="none" if hollow else color,
+            markersize=5, **style)
+    for xi, vi, si in zip(x, v, spread):
+        if vi < low:
+            ax.plot([xi], [low], marker="v", color=color, markersize=8, clip_on=False, zorder=4)
+            ax.annotate(f"{vi:.1f}", (xi, low), xytext=(0, 7 + 8 * level), textcoords="offset points",
+                        ha="center", fontsize=6, color=color)
+        elif si is not None:
+            ax.errorbar([xi], [vi], yerr=[[vi - max(si[0], low)], [si[1] - vi]], color=color, capsize=3, linewidth=1)
+
+
+def plot(df: pd.DataFrame, out_dir: str | Path, y: str = "mota", refresh: pd.DataFrame | None = None,
+         records: list[dict[str, Any]] | None = None, floor_points: float = 20.0) -> list[Path]:
+    """Draw :func:`figure` into ``out_dir/tradeoff.png`` and ``.pdf``."""
+    fig = figure(df, y, refresh, records, floor_points)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "tradeoff.png", out / "tradeoff.pdf"]
+    for p in paths:
+        fig.savefig(p, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def figure(df: pd.DataFrame, y: str = "mota", refresh: pd.DataFrame | None = None,
+           records: list[dict[str, Any]] | None = None, floor_points: float = 20.0) -> Any:
+    """The trade-off figure from ``passbench.report.tradeoff.points`` frames (a matplotlib Figure):
+    rows x = skip rate / GMACs, columns :data:`FAMILIES`.
+
+    Args:
+        df: the trade-off points (``configs/tradeoff/``), dense included.
+        refresh: the refresh points (``configs/refresh/``), drawn hollow; those with a computed reference left out.
+        records: the records, for the seed spreads (error bars); None draws none.
+        floor_points: the y-axis starts this many points below the dense model's ``y``.
+    """
+    dense_rows = df[df["method"] == "dense"]
+    dense = 100 * float(dense_rows[y].iloc[0]) if not dense_rows.empty else None
+    rf = refresh[refresh["reference"] != "computed"] if refresh is not None and not refresh.empty else None
+    low, top = _ylim(df, rf, y, dense, floor_points)
+    exps = list(df["experiment"]) + (list(rf["experiment"]) if rf is not None else [])
+    spreads = seed_spreads(records, exps, y) if records else {}
+    palette = dict(zip(ORDER, sns.color_palette("colorblind", len(ORDER))))
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(2, len(FAMILIES), figsize=(13, 8.2), sharey=True, squeeze=False)
+    for col, (title, methods) in enumerate(FAMILIES):
+        for row, (xkey, xlabel) in enumerate((("skip", "measured patch-skip rate, all frames [%]"),
+                                              ("gmacs", "executed GMACs per frame, gates included"))):
+            ax = axes[row][col]
+            scale = 100.0 if xkey == "skip" else 1.0
+            for level, m in enumerate([m for m in methods if m in set(df["method"])]):
+                g = df[df["method"] == m].sort_values("skip")
+                _series(ax, g[xkey] * scale, 100 * g[y], low,
+                        [None if e not in spreads else (100 * spreads[e][0], 100 * spreads[e][1]) for e in g["experiment"]],
+                        LABELS.get(m, m), palette[m], level=2 * level)
+                r = rf[rf["method"] == m].sort_values("skip") if rf is not None else None
+                if r is not None and not r.empty:
+                    _series(ax, r[xkey] * scale, 100 * r[y], low,
+                            [None if e not in spreads else (100 * spreads[e][0], 100 * spreads[e][1]) for e in r["experiment"]],
+                            f"{LABELS.get(m, m)}, dense frame every {int(r['refresh'].iloc[0])}", palette[m],
+                            hollow=True, level=2 * level + 1)
+            if dense is not None:
+                ax.axhline(dense, color="0.25", linestyle="--", linewidth=1, label=f"dense ({dense:.1f})")
+            ax.set_ylim(low, top)
+            ax.set_xlabel(xlabel, fontsize=8)
+            if row == 0:
+                ax.set_title(title, fontsize=10)
+            if col == 0:
+                ax.set_ylabel(f"{y.upper()} [%]")
+        if axes[1][col].get_legend_handles_labels()[0]:
+            axes[1][col].legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=7, frameon=False)
+    if df.empty:
+        axes[0][0].text(0.5, 0.5, "no trade-off records yet", transform=axes[0][0].transAxes, ha="center", color="0.5")
+    fig.suptitle(f"Matched-rate trade-off on the sample eval split (configs/tradeoff/, configs/refresh/); "
+                 f"points below {low:.0f} drawn at the edge with their value; error bars: seed spread where measured",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
