@@ -18,16 +18,9 @@ import pandas as pd
 
 from passbench.records import latest_by_experiment, read_records, results_dir
 from passbench.report.claimfile import claim_links
+from passbench.report.tradeoff_names import LABELS, ORDER
 
 TABLE = "tradeoff"
-ORDER = ["pass_f", "pass_p", "pass_f_uniform", "pass_p_uniform", "skipconv_norm", "skipconv_gumbel", "random", "keyframe"]
-LABELS = {"pass_f": "PASS-F", "pass_p": "PASS-P", "pass_f_uniform": "PASS-F, uniform rates",
-          "pass_p_uniform": "PASS-P, uniform rates", "skipconv_norm": "Skip-Conv (norm gates)",
-          "skipconv_gumbel": "Skip-Conv (Gumbel gates)", "random": "random (floor)", "keyframe": "keyframe (floor)",
-          "dense": "dense", "gate_small": "PASS-P, passbench gate (16 ch, 2 blocks, per-patch head)",
-          "gate_paper": "PASS-P, authors' gate sizes (256 ch, 4 blocks, k9, affine head)",
-          "rate0": "PASS-P, no rate term in pre-training",
-          "dense_ft": "dense fine-tune control (PASS-F's lr 1e-4 recipe, every rate 0)"}
 _POINT = re.compile(r"^(?:.*/)?(?P<method>[a-z][a-z0-9_]*?)(?:_r(?P<rate>\d\d)(?:_(?P<variant>[a-z]+))?)?$")
 
 

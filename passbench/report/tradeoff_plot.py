@@ -24,7 +24,7 @@ import seaborn as sns  # noqa: E402
 
 from passbench.report.claimfile import CLAIMS, load_claims  # noqa: E402
 from passbench.report.query import Context, Unmeasured  # noqa: E402
-from passbench.report.tradeoff import LABELS, ORDER  # noqa: E402
+from passbench.report.tradeoff_names import LABELS, ORDER  # noqa: E402
 
 FAMILIES = (("PASS", ("pass_p", "pass_f", "pass_p_uniform", "pass_f_uniform")),
             ("Skip-Conv", ("skipconv_norm", "skipconv_gumbel")),

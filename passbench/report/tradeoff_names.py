@@ -1,0 +1,10 @@
+"""The trade-off's method stems in table / legend order and their labels (shared by the tables and the figure)."""
+
+ORDER = ["pass_f", "pass_p", "pass_f_uniform", "pass_p_uniform", "skipconv_norm", "skipconv_gumbel", "random", "keyframe"]
+LABELS = {"pass_f": "PASS-F", "pass_p": "PASS-P", "pass_f_uniform": "PASS-F, uniform rates",
+          "pass_p_uniform": "PASS-P, uniform rates", "skipconv_norm": "Skip-Conv (norm gates)",
+          "skipconv_gumbel": "Skip-Conv (Gumbel gates)", "random": "random (floor)", "keyframe": "keyframe (floor)",
+          "dense": "dense", "gate_small": "PASS-P, passbench gate (16 ch, 2 blocks, per-patch head)",
+          "gate_paper": "PASS-P, authors' gate sizes (256 ch, 4 blocks, k9, affine head)",
+          "rate0": "PASS-P, no rate term in pre-training",
+          "dense_ft": "dense fine-tune control (PASS-F's lr 1e-4 recipe, every rate 0)"}
