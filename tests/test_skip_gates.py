@@ -314,3 +314,20 @@ def test_every_gate_is_deterministic_at_evaluation(make):
         b = gate(x, prev, (4, 4))
     assert torch.equal(a.mask, b.mask) and torch.equal(a.prob, b.prob)
     assert 0.0 < float(a.mask.mean()) < 1.0
+
+
+@pytest.mark.parametrize("variant", ["input", "output"])
+def test_norm_gate_decides_the_same_when_the_two_frames_swap(variant):
+    # |X_t - X_{t-1}| (input) and |W * (X_t - X_{t-1})| (output, no bias) are symmetric in the two frames: a
+    # change and its opposite are skipped or computed alike. A signed residual, or a bias in the output
+    # variant, breaks the symmetry.
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1, bias=True)
+    nn.init.constant_(conv.bias, 0.7)
+    x, prev = _pair()
+    gate = NormGate(patch_in=4, patch_out=4, threshold=0.0, variant=variant)
+    a = gate(x, prev, (4, 4), conv=conv)
+    gate.threshold = float(a.norm.detach().median())  # half the patches either way
+    a, b = gate(x, prev, (4, 4), conv=conv), gate(prev, x, (4, 4), conv=conv)
+    assert torch.equal(a.norm, b.norm) and torch.equal(a.mask, b.mask)
+    assert 0.0 < float(a.mask.mean()) < 1.0
