@@ -141,6 +141,35 @@ def test_collect_stats_rows_hand_worked():
         assert (row["dense_macs"], row["executed_macs"], row["gate_macs"]) == (3 * d, d, 0)
         assert (row["px_gated"], row["px_skipped"], row["px_total"]) == (2 * 512, 2 * 512, 3 * 512)
         assert row["patch_skip_rate"] == 1.0 and row["mac_reduction"] == pytest.approx(2 / 3)
+        assert row["mask_macs"] == d  # what the kernel computes for the masks: the dense frame, then nothing
     assert st["frames"] == 3 and (st["dense_macs"], st["executed_macs"]) == (3 * (d0 + d1), d0 + d1)
     assert st["patch_skip_rate"] == 1.0 and st["patch_skip_rate_all_frames"] == pytest.approx(2 / 3)
     assert st["mac_reduction"] == pytest.approx(2 / 3) and st["mac_reduction_convs"] == pytest.approx(2 / 3)
+    assert st["mask_macs"] == d0 + d1
+    # before any gated frame: no rate, no reduction (not a division by zero); a model with no wrapped conv: zeros
+    skip.reset(model)
+    model(torch.rand(2, 3, 16, 16))
+    st = skip.collect_stats(model)
+    assert [(r["gated_frames"], r["patch_skip_rate"], r["mac_reduction"]) for r in st["layers"]] == [(0, 0.0, 0.0)] * 2
+    assert (st["frames"], st["patch_skip_rate"], st["patch_skip_rate_all_frames"], st["mac_reduction"]) == (1, 0, 0, 0)
+    empty = skip.collect_stats(nn.Sequential(nn.ReLU()))
+    assert empty["layers"] == [] and (empty["frames"], empty["dense_macs"], empty["mac_reduction"]) == (0, 0, 0.0)
+
+
+@torch.no_grad()
+def test_collect_stats_charges_the_gate_cost():
+    # A PASS gate costs MACs; mac_reduction charges them (1 - (executed + gate) / dense), mac_reduction_convs
+    # does not (1 - executed / dense). With every patch computed (threshold 1.1: nothing exceeds it) executed =
+    # dense, so mac_reduction = -gate / dense exactly and mac_reduction_convs = 0.
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))
+    skip.make_skippable(model, "pass", patch_size=4, execution="sparse", rule="threshold", threshold=1.1,
+                        embed_dim=8, hidden=16, min_patches=4)
+    model.eval()
+    for t in range(2):
+        model(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(t)))
+    st = skip.collect_stats(model)
+    row = st["layers"][0]
+    d = 2 * 16 * 16 * 4 * 3 * 9
+    assert (row["dense_macs"], row["executed_macs"]) == (d, d) and row["gate_macs"] > 0
+    assert row["mac_reduction"] == pytest.approx(-row["gate_macs"] / d) and st["mac_reduction_convs"] == 0.0
+    assert st["mac_reduction"] == pytest.approx(-st["gate_macs"] / d)
