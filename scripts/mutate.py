@@ -29,6 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SCRATCH = REPO / "runs" / "mutate"
+PUBLISHED = REPO / "docs" / "logs" / "mutation"  # the committed copies docs/testing.md cites
 
 # module (or glob) -> the fast tests that pin it. Only these tests run against its mutants (mutmut runs,
 # for each mutant, those of them that executed the mutated function).
@@ -164,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--survivors", action="store_true", help="re-check only the cached survivors (new tests)")
     ap.add_argument("--list", action="store_true", help="print the modules and their tests")
     ap.add_argument("--summary", action="store_true", help="counts from the cached runs, nothing run")
+    ap.add_argument("--publish", action="store_true",
+                    help="copy each module's summary.json and survivors.diff to docs/logs/mutation/")
     ap.add_argument("--max-children", type=int, default=1, help="mutants checked in parallel (default 1)")
     args = ap.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
@@ -180,6 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for s in results:
         print(_line(s))
+    if args.publish:
+        PUBLISHED.mkdir(parents=True, exist_ok=True)
+        for m in modules:
+            d = SCRATCH / slug(m)
+            for name, ext in (("summary.json", "json"), ("survivors.diff", "diff")):
+                if (d / name).exists():
+                    shutil.copyfile(d / name, PUBLISHED / f"{slug(m)}.{ext}")
+        print(f"published to {PUBLISHED.relative_to(REPO)}")
     return 0
 
 
