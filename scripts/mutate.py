@@ -3,7 +3,8 @@
 Each module is mutated on its own, against the fast tests that cover it (``MODULES`` below), in a
 scratch directory ``runs/mutate/<module>/`` holding a generated ``pyproject.toml`` (mutmut reads its
 configuration from the working directory) and mutmut's ``mutants/`` tree. Results are cached there
-per mutant: a rerun only checks mutants not yet checked (``--fresh`` starts over). At the end the
+per mutant: a rerun only checks mutants not yet checked, so after adding tests run with ``--fresh`` (mutmut
+keeps a cached verdict while the mutated function's source is unchanged, whatever the tests). At the end the
 script prints, per module, how many mutants were killed, survived, timed out or were not checked,
 and writes ``runs/mutate/<module>/summary.json`` plus ``survivors.diff`` (every surviving mutant's
 diff, for judging which are equivalent; ``docs/testing.md`` records that judgement).
@@ -127,15 +128,10 @@ def summary(module: str) -> dict:
             "kill_rate_checked": round(killed / checked, 4) if checked else None, "survivors": survivors}
 
 
-def run(module: str, fresh: bool, max_children: int, survivors: bool = False) -> dict:
+def run(module: str, fresh: bool, max_children: int) -> dict:
     d = prepare(module, fresh)
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)]
-    if survivors:  # check the cached survivors again (after tests were added); nothing else
-        names = summary(module)["survivors"]
-        if not names:
-            return {**summary(module), "rc": 0, "date": date.today().isoformat()}
-        cmd += names
     print(f"== mutate {module} ({', '.join(MODULES[module])}) in {d.relative_to(REPO)}", flush=True)
     rc = subprocess.call(cmd, cwd=d, env=env)
     s = summary(module)
@@ -150,6 +146,43 @@ def run(module: str, fresh: bool, max_children: int, survivors: bool = False) ->
     return s
 
 
+def recheck(module: str, diff_file: Path) -> dict:
+    """Re-check recorded survivors against the current tests, without mutmut: apply each survivor's diff
+    (``survivors.diff`` of an earlier run) to a scratch copy of the sources and run the module's tests there.
+    A mutant is killed when the tests fail. Writes ``runs/mutate/<module>/recheck.json``."""
+    import tempfile
+
+    blocks = [b for b in diff_file.read_text().split("\n# ") if "\n--- " in b]
+    out = {"module": module, "tests": MODULES[module], "from": str(diff_file.relative_to(REPO)),
+           "date": date.today().isoformat(), "killed": [], "survived": [], "not applied": []}
+    for b in blocks:
+        name = b.lstrip("# ").split("\n", 1)[0].strip()
+        patch_text = b[b.index("--- "):]
+        with tempfile.TemporaryDirectory(prefix="mutate-recheck-") as tmp:
+            t = Path(tmp)
+            shutil.copytree(REPO / "passbench", t / "passbench")
+            shutil.copytree(REPO / "tests", t / "tests")
+            shutil.copyfile(REPO / "pyproject.toml", t / "pyproject.toml")
+            for link in LINKED:
+                if (REPO / link).exists():
+                    (t / link).symlink_to(REPO / link)
+            ok = subprocess.run(["patch", "-p0", "--forward", "-s"], cwd=t, input=patch_text, text=True,
+                                capture_output=True).returncode == 0
+            if not ok:
+                out["not applied"].append(name)
+                continue
+            env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
+                       PASSBENCH_DATA=str((REPO.parent / "shared" / "data").resolve()))
+            rc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                                 *MODULES[module]], cwd=t, env=env, capture_output=True).returncode
+            out["killed" if rc not in (0, 5) else "survived"].append(name)
+        print(f"{name}: {'killed' if name in out['killed'] else 'survived'}", flush=True)
+    d = SCRATCH / slug(module)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "recheck.json").write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
 def _line(s: dict) -> str:
     c = s["counts"]
     rate = "-" if s["kill_rate_checked"] is None else f"{100 * s['kill_rate_checked']:.1f} %"
@@ -162,9 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="./dev mutate", description=__doc__.split("\n\n")[0])
     ap.add_argument("modules", nargs="*", help="modules to mutate (default: all of MODULES)")
     ap.add_argument("--fresh", action="store_true", help="forget cached results and start over")
-    ap.add_argument("--survivors", action="store_true", help="re-check only the cached survivors (new tests)")
     ap.add_argument("--list", action="store_true", help="print the modules and their tests")
     ap.add_argument("--summary", action="store_true", help="counts from the cached runs, nothing run")
+    ap.add_argument("--recheck", type=Path, default=None, metavar="DIFF",
+                    help="re-check the survivors recorded in DIFF (an earlier survivors.diff) with the current "
+                         "tests, by applying each diff to a scratch copy (one module)")
     ap.add_argument("--publish", action="store_true",
                     help="copy each module's summary.json and survivors.diff to docs/logs/mutation/")
     ap.add_argument("--max-children", type=int, default=1, help="mutants checked in parallel (default 1)")
@@ -174,12 +209,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mutate: unknown module(s) {unknown}; known: {sorted(MODULES)}", file=sys.stderr)
         return 2
     modules = args.modules or list(MODULES)
+    if args.recheck is not None:
+        if len(modules) != 1:
+            print("mutate: --recheck takes exactly one module", file=sys.stderr)
+            return 2
+        r = recheck(modules[0], args.recheck.resolve())
+        print(f"{modules[0]}: of {len(r['killed']) + len(r['survived'])} recorded survivors, "
+              f"{len(r['killed'])} killed by the current tests, {len(r['survived'])} survive "
+              f"({len(r['not applied'])} diffs not applied)")
+        if args.publish:
+            PUBLISHED.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(SCRATCH / slug(modules[0]) / "recheck.json", PUBLISHED / f"{slug(modules[0])}.recheck.json")
+        return 0
     if args.list:
         for m in modules:
             print(f"{m:32s} {' '.join(MODULES[m])}")
         return 0
-    results = [summary(m) if args.summary else run(m, args.fresh, args.max_children, args.survivors)
-               for m in modules]
+    results = [summary(m) if args.summary else run(m, args.fresh, args.max_children) for m in modules]
     print()
     for s in results:
         print(_line(s))
