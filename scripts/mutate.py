@@ -146,17 +146,40 @@ def run(module: str, fresh: bool, max_children: int) -> dict:
     return s
 
 
-def recheck(module: str, diff_file: Path) -> dict:
+def _apply(root: Path, diff: str) -> bool:
+    """Apply one mutant's unified diff (``mutmut show``: hunks numbered within the function) by replacing the
+    hunk's old lines with its new lines where they occur exactly once in the file."""
+    lines = diff.splitlines()
+    path = root / lines[0][4:].strip()
+    old, new = [], []
+    for ln in lines[3:]:
+        if ln.startswith("@@"):
+            continue
+        tag, body = (ln[:1], ln[1:]) if ln else (" ", "")
+        if tag in (" ", "-"):
+            old.append(body)
+        if tag in (" ", "+"):
+            new.append(body)
+    text = path.read_text()
+    a, b = "\n".join(old) + "\n", "\n".join(new) + "\n"
+    if text.count(a) != 1:
+        return False
+    path.write_text(text.replace(a, b))
+    return True
+
+
+def recheck(module: str, diff_file: Path, keyword: str | None = None) -> dict:
     """Re-check recorded survivors against the current tests, without mutmut: apply each survivor's diff
     (``survivors.diff`` of an earlier run) to a scratch copy of the sources and run the module's tests there.
-    A mutant is killed when the tests fail. Writes ``runs/mutate/<module>/recheck.json``."""
+    A mutant is killed when the tests fail. ``keyword`` (pytest ``-k``) may restrict the run to the tests added
+    since: the recorded survivors already passed every other test. Writes ``runs/mutate/<module>/recheck.json``."""
     import tempfile
 
     blocks = [b for b in diff_file.read_text().split("\n# ") if "\n--- " in b]
-    out = {"module": module, "tests": MODULES[module], "from": str(diff_file.relative_to(REPO)),
+    out = {"module": module, "tests": MODULES[module], "keyword": keyword, "from": str(diff_file.relative_to(REPO)),
            "date": date.today().isoformat(), "killed": [], "survived": [], "not applied": []}
     for b in blocks:
-        name = b.lstrip("# ").split("\n", 1)[0].strip()
+        name = b.lstrip("# ").split("\n", 1)[0].split(":")[0].strip()
         patch_text = b[b.index("--- "):]
         with tempfile.TemporaryDirectory(prefix="mutate-recheck-") as tmp:
             t = Path(tmp)
@@ -166,15 +189,14 @@ def recheck(module: str, diff_file: Path) -> dict:
             for link in LINKED:
                 if (REPO / link).exists():
                     (t / link).symlink_to(REPO / link)
-            ok = subprocess.run(["patch", "-p0", "--forward", "-s"], cwd=t, input=patch_text, text=True,
-                                capture_output=True).returncode == 0
-            if not ok:
+            if not _apply(t, patch_text):
                 out["not applied"].append(name)
                 continue
             env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
                        PASSBENCH_DATA=str((REPO.parent / "shared" / "data").resolve()))
             rc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                                 *MODULES[module]], cwd=t, env=env, capture_output=True).returncode
+                                 *(["-k", keyword] if keyword else []), *MODULES[module]], cwd=t, env=env,
+                                capture_output=True).returncode
             out["killed" if rc not in (0, 5) else "survived"].append(name)
         print(f"{name}: {'killed' if name in out['killed'] else 'survived'}", flush=True)
     d = SCRATCH / slug(module)
@@ -200,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recheck", type=Path, default=None, metavar="DIFF",
                     help="re-check the survivors recorded in DIFF (an earlier survivors.diff) with the current "
                          "tests, by applying each diff to a scratch copy (one module)")
+    ap.add_argument("-k", dest="keyword", default=None, help="with --recheck: pytest -k expression (new tests)")
     ap.add_argument("--publish", action="store_true",
                     help="copy each module's summary.json and survivors.diff to docs/logs/mutation/")
     ap.add_argument("--max-children", type=int, default=1, help="mutants checked in parallel (default 1)")
@@ -213,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(modules) != 1:
             print("mutate: --recheck takes exactly one module", file=sys.stderr)
             return 2
-        r = recheck(modules[0], args.recheck.resolve())
+        r = recheck(modules[0], args.recheck.resolve(), args.keyword)
         print(f"{modules[0]}: of {len(r['killed']) + len(r['survived'])} recorded survivors, "
               f"{len(r['killed'])} killed by the current tests, {len(r['survived'])} survive "
               f"({len(r['not applied'])} diffs not applied)")
