@@ -197,3 +197,21 @@ def test_committed_tables_equal_their_regeneration_from_the_records(table):
     for ext in ("md", "csv"):
         committed = (REPO_ROOT / "results" / "tables" / f"table{table}.{ext}").read_text()
         assert render(table, df, ext) == committed, f"results/tables/table{table}.{ext} is not the regeneration"
+
+
+def test_tradeoff_cells_show_the_record_fields_their_headers_name():
+    # one trade-off point, every shown field distinct; expected cells written out by hand from the headers
+    from passbench.report import tradeoff
+
+    rec = {"kind": "run", "experiment": "tradeoff/pass_p_r40", "created_utc": "2026-01-01T00:00:00Z", "run_id": "p",
+           "config": {"table": "tradeoff"}, "method": {"name": "pass_p", "params": {}},
+           "metrics": {"mota": 0.50249, "idf1": 0.58123, "ids": 61},
+           "cost": {"patch_skip_rate": 0.39237, "gmacs_executed": 0.8631, "gate_gmacs": 0.0347},
+           "speed": {"fps": 10.0, "fps_dense": 12.0}}
+    md = tradeoff.render(tradeoff.points([rec]), "md")
+    head, _, row = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in md.splitlines()[:3]]
+    got = dict(zip(head, row))
+    assert got == {"method": "PASS-P", "target skip %": "40", "measured skip % (all frames)": "39.2",
+                   "MOTA %": "50.2", "IDF1 %": "58.1", "IDs": "61",
+                   "GMACs (executed + gate)": "0.898",  # 0.8631 + 0.0347: the gate's MACs are charged
+                   "of which gate": "0.035", "FPS / dense": "0.83x"}
