@@ -254,8 +254,13 @@ def main(argv: list[str] | None = None) -> int:
         print(_line(s))
     if args.publish:
         PUBLISHED.mkdir(parents=True, exist_ok=True)
-        for m in modules:
+        for m, s in zip(modules, results):
             d = SCRATCH / slug(m)
+            if args.summary:  # the cached counts as they are now (a run may still be going or was stopped)
+                s = {**s, "date": date.today().isoformat(),
+                     "complete": s["counts"].get("not checked", 0) == 0 and s["total"] > 0}
+                (PUBLISHED / f"{slug(m)}.json").write_text(json.dumps(s, indent=1) + "\n")
+                continue
             for name, ext in (("summary.json", "json"), ("survivors.diff", "diff")):
                 if (d / name).exists():
                     shutil.copyfile(d / name, PUBLISHED / f"{slug(m)}.{ext}")

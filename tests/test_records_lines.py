@@ -34,3 +34,23 @@ def test_appending_after_a_last_line_without_its_newline_keeps_both_records(tmp_
 def test_records_folder_is_under_the_results_folder_given(tmp_path: Path):
     assert R.records_dir(tmp_path) == tmp_path / "records"
     assert R.records_dir(str(tmp_path / "x")) == tmp_path / "x" / "records"
+
+
+def test_created_utc_is_fixed_width_utc_so_that_string_order_is_time_order(monkeypatch):
+    # latest_by_experiment compares created_utc as strings: that is time order only for one fixed-width UTC
+    # format. On a machine whose local zone is not UTC the stamp must still be UTC.
+    import datetime as dt
+    import re
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # UTC+9, no daylight saving
+    time.tzset()
+    try:
+        stamp = R.utc_now()
+        now = dt.datetime.now(dt.timezone.utc)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stamp), stamp
+    got = dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    assert abs((now - got).total_seconds()) < 5
