@@ -145,6 +145,18 @@ def test_newest_record_rule_on_equal_timestamps():
     assert build_table(3, [a, b]).set_index("experiment").loc["table3/x", "mota"] == 0.2
 
 
+def test_speed_records_are_never_a_row_and_do_not_hide_later_records():
+    # passbench speed writes speed-only records into the same files: they never become an experiment's row,
+    # even when newer than its run or its skip marker, and the records after them still count
+    speed = {"kind": "speed", "experiment": "table3/x", "run_id": "s", "created_utc": "2026-03-02T00:00:00Z"}
+    marker = _run("table3/y", "m", "2026-03-01T00:00:00Z", 0.0, kind="skipped")
+    speed_y = dict(speed, experiment="table3/y", run_id="sy")
+    got = R.latest_by_experiment([speed, marker, speed_y, _run("table3/x", "x", "2026-03-01T00:00:00Z", 0.4),
+                                  _run("table3/z", "z", "2026-03-01T00:00:00Z", 0.5)])
+    assert {k: v["run_id"] for k, v in got.items()} == {"table3/x": "x", "table3/y": "m", "table3/z": "z"}
+    assert R.latest_by_experiment([speed]) == {}
+
+
 def test_newest_record_rule_through_a_records_file(tmp_path: Path):
     # the same rule when the two runs come back from one .jsonl file (append order = file order)
     from test_records import fixture_run
