@@ -43,7 +43,20 @@ each video (8 streams, 520 frames; the protocol scores frames 0 and 64). Same fi
 cases (no timing, one thread, PASS-F on the block-sparse kernel). Tolerances: patch skip rate and
 executed GMACs zero (top-k masks keep an exact patch count per layer); MPJPE 0.01 mm, far below any
 effect a change of the method or weights has, above float noise of other CPUs (a mean of float32
-network outputs through float64 geometry).
+network outputs through float64 geometry). PA-MPJPE (3DMPPE ``rigid_align``, no scale) is compared beside
+MPJPE at the same tolerance: a change of the alignment (a fitted scale, a lost root-centring) moves it.
+
+Further cases, each for a path the cases above cannot see:
+
+* ``skipconv_gumbel``: the Table 3 Skip-Conv row with the learned Gumbel gates (``weights/sample/
+  skipconv_gumbel.pt``), same conditions as ``skipconv``;
+* ``mot17_mini_smoke``: a SMOKE case, the Table 4 PASS-F row on the 4 + 8 frames of MOT17-mini at
+  detection threshold 0.1; it compares counts (GT boxes kept by the MOT17 rules, TP, FP after the
+  distractor deletion, FN, IDs) and the skip rate / GMACs, not an accuracy;
+* ``tables``: Table 3, the trade-off table and Table 2 regenerated from the committed records
+  (``passbench.report.golden``) and compared cell by cell with the golden cells (text equality; the drifted
+  cells are printed). Its "weights" fingerprint is a digest of the records: after a re-measurement,
+  re-bless it with ``--case tables --update --reason``.
 """
 
 from __future__ import annotations
@@ -95,6 +108,16 @@ CASES: tuple[Case, ...] = (
     Case("pass_f", "configs/table3/pass_f.yaml", _MOT + _SPARSE),
     Case("pose_dense", "configs/table1/mhp.yaml", _POSE, task="pose"),
     Case("pose_pass_f", "configs/table1/pass_f.yaml", _POSE + _SPARSE, task="pose"),
+    Case("skipconv_gumbel", "configs/table3/skipconv_gumbel.yaml", _MOT + _SPARSE),
+    # A smoke case (4 + 8 frames of MOT17-mini): the MOT17 path (distractor deletion, consider flags and classes,
+    # the MOT17 benchmark rules) runs end to end and gives the same counts; not an accuracy measurement. Detection
+    # threshold 0.1: the light model (trained on MOT15 halves at 384x224) outputs no box on these 1080p frames at
+    # the default 0.4, and a case without tracker boxes would not exercise the distractor deletion.
+    Case("mot17_mini_smoke", "configs/table4/pass_f.yaml",
+         ("dataset.name=MOT17-mini", "dataset.sequences=[MOT17-02-FRCNN, MOT17-04-FRCNN]", "eval.conf_threshold=0.1",
+          "speed.enabled=false", "speed.threads=1") + _SPARSE, task="mot_smoke"),
+    # The generated tables regenerated from the committed records, cell by cell (passbench.report.golden).
+    Case("tables", "results/records", (), task="tables"),
 )
 
 TASK_METRICS: dict[str, tuple[Metric, ...]] = {
@@ -108,9 +131,16 @@ TASK_METRICS: dict[str, tuple[Metric, ...]] = {
     "pose": (
         Metric("mpjpe_mm", "metrics.mpjpe_mm", 0.01),
         Metric("mpjpe_mm_all_frames", "metrics.mpjpe_mm_all_frames", 0.01),
+        Metric("pa_mpjpe_mm", "metrics.pa_mpjpe_mm", 0.01),
         Metric("patch_skip_rate", "cost.patch_skip_rate"),
         Metric("gmacs_executed", "cost.gmacs_executed"),
     ),
+    "mot_smoke": tuple(Metric(k, f"metrics.{k}") for k in ("num_gt", "tp", "fp", "fn", "ids")) + (
+        Metric("patch_skip_rate", "cost.patch_skip_rate"),
+        Metric("gmacs_executed", "cost.gmacs_executed"),
+    ),
+    # one compared value per table: its cells ({key: text}); equal or not, the drifted cells are printed
+    "tables": tuple(Metric(name, f"values.{name}") for name in ("table3", "tradeoff", "table2")),
 }
 
 
@@ -132,6 +162,11 @@ def _get(rec: dict[str, Any], path: str) -> Any:
 def measure(case: Case, overrides: list[str] | tuple[str, ...] = (), data_root: Any = None,
             progress: bool | None = None) -> dict[str, Any]:
     """Run one case (nothing written to the records) and return its record (or skip marker)."""
+    if case.task == "tables":
+        from passbench.report import golden as tg  # noqa: PLC0415
+
+        return {"kind": "run", "experiment": "regress/tables", "values": tg.table_cells(REPO_ROOT / case.config),
+                "model": {"weights_sha256": tg.records_digest(REPO_ROOT / case.config)}, "config": {}}
     from passbench.config import load_config  # noqa: PLC0415
     from passbench.runner import run  # noqa: PLC0415
 
@@ -162,6 +197,8 @@ class Row:
             return "NO GOLDEN"
         if self.now is None:
             return "MISSING"
+        if isinstance(self.golden, dict) or isinstance(self.now, dict):  # table cells: equal text
+            return "ok" if self.now == self.golden else "DRIFT"
         return "ok" if abs(float(self.now) - float(self.golden)) <= self.tol else "DRIFT"
 
 
@@ -174,6 +211,8 @@ def compare(case: Case, now: dict[str, Any], golden: dict[str, Any] | None) -> l
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
+    if isinstance(v, dict):
+        return f"{len(v)} cells"
     if isinstance(v, int) and not isinstance(v, bool):
         return str(v)
     return f"{v:.6f}"
@@ -312,7 +351,8 @@ def main(cases: list[str] | None = None, overrides: list[str] | None = None, upd
             print(f"{case.name}: FAILED: {type(e).__name__}: {e}", flush=True)
             problems.append(f"{case.name} failed")
             continue
-        print(f"[{case.name}, {time.perf_counter() - t0:.0f} s] {summary_line(rec)}", flush=True)
+        line = summary_line(rec) if case.task != "tables" else f"{len(rec['values'])} tables from {case.config}"
+        print(f"[{case.name}, {time.perf_counter() - t0:.0f} s] {line}", flush=True)
         if verbose:
             print(json.dumps(rec, indent=1, sort_keys=True))
         if rec["kind"] != "run":
@@ -321,11 +361,18 @@ def main(cases: list[str] | None = None, overrides: list[str] | None = None, upd
         measured[case.name] = (case, rec)
         g = gold["cases"].get(case.name)
         rows.extend(compare(case, values_of(rec, case.task), g))
+        if case.task == "tables" and g:
+            from passbench.report.golden import cell_changes  # noqa: PLC0415
+
+            for key, cells in values_of(rec, case.task).items():
+                for ln in cell_changes(g["values"].get(key), cells):
+                    print(f"  {case.name}: {key}: {ln}", flush=True)
         if g and (g.get("config"), g.get("overrides")) != (case.config, list(case.overrides)):
             print(f"  note: {case.name}: the case definition changed since the golden was blessed "
                   f"({g.get('config')} {g.get('overrides')}); re-bless with --update --reason if intended", flush=True)
         if g and g.get("weights_sha256") != rec["model"]["weights_sha256"]:
-            print(f"  note: {case.name}: the weights changed since the golden was blessed "
+            what = "records" if case.task == "tables" else "weights"
+            print(f"  note: {case.name}: the {what} changed since the golden was blessed "
                   f"({g['blessed']['utc']}, {g['blessed']['reason']!r}); if that is intended, re-bless with "
                   "--update --reason", flush=True)
     print()

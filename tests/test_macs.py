@@ -112,3 +112,65 @@ def test_gate_counting_does_not_double_count_under_an_outer_counter():
     outer = count_macs(model, x)  # the gate is counted by its own inner FlopCounterMode as well
     st = skip.collect_stats(model)
     assert outer == 6 * 16 * 16 * 4 * 9 + st["gate_macs"]
+
+
+def test_dense_and_block_sparse_macs_hand_worked():
+    from passbench.skip.macs import conv_dense_macs, sparse_equivalent_macs
+
+    conv = nn.Conv2d(4, 6, 3, padding=1)
+    # dense: B Cout Hout Wout Cin kh kw = 6 * 8 * 8 * 4 * 9 = 13824 per sample (batch 1 by default)
+    assert conv_dense_macs(conv, (8, 8)) == 13824 and conv_dense_macs(conv, (8, 8), 2) == 27648
+    # block-sparse, patch 4 on an 8x8 map, batch 2 (8 patches): one active patch = 4 * 4 * 6 * 4 * 9 = 3456;
+    # none: 0; all: the dense conv of the whole batch
+    assert [sparse_equivalent_macs(conv, (8, 8), 2, n, 8, 4) for n in (0, 1, 3, 8)] == [0, 3456, 3 * 3456, 27648]
+
+
+@torch.no_grad()
+def test_collect_stats_rows_hand_worked():
+    # Two convs skipping every patch (fixed gate, keep 0) on the sparse path, batch 2 of 16x16 frames, 3 frames:
+    # frame 0 runs dense (no previous frame), frames 1-2 skip all 16 patches of each sample.
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 2, 1))
+    skip.make_skippable(model, "fixed", keep=0.0, patch_size=4, execution="sparse")
+    for t in range(3):
+        model(torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(t)))
+    st = skip.collect_stats(model)
+    d0, d1 = 2 * 16 * 16 * 4 * 3 * 9, 2 * 16 * 16 * 2 * 4  # dense MACs per frame of each layer (batch 2)
+    want = [("0", d0), ("1", d1)]
+    for row, (name, d) in zip(st["layers"], want):
+        assert (row["name"], row["patch"], row["frames"], row["gated_frames"]) == (name, 4, 3, 2)
+        assert (row["dense_macs"], row["executed_macs"], row["gate_macs"]) == (3 * d, d, 0)
+        assert (row["px_gated"], row["px_skipped"], row["px_total"]) == (2 * 512, 2 * 512, 3 * 512)
+        assert row["patch_skip_rate"] == 1.0 and row["mac_reduction"] == pytest.approx(2 / 3)
+        assert row["mask_macs"] == d  # what the kernel computes for the masks: the dense frame, then nothing
+    assert st["frames"] == 3 and (st["dense_macs"], st["executed_macs"]) == (3 * (d0 + d1), d0 + d1)
+    assert st["patch_skip_rate"] == 1.0 and st["patch_skip_rate_all_frames"] == pytest.approx(2 / 3)
+    assert st["mac_reduction"] == pytest.approx(2 / 3) and st["mac_reduction_convs"] == pytest.approx(2 / 3)
+    assert st["mask_macs"] == d0 + d1
+    # before any gated frame: no rate, no reduction (not a division by zero); a model with no wrapped conv: zeros
+    skip.reset(model)
+    model(torch.rand(2, 3, 16, 16))
+    st = skip.collect_stats(model)
+    assert [(r["gated_frames"], r["patch_skip_rate"], r["mac_reduction"]) for r in st["layers"]] == [(0, 0.0, 0.0)] * 2
+    assert (st["frames"], st["patch_skip_rate"], st["patch_skip_rate_all_frames"], st["mac_reduction"]) == (1, 0, 0, 0)
+    empty = skip.collect_stats(nn.Sequential(nn.ReLU()))
+    assert empty["layers"] == [] and (empty["frames"], empty["dense_macs"], empty["mask_macs"]) == (0, 0, 0)
+    assert (empty["patch_skip_rate"], empty["mac_reduction"], empty["mac_reduction_convs"]) == (0.0, 0.0, 0.0)
+
+
+@torch.no_grad()
+def test_collect_stats_charges_the_gate_cost():
+    # A PASS gate costs MACs; mac_reduction charges them (1 - (executed + gate) / dense), mac_reduction_convs
+    # does not (1 - executed / dense). With every patch computed (threshold 1.1: nothing exceeds it) executed =
+    # dense, so mac_reduction = -gate / dense exactly and mac_reduction_convs = 0.
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))
+    skip.make_skippable(model, "pass", patch_size=4, execution="sparse", rule="threshold", threshold=1.1,
+                        embed_dim=8, hidden=16, min_patches=4)
+    model.eval()
+    for t in range(2):
+        model(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(t)))
+    st = skip.collect_stats(model)
+    row = st["layers"][0]
+    d = 2 * 16 * 16 * 4 * 3 * 9
+    assert (row["dense_macs"], row["executed_macs"]) == (d, d) and row["gate_macs"] > 0
+    assert row["mac_reduction"] == pytest.approx(-row["gate_macs"] / d) and st["mac_reduction_convs"] == 0.0
+    assert st["mac_reduction"] == pytest.approx(-st["gate_macs"] / d)

@@ -200,3 +200,35 @@ def test_half_split_frames_agree_with_trackeval(tmp_path):
     assert ours["num_frames"] == len(val) and ours["num_gt"] == int((seq.gt["frame"] > off).sum())
     # the tracker's first-half rows are ignored, not counted as FPs
     assert evaluate_sequence(seq.gt, res[res["frame"] > off], benchmark="MOT15", frames=val) == ours
+
+
+def test_mot17_distractor_matching_at_iou_just_below_at_and_above_one_half(tmp_path):
+    # MOT17 deletes a tracker box that TrackEval's preprocessing Hungarian-matches to a distractor at IoU >= 0.5
+    # (mot_challenge_2d_box.py: similarity >= 0.5 - eps, a match over *all* GT boxes). Distractor D (class 8,
+    # static) is the box (0, 0, 10, 10); each frame's tracker box shares its top edge:
+    #   frame 1: height 4.9 -> IoU 49 / 100 = 0.49: kept, an FP;   frame 2: height 5 -> IoU 0.5 exactly: deleted;
+    #   frame 3: height 5.1 -> IoU 0.51: deleted;
+    #   frame 4: pedestrian P (100, 0, 10, 20), distractor E (104, 0, 10, 20); tracker box T (101, 0, 10, 20) has
+    #   IoU 180 / 220 = 0.818 with P and 140 / 260 = 0.538 with E, box U (104, 0, 10, 20) IoU 1 with E and
+    #   120 / 280 = 0.43 with P. The joint matching gives T to P (a TP) and U to E (deleted); deleting every box
+    #   over 0.5 with some distractor would lose T and turn P into an FN.
+    # Hand count: TP 1, FN 0, FP 1 (frame 1 only).
+    gt = _frame([(f, 1, 0, 0, 10, 10, 0, 8, 1.0) for f in (1, 2, 3)]
+                + [(4, 2, 100, 0, 10, 20, 1, 1, 1.0), (4, 3, 104, 0, 10, 20, 0, 8, 1.0)])
+    res = _frame([(1, 5, 0, 0, 10, 4.9, 1, -1, -1), (2, 5, 0, 0, 10, 5.0, 1, -1, -1), (3, 5, 0, 0, 10, 5.1, 1, -1, -1),
+                  (4, 6, 101, 0, 10, 20, 1, -1, -1), (4, 7, 104, 0, 10, 20, 1, -1, -1)])
+    np.testing.assert_allclose(box_iou(gt[["x", "y", "w", "h"]].to_numpy()[:3], res[["x", "y", "w", "h"]].to_numpy()[:3]
+                                       ).diagonal(), [0.49, 0.5, 0.51])
+    r = evaluate_sequence(gt, res, benchmark="MOT17")
+    assert (r["num_gt"], r["tp"], r["fp"], r["fn"]) == (1, 1, 1, 0)
+    assert [evaluate_sequence(gt, res, benchmark="MOT17", frames=[f])["fp"] for f in (1, 2, 3, 4)] == [1, 0, 0, 0]
+    # MOT15 has no classes: with every flag set, every GT row is a pedestrian to find, matched at IoU >= 0.5 by
+    # CLEAR itself: frames 2, 3 and both of frame 4 (TP 4), frame 1's 0.49 is a miss and an FP
+    r15 = evaluate_sequence(gt.assign(conf=1), res, benchmark="MOT15")
+    assert (r15["num_gt"], r15["tp"], r15["fp"], r15["fn"]) == (5, 4, 1, 1)
+    # the oracle: TrackEval's own MotChallenge2DBox preprocessing and CLEAR on the same files
+    gt_file = tmp_path / "gt.txt"
+    gt_file.write_text("".join(f"{r.frame},{r.id},{r.x!r},{r.y!r},{r.w!r},{r.h!r},{r.conf},{r.cls},{r.vis}\n"
+                               for r in gt.itertuples()))
+    te = _trackeval(tmp_path / "te", "MOT17", {"d": (gt_file, res.drop(columns=["cls", "vis"]), 4)})["d"]["CLEAR"]
+    assert (te["CLR_TP"], te["CLR_FP"], te["CLR_FN"]) == (r["tp"], r["fp"], r["fn"])

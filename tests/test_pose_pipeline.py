@@ -199,6 +199,48 @@ def test_pa_mpjpe_removes_a_rotation_mpjpe_does_not(syn):
         joint_errors(gt, gt, "n_mpjpe")
 
 
+def test_joint_errors_hand_worked_root_centering_and_rigid_alignment_without_scale():
+    # Camera-mm poses, no decoding: what each protocol does to a prediction, worked by hand.
+    rng = np.random.default_rng(4)
+    gt = rng.normal(0.0, 300.0, (3, 18, 3)) + np.array([0.0, 0.0, 5000.0])  # (N, 18, 3), 5 m from the camera
+    ev = list(H.EVAL_JOINTS)
+    # a whole-body translation (a root-depth error) costs nothing: prediction and gt are both root-centred
+    for metric in ("mpjpe", "pa_mpjpe", "p_mpjpe"):
+        np.testing.assert_allclose(joint_errors(gt + np.array([40.0, -30.0, 200.0]), gt, metric), 0.0, atol=1e-8)
+    rel = gt - gt[:, H.ROOT:H.ROOT + 1]
+    pred = gt[:, H.ROOT:H.ROOT + 1] + 1.2 * rel  # 1.2x too large about the pelvis
+    # MPJPE: joint j is 0.2 |rel_j| off
+    np.testing.assert_allclose(joint_errors(pred, gt, "mpjpe"), 0.2 * np.linalg.norm(rel[:, ev], axis=-1), rtol=1e-9)
+    # 3DMPPE rigid_align (rotation + translation, no scale) on all 18 joints: the cross-covariance of a scaled
+    # copy, 1.2 sum c c^T, is symmetric positive definite, so R = I and the translation moves the 18-joint
+    # centroid m of rel onto itself: aligned_j = 1.2 rel_j - 0.2 m, error 0.2 |rel_j - m| (Thorax dropped after)
+    m = rel.mean(1, keepdims=True)
+    want = 0.2 * np.linalg.norm(rel - m, axis=-1)[:, ev]
+    np.testing.assert_allclose(joint_errors(pred, gt, "pa_mpjpe"), want, rtol=1e-9)
+    assert want.mean() > 20  # an alignment that also fitted the scale would score 0 here:
+    np.testing.assert_allclose(joint_errors(pred, gt, "p_mpjpe"), 0.0, atol=1e-8)
+
+
+def test_runner_scores_report_mpjpe_and_pa_mpjpe_as_worked_by_hand(syn):
+    # The runner's wiring (passbench.runner.pose.Scores -> pose_metrics, what records hold): a prediction 1.2x
+    # too large about the pelvis, decoded from model coords like a real run. mpjpe_mm = mean 0.2 |rel_j|;
+    # pa_mpjpe_mm = mean 0.2 |rel_j - m| (3DMPPE rigid_align: R = I for a scaled copy, no scale fitted).
+    from passbench.runner.pose import Scores, pose_metrics
+
+    frames = _frames(syn)
+    gt = np.stack([fr.joints_cam for fr in frames])
+    rel = gt - gt[:, H.ROOT:H.ROOT + 1]
+    pred = gt[:, H.ROOT:H.ROOT + 1] + 1.2 * rel
+    scores = Scores()
+    scores.add(_encode(frames, POSENET, pred), frames, POSENET, moving=False)
+    m = pose_metrics(scores, no_box=0)
+    ev = list(H.EVAL_JOINTS)
+    want_mpjpe = 0.2 * np.linalg.norm(rel[:, ev], axis=-1).mean()
+    want_pa = 0.2 * np.linalg.norm(rel - rel.mean(1, keepdims=True), axis=-1)[:, ev].mean()
+    assert m["mpjpe_mm"] == pytest.approx(want_mpjpe, abs=1e-3) and m["pa_mpjpe_mm"] == pytest.approx(want_pa, abs=1e-3)
+    assert want_pa > 10 and m["frames"] == len(frames)
+
+
 def test_nan_prediction_names_the_file_and_field(syn):
     frames = _frames(syn)
     coords = _encode(frames, MHP)

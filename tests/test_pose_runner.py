@@ -82,7 +82,8 @@ def test_real_layout_runs_unchanged_and_says_real(real, weights, tmp_path):
     assert not os.path.isabs(ds["data_root"]) and "fixed cameras" in ds["note"]
     assert set(m["per_action"]) == set(H.ACTION_NAMES) and m["frames"] == 15  # frame 0 of 15 videos
     assert np.isfinite(m["mpjpe_mm"]) and m["mpjpe_mm"] > 0 and np.isfinite(m["pa_mpjpe_mm"])
-    assert m["pa_mpjpe_mm"] <= m["mpjpe_mm"] + 1e-9  # the rigid alignment can only lower the error
+    # (what mpjpe_mm and pa_mpjpe_mm measure is worked by hand through the same Scores in test_pose_pipeline.py)
+    assert m["pa_mpjpe_mm"] <= m["mpjpe_mm"] + 1e-9  # here a sanity bound only
     assert m["mpjpe_mm_later"] is None  # only first frames are scored here
     assert rec["cost"]["gmacs_executed"] == rec["cost"]["gmacs_dense"] and rec["model"]["tag"] == "trained"
     (again,) = R.read_records(tmp_path / "records" / "table1.jsonl")

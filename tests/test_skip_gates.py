@@ -176,13 +176,41 @@ def test_bernoulli_ste_forward_sample_backward_identity():
     assert torch.equal(p.grad, torch.arange(10_000.0))  # straight through
 
 
-def test_gradients_reach_pass_and_gumbel_gate_parameters():
-    x, prev = _pair()
-    for gate in (PassGate(3, 4, embed_dim=8, hidden=16, min_patches=4).train(), GumbelGate(3, 4).train()):
-        out = gate(x, prev, (4, 4))
-        (out.mask * torch.randn(out.mask.shape)).sum().backward()
-        grads = [q.grad for q in gate.parameters()]
-        assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+@pytest.mark.parametrize("make,param", [
+    (lambda: PassGate(3, 4, embed_dim=8, hidden=16, min_patches=4), lambda g: g.head[0].weight),
+    (lambda: PassGate(3, 4, embed_dim=8, hidden=16, min_patches=4), lambda g: g.embed[0].weight),
+    (lambda: GumbelGate(3, 4, init_bias=0.0), lambda g: g.proj.bias),
+    (lambda: GumbelGate(3, 4, init_bias=0.0), lambda g: g.proj.weight),
+], ids=["pass-head", "pass-embed", "gumbel-bias", "gumbel-weight"])
+def test_training_mask_gradient_is_the_finite_difference_of_the_skip_probability(make, param):
+    # The straight-through estimator: the hard training mask's gradient is that of its probability. Oracle: a
+    # central finite difference of sum(w * prob) in float64 with the same noise (same seed) on each side, for
+    # a few entries of a parameter. A zeroed or reversed STE, or one built on the wrong tensor, fails.
+    torch.manual_seed(0)
+    gate = make().double().train()
+    x, prev = (t.double() for t in _pair())
+    w = torch.randn(2, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+    def forward():
+        torch.manual_seed(7)  # the same Gumbel / logistic noise and Bernoulli draws on every call
+        return gate(x, prev, (4, 4))
+
+    out = forward()
+    assert set(out.mask.detach().unique().tolist()) <= {0.0, 1.0}  # forward: a hard decision
+    (out.mask * w).sum().backward()
+    q = param(gate)
+    ste = q.grad.detach().flatten().clone()
+    h, fd, n = 1e-6, [], min(3, q.numel())
+    for i in range(n):
+        with torch.no_grad():
+            q.view(-1)[i] += h
+            up = float((forward().prob * w).sum())
+            q.view(-1)[i] -= 2 * h
+            down = float((forward().prob * w).sum())
+            q.view(-1)[i] += h
+        fd.append((up - down) / (2 * h))
+    assert max(abs(v) for v in fd) > 1e-4, fd  # the probability does depend on these entries
+    np.testing.assert_allclose(ste[:n].numpy(), fd, rtol=1e-4, atol=1e-8)
 
 
 def test_norm_gate_input_variant_hand_worked():
@@ -307,3 +335,20 @@ def test_monotone_gumbel_gate_never_computes_less_where_the_change_grows():
             g.proj.weight.copy_(-g.proj.weight.abs())  # every weight negative, as wh.0 ended up when trained free
             a, b = g.logits(x, p, (4, 4)), g.logits(bigger, p, (4, 4))
         assert bool((b >= a).all()) if monotone else bool((b < a).all())
+
+
+@pytest.mark.parametrize("variant", ["input", "output"])
+def test_norm_gate_decides_the_same_when_the_two_frames_swap(variant):
+    # |X_t - X_{t-1}| (input) and |W * (X_t - X_{t-1})| (output, no bias) are symmetric in the two frames: a
+    # change and its opposite are skipped or computed alike. A signed residual, or a bias in the output
+    # variant, breaks the symmetry.
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1, bias=True)
+    nn.init.constant_(conv.bias, 0.7)
+    x, prev = _pair()
+    gate = NormGate(patch_in=4, patch_out=4, threshold=0.0, variant=variant)
+    a = gate(x, prev, (4, 4), conv=conv)
+    gate.threshold = float(a.norm.detach().median())  # half the patches either way
+    a, b = gate(x, prev, (4, 4), conv=conv), gate(prev, x, (4, 4), conv=conv)
+    assert torch.equal(a.norm, b.norm) and torch.equal(a.mask, b.mask)
+    assert 0.0 < float(a.mask.mean()) < 1.0

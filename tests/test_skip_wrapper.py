@@ -148,28 +148,39 @@ def test_mask_modes():
         skip.set_mask_mode(model, "positive")
 
 
-def test_ste_gradients_reach_pass_gate_in_reference_path():
+@pytest.mark.parametrize("method,params", [
+    ("pass", dict(embed_dim=8, hidden=16, min_patches=4)),
+    ("skipconv_gumbel", {}),
+], ids=["pass", "gumbel"])
+@pytest.mark.parametrize("mode,sign", [("normal", 1.0), ("inverted", -1.0)])
+def test_ste_gradient_of_the_reference_path_is_the_hand_worked_chain_rule(method, params, mode, sign):
+    # One gated conv, loss L = sum(W * y). In the reference path y = where(skip, y_{t-1}, conv(x_t)), so with
+    # the straight-through estimator dL/d skip_prob of patch k is sum over the patch's output pixels and
+    # channels of W * (y_{t-1} - conv(x_t)) (negated where the mask is inverted). The gate parameters'
+    # gradient must then equal that of sum_k prob_k * G_k: a zero STE gives 0, a reversed one the negative.
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3, stride=2, padding=1))
-    skip.make_skippable(model, "pass", patch_size=2, embed_dim=8, hidden=16, execution="sparse")
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    model = nn.Sequential(conv)
+    skip.make_skippable(model, method, patch_size=4, execution="reference", **params)
     x0, x1 = _frames(2, 3, 16, 16)
+    with torch.no_grad():
+        y0 = nn.functional.conv2d(x0, conv.weight, conv.bias, padding=1)  # the stored t-1 output, by hand
+        y1 = nn.functional.conv2d(x1, conv.weight, conv.bias, padding=1)
     model.train()
     with torch.no_grad():
         model(x0)
-    for mode in ("normal", "inverted"):
-        skip.set_mask_mode(model, mode)
-        for q in skip.gate_parameters(model):
-            q.grad = None
-        y = model(x1)
-        assert all(m.last_path == "reference" for _, m in skip.skippable_layers(model))
-        (y.square().mean() + skip.skip_probability(model)).backward()
-        grads = [q.grad for q in skip.gate_parameters(model)]
-        assert all(g is not None for g in grads) and all(torch.isfinite(g).all() for g in grads)
-        assert sum(g.abs().sum() for g in grads) > 0
-        with torch.no_grad():  # keep the stream at frame t-1 for the next mode
-            skip.reset(model)
-            skip.set_mask_mode(model, "off")
-            model(x0)
+    skip.set_mask_mode(model, mode)
+    w = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(5))
+    y = model(x1)
+    layer = model[0]
+    assert layer.last_path == "reference" and layer.last.active
+    g_patch = (w * (y0 - y1)).sum(1).view(2, 4, 4, 4, 4).sum((2, 4))  # (B, Hp, Wp): dL/d skip mask per patch
+    params_ = skip.gate_parameters(model)
+    want = torch.autograd.grad((sign * layer.last.prob * g_patch).sum(), params_, retain_graph=True)
+    (y * w).sum().backward()
+    assert sum(float(g.abs().sum()) for g in want) > 1e-6  # the check is not vacuous
+    for q, g in zip(params_, want):
+        torch.testing.assert_close(q.grad, g, rtol=1e-4, atol=1e-7)
 
 
 def test_budget_loss_is_mac_weighted_hinge():

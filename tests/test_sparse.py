@@ -156,11 +156,33 @@ def test_choose_path_rules(monkeypatch):
 def test_choose_path_calibrates_once_per_shape():
     clear_dispatch_cache()
     conv = nn.Conv2d(8, 8, 3, padding=1)
-    path = choose_path(conv, (1, 8, 32, 32), 0.3, 4)
-    assert path in ("dense", "sparse")
+    assert choose_path(conv, (1, 8, 32, 32), 0.3, 4) in ("dense", "sparse")
     t_dense, a, b = cal = calibrate(conv, (1, 8, 32, 32), 4)
     assert t_dense > 0 and calibrate(conv, (1, 8, 32, 32), 4) is cal  # cached
-    assert path == ("sparse" if a + 0.3 * b < 0.9 * t_dense else "dense")
+
+
+def test_choose_path_follows_the_calibrated_cost_model(monkeypatch):
+    # The dispatcher predicts sparse time a + b * keep from the layer's calibration (t_dense, a, b) and picks
+    # sparse only where that is clearly below dense. Fake calibrations with decisions far from any margin:
+    # a per-patch cost only (a = 0, b = 2 t_dense) is sparse at keep 0.1 (0.2 t_dense) and dense at keep 0.6
+    # (1.2 t_dense); a fixed cost over dense (a = 1.2 t_dense, b = 0) is dense at every keep. Swapping the roles
+    # of a and b, or comparing the wrong way, fails. One calibration per (layer, input shape).
+    import sys
+
+    calls = []
+    cals = {32: (1.0, 0.0, 2.0), 48: (1.0, 1.2, 0.0)}
+
+    def fake(conv, x_shape, patch, device=None):
+        calls.append(tuple(x_shape))
+        return cals[x_shape[2]]
+
+    monkeypatch.setattr(sys.modules[choose_path.__module__], "calibrate", fake)
+    clear_dispatch_cache()
+    conv = nn.Conv2d(8, 8, 3, padding=1)
+    assert choose_path(conv, (1, 8, 32, 32), 0.1, 4) == "sparse"
+    assert choose_path(conv, (1, 8, 32, 32), 0.6, 4) == "dense"
+    assert [choose_path(conv, (1, 8, 48, 48), k, 4) for k in (0.05, 0.3, 0.6)] == ["dense"] * 3
+    assert calls == [(1, 8, 32, 32), (1, 8, 48, 48)]  # each shape calibrated once, then remembered
 
 
 @pytest.mark.parametrize("fmt", [None, CL], ids=["nchw", "cl"])

@@ -86,7 +86,10 @@ def test_skipconv_gumbel_real_engine_trains_with_budget(chain):
     res = train_skipconv(cfg("skipconv", init=str(task), method="skipconv", skip_params={"gate": "gumbel"},
                              lr=1e-2, budget_weight=1.0, target_rate=0.5), tmp / "scg", stores=stores)
     last = res["history"][-1]
-    assert {"budget", "skip_prob", "skip_rate", "hm", "id"} <= set(last) and last["budget"] >= 0.0
+    assert {"budget", "skip_prob", "skip_rate", "hm", "id"} <= set(last)
+    # fresh Gumbel gates compute ~95 % of patches (bias 3): after 4 steps every layer still fires above the
+    # allowed 50 %, so the budget hinge is active and bounded by the largest excess, 1 - 0.5
+    assert last["skip_prob"] < 0.5 and 0.0 < last["budget"] <= 0.5
     assert _m(res["final"])["skip"]["params"]["gate"] == "gumbel" and 0.0 <= res["skip_rate"] <= 1.0
 
 

@@ -1,0 +1,272 @@
+"""Mutation testing of passbench's core modules with mutmut (``./dev mutate [MODULE ...]``).
+
+Each module is mutated on its own, against the fast tests that cover it (``MODULES`` below), in a
+scratch directory ``runs/mutate/<module>/`` holding a generated ``pyproject.toml`` (mutmut reads its
+configuration from the working directory) and mutmut's ``mutants/`` tree. Results are cached there
+per mutant: a rerun only checks mutants not yet checked, so after adding tests run with ``--fresh`` (mutmut
+keeps a cached verdict while the mutated function's source is unchanged, whatever the tests). At the end the
+script prints, per module, how many mutants were killed, survived, timed out or were not checked,
+and writes ``runs/mutate/<module>/summary.json`` plus ``survivors.diff`` (every surviving mutant's
+diff, for judging which are equivalent; ``docs/testing.md`` records that judgement).
+
+Not part of CI: one module takes from minutes to hours on 2 CPU cores. Run it under ``nice -n 19``.
+
+    ./dev mutate                      # every module below, one after the other
+    ./dev mutate passbench/skip/macs.py passbench/records.py
+    ./dev mutate --list               # the modules and their tests
+    ./dev mutate --summary            # counts from the cached runs only, nothing run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SCRATCH = REPO / "runs" / "mutate"
+PUBLISHED = REPO / "docs" / "logs" / "mutation"  # the committed copies docs/testing.md cites
+
+# module (or glob) -> the fast tests that pin it. Only these tests run against its mutants (mutmut runs,
+# for each mutant, those of them that executed the mutated function).
+MODULES: dict[str, list[str]] = {
+    "passbench/skip/gates.py": ["tests/test_skip_gates.py", "tests/test_fastgate.py"],
+    "passbench/skip/sparse.py": ["tests/test_sparse.py", "tests/test_wrapper_paths.py"],
+    "passbench/skip/macs.py": ["tests/test_macs.py"],
+    "passbench/skip/wrapper.py": ["tests/test_skip_wrapper.py", "tests/test_skip_holes.py",
+                                  "tests/test_wrapper_paths.py"],
+    "passbench/train/pass_p.py": ["tests/test_pass_p.py"],
+    "passbench/metrics/*": ["tests/test_mot_metrics.py", "tests/test_pose_metrics.py", "tests/test_speed.py",
+                            "tests/test_macs.py"],
+    "passbench/pose/evaluate.py": ["tests/test_pose_pipeline.py", "tests/test_pose_metrics.py"],
+    "passbench/report/tables.py": ["tests/test_report.py", "tests/test_report_cells.py"],
+    "passbench/records.py": ["tests/test_records.py", "tests/test_records_lines.py", "tests/test_report_cells.py"],
+}
+
+# Repository folders the tests read through passbench.paths.REPO_ROOT (the mutants/ tree stands in for it).
+LINKED = ("configs", "weights", "results", "scripts", "notebooks", "baselines", "docs")
+
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
+          36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout", None: "not checked"}
+
+
+def slug(module: str) -> str:
+    return module.removeprefix("passbench/").replace("/", "_").replace("*", "all").removesuffix(".py")
+
+
+def _toml_list(items) -> str:
+    return "[" + ", ".join(json.dumps(str(i)) for i in items) + "]"
+
+
+def _config(module: str, tests: list[str]) -> str:
+    """The scratch directory's pyproject.toml: mutmut's settings for this module and the project's pytest
+    options (mutmut runs pytest with the mutants/ tree as working directory and reads them there)."""
+    text = (REPO / "pyproject.toml").read_text()
+    pytest_ini = text[text.index("[tool.pytest.ini_options]"):]
+    pytest_ini = pytest_ini.split("\n[", 1)[0]
+    return "\n".join([
+        "[tool.mutmut]",
+        'source_paths = ["passbench"]',
+        f"only_mutate = {_toml_list([module])}",
+        f"pytest_add_cli_args_test_selection = {_toml_list(tests)}",
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]',
+        # torch's thread pools are not fork-safe after use: fork each mutant from a clean server process
+        'process_isolation = "forkserver"',
+        "use_git_change_detection = false",
+        "timeout_multiplier = 10.0",
+        "",
+        pytest_ini,
+        "",
+    ])
+
+
+def prepare(module: str, fresh: bool) -> Path:
+    """Scratch directory for ``module``: links to the code and tests, the config, the linked folders."""
+    tests = MODULES[module]
+    missing = [t for t in tests if not (REPO / t).exists()]
+    if missing:
+        raise SystemExit(f"mutate: tests for {module} not found: {missing}")
+    d = SCRATCH / slug(module)
+    if fresh and d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True, exist_ok=True)
+    for name in ("passbench", "tests"):
+        if not (d / name).exists():
+            (d / name).symlink_to(REPO / name)
+    (d / "pyproject.toml").write_text(_config(module, tests))
+    (d / "mutants").mkdir(exist_ok=True)
+    for name in LINKED:  # mutmut copies only the sources and tests into mutants/; link the rest
+        if (REPO / name).exists() and not (d / "mutants" / name).exists():
+            (d / "mutants" / name).symlink_to(REPO / name)
+    shared = REPO.parent / "shared"  # ../shared/data beside the checkout, seen from mutants/
+    if shared.exists() and not (d / "shared").exists():
+        (d / "shared").symlink_to(shared)
+    return d
+
+
+def summary(module: str) -> dict:
+    """Counts per status from mutmut's cached results of ``module`` (nothing is run)."""
+    d = SCRATCH / slug(module)
+    counts: dict[str, int] = {}
+    survivors: list[str] = []
+    for meta in sorted((d / "mutants" / "passbench").rglob("*.py.meta")):
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        for name, code in codes.items():
+            status = STATUS.get(code, "suspicious")
+            counts[status] = counts.get(status, 0) + 1
+            if status == "survived":
+                survivors.append(name)
+    total = sum(counts.values())
+    checked = total - counts.get("not checked", 0) - counts.get("no tests", 0)
+    killed = counts.get("killed", 0) + counts.get("timeout", 0)
+    return {"module": module, "tests": MODULES[module], "total": total, "counts": counts,
+            "kill_rate_checked": round(killed / checked, 4) if checked else None, "survivors": survivors}
+
+
+def run(module: str, fresh: bool, max_children: int) -> dict:
+    d = prepare(module, fresh)
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)]
+    print(f"== mutate {module} ({', '.join(MODULES[module])}) in {d.relative_to(REPO)}", flush=True)
+    rc = subprocess.call(cmd, cwd=d, env=env)
+    s = summary(module)
+    s.update(rc=rc, date=date.today().isoformat())
+    diffs = []
+    for name in s["survivors"]:
+        out = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=d, env=env, capture_output=True,
+                             text=True)
+        diffs.append(f"# {name}\n{out.stdout}")
+    (d / "survivors.diff").write_text("\n".join(diffs))
+    (d / "summary.json").write_text(json.dumps(s, indent=1) + "\n")
+    return s
+
+
+def _apply(root: Path, diff: str) -> bool:
+    """Apply one mutant's unified diff (``mutmut show``: hunks numbered within the function) by replacing the
+    hunk's old lines with its new lines where they occur exactly once in the file."""
+    lines = diff.splitlines()
+    path = root / lines[0][4:].strip()
+    old, new = [], []
+    for ln in lines[3:]:
+        if ln.startswith("@@"):
+            continue
+        tag, body = (ln[:1], ln[1:]) if ln else (" ", "")
+        if tag in (" ", "-"):
+            old.append(body)
+        if tag in (" ", "+"):
+            new.append(body)
+    text = path.read_text()
+    a, b = "\n".join(old) + "\n", "\n".join(new) + "\n"
+    if text.count(a) != 1:
+        return False
+    path.write_text(text.replace(a, b))
+    return True
+
+
+def recheck(module: str, diff_file: Path, keyword: str | None = None) -> dict:
+    """Re-check recorded survivors against the current tests, without mutmut: apply each survivor's diff
+    (``survivors.diff`` of an earlier run) to a scratch copy of the sources and run the module's tests there.
+    A mutant is killed when the tests fail. ``keyword`` (pytest ``-k``) may restrict the run to the tests added
+    since: the recorded survivors already passed every other test. Writes ``runs/mutate/<module>/recheck.json``."""
+    import tempfile
+
+    blocks = [b for b in diff_file.read_text().split("\n# ") if "\n--- " in b]
+    out = {"module": module, "tests": MODULES[module], "keyword": keyword, "from": str(diff_file.relative_to(REPO)),
+           "date": date.today().isoformat(), "killed": [], "survived": [], "not applied": []}
+    for b in blocks:
+        name = b.lstrip("# ").split("\n", 1)[0].split(":")[0].strip()
+        patch_text = b[b.index("--- "):]
+        with tempfile.TemporaryDirectory(prefix="mutate-recheck-") as tmp:
+            t = Path(tmp)
+            shutil.copytree(REPO / "passbench", t / "passbench")
+            shutil.copytree(REPO / "tests", t / "tests")
+            shutil.copyfile(REPO / "pyproject.toml", t / "pyproject.toml")
+            for link in LINKED:
+                if (REPO / link).exists():
+                    (t / link).symlink_to(REPO / link)
+            if not _apply(t, patch_text):
+                out["not applied"].append(name)
+                continue
+            env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
+                       PASSBENCH_DATA=str((REPO.parent / "shared" / "data").resolve()))
+            rc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                                 *(["-k", keyword] if keyword else []), *MODULES[module]], cwd=t, env=env,
+                                capture_output=True).returncode
+            out["killed" if rc not in (0, 5) else "survived"].append(name)
+        print(f"{name}: {'killed' if name in out['killed'] else 'survived'}", flush=True)
+    d = SCRATCH / slug(module)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "recheck.json").write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
+def _line(s: dict) -> str:
+    c = s["counts"]
+    rate = "-" if s["kill_rate_checked"] is None else f"{100 * s['kill_rate_checked']:.1f} %"
+    return (f"{s['module']:32s} mutants {s['total']:4d}  killed {c.get('killed', 0):4d}  timeout "
+            f"{c.get('timeout', 0):3d}  survived {c.get('survived', 0):4d}  not checked "
+            f"{c.get('not checked', 0) + c.get('no tests', 0):4d}  kill rate (checked) {rate}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="./dev mutate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("modules", nargs="*", help="modules to mutate (default: all of MODULES)")
+    ap.add_argument("--fresh", action="store_true", help="forget cached results and start over")
+    ap.add_argument("--list", action="store_true", help="print the modules and their tests")
+    ap.add_argument("--summary", action="store_true", help="counts from the cached runs, nothing run")
+    ap.add_argument("--recheck", type=Path, default=None, metavar="DIFF",
+                    help="re-check the survivors recorded in DIFF (an earlier survivors.diff) with the current "
+                         "tests, by applying each diff to a scratch copy (one module)")
+    ap.add_argument("-k", dest="keyword", default=None, help="with --recheck: pytest -k expression (new tests)")
+    ap.add_argument("--publish", action="store_true",
+                    help="copy each module's summary.json and survivors.diff to docs/logs/mutation/")
+    ap.add_argument("--max-children", type=int, default=1, help="mutants checked in parallel (default 1)")
+    args = ap.parse_args(argv)
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        print(f"mutate: unknown module(s) {unknown}; known: {sorted(MODULES)}", file=sys.stderr)
+        return 2
+    modules = args.modules or list(MODULES)
+    if args.recheck is not None:
+        if len(modules) != 1:
+            print("mutate: --recheck takes exactly one module", file=sys.stderr)
+            return 2
+        r = recheck(modules[0], args.recheck.resolve(), args.keyword)
+        print(f"{modules[0]}: of {len(r['killed']) + len(r['survived'])} recorded survivors, "
+              f"{len(r['killed'])} killed by the current tests, {len(r['survived'])} survive "
+              f"({len(r['not applied'])} diffs not applied)")
+        if args.publish:
+            PUBLISHED.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(SCRATCH / slug(modules[0]) / "recheck.json", PUBLISHED / f"{slug(modules[0])}.recheck.json")
+        return 0
+    if args.list:
+        for m in modules:
+            print(f"{m:32s} {' '.join(MODULES[m])}")
+        return 0
+    results = [summary(m) if args.summary else run(m, args.fresh, args.max_children) for m in modules]
+    print()
+    for s in results:
+        print(_line(s))
+    if args.publish:
+        PUBLISHED.mkdir(parents=True, exist_ok=True)
+        for m, s in zip(modules, results):
+            d = SCRATCH / slug(m)
+            if args.summary:  # the cached counts as they are now (a run may still be going or was stopped)
+                s = {**s, "date": date.today().isoformat(),
+                     "complete": s["counts"].get("not checked", 0) == 0 and s["total"] > 0}
+                (PUBLISHED / f"{slug(m)}.json").write_text(json.dumps(s, indent=1) + "\n")
+                continue
+            for name, ext in (("summary.json", "json"), ("survivors.diff", "diff")):
+                if (d / name).exists():
+                    shutil.copyfile(d / name, PUBLISHED / f"{slug(m)}.{ext}")
+        print(f"published to {PUBLISHED.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
