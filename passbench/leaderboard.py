@@ -248,6 +248,15 @@ def existing_record(cfg: ExperimentCfg, weights: Path, results: Any = None) -> d
 # the command
 
 
+def out_dir(model: str, out: str | Path | None = None, per_model: bool = False) -> Path:
+    """``model``'s training folder: ``out`` (``out/<model>`` with ``per_model``: several backbones in one
+    call), else ``runs/leaderboard/<model>``; ``:`` and ``/`` in the name become ``_``."""
+    name = model.replace(":", "_").replace("/", "_")
+    if out is None:
+        return REPO_ROOT / "runs" / "leaderboard" / name
+    return Path(out) / name if per_model else Path(out)
+
+
 def prepare(model: str, *, out: str | Path | None = None, layers: Sequence[str] | None = None,
             train_overrides: dict[str, Any] | None = None, eval_overrides: Sequence[str] = (),
             recipe_path: Path = RECIPE) -> dict[str, Any]:
@@ -268,7 +277,7 @@ def prepare(model: str, *, out: str | Path | None = None, layers: Sequence[str] 
         raise LeaderboardError(str(e.args[0]) if e.args else str(e)) from None
     recipe = load_recipe(recipe_path)
     layers = tuple(layers or DEFAULT_LAYERS)
-    out = Path(out) if out is not None else REPO_ROOT / "runs" / "leaderboard" / model.replace(":", "_").replace("/", "_")
+    out = out_dir(model, out)
     overrides = dict(train_overrides or {})
     wh = tuple(overrides.get("input_wh", recipe["common"]["input_wh"]))
     # Refuse before training what the runner would refuse after it (dense MACs over the CPU cap).
@@ -383,7 +392,8 @@ def register_cli(sub: Any) -> None:
     a.add_argument("overrides", nargs="*", help="dotted config overrides for every row, e.g. speed.iters=12")
     a.add_argument("--budget-minutes", type=float, default=30.0, help="training time, all stages (default 30)")
     a.add_argument("--data-root", default=None, help="data root (default: $PASSBENCH_DATA or the sample data)")
-    a.add_argument("--out", default=None, help="training folder (default runs/leaderboard/<model>)")
+    a.add_argument("--out", default=None, help="training folder (default runs/leaderboard/<model>); with several "
+                                                "models, the folder holding one per model")
     a.add_argument("--layers", default=None,
                    help=f"comma-separated globs of the gated convs (default {','.join(DEFAULT_LAYERS)})")
     a.add_argument("--max-steps", type=int, default=None, help="cap on every stage's steps (smoke runs)")
@@ -413,19 +423,16 @@ def _cmd_add(args: Any) -> int:
     # MODEL [MODEL ...] [key=value ...]: argparse hands every positional to the first list
     models = [m for m in args.model if "=" not in m]
     overrides = [m for m in args.model if "=" in m] + list(args.overrides)
-    if args.out is not None and len(models) > 1:
-        print("error: --out is one backbone's training folder: give one MODEL with it", file=sys.stderr)
-        return 2
-    kw = dict(budget_minutes=args.budget_minutes, out=args.out, data_root=args.data_root, layers=layers,
-              max_steps=args.max_steps, train_overrides=train, eval_overrides=overrides, results=args.results_dir,
-              force=args.force)
+    outs = [out_dir(m, args.out, per_model=len(models) > 1) for m in models]
+    kw = dict(budget_minutes=args.budget_minutes, data_root=args.data_root, layers=layers, max_steps=args.max_steps,
+              train_overrides=train, eval_overrides=overrides, results=args.results_dir, force=args.force)
     try:
         if args.executor == "ray":
             from passbench.sched.board import add_on_ray  # noqa: PLC0415
 
-            return add_on_ray(models, address=args.ray_address, **kw)
-        for model in models:
-            add(model, **kw)
+            return add_on_ray(models, [o.resolve() for o in outs], address=args.ray_address, **kw)
+        for model, out in zip(models, outs):
+            add(model, out=out, **kw)
     except LeaderboardError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -19,12 +19,14 @@ from passbench.sched.executor import RayExecutor, Resources, Task
 from passbench.sched.rows import run_rows
 
 
-def add_on_ray(models: Sequence[str], *, address: str | None = None, results: Any = None, force: bool = False,
-               data_root: str | None = None, eval_overrides: Sequence[str] = (), **train_kw: Any) -> int:
+def add_on_ray(models: Sequence[str], outs: Sequence[Any], *, address: str | None = None, results: Any = None,
+               force: bool = False, data_root: str | None = None, eval_overrides: Sequence[str] = (),
+               **train_kw: Any) -> int:
     """Train and measure ``models`` on Ray; the exit code (0 all rows recorded, 1 a training or row failed).
 
     Args:
-        train_kw: ``passbench.leaderboard.train``'s keywords (budget_minutes, out, layers, max_steps,
+        outs: each model's training folder (absolute: the workers' working folder may differ).
+        train_kw: ``passbench.leaderboard.train``'s keywords (budget_minutes, layers, max_steps,
             train_overrides, recipe_path).
 
     Raises:
@@ -36,15 +38,15 @@ def add_on_ray(models: Sequence[str], *, address: str | None = None, results: An
     from passbench.report.leaderboard import summary_line  # noqa: PLC0415
     from passbench.runner import records_file  # noqa: PLC0415
 
-    keys = ("out", "layers", "train_overrides", "recipe_path")
-    preps = [lb.prepare(m, eval_overrides=eval_overrides, **{k: train_kw[k] for k in keys if k in train_kw})
-             for m in models]
+    keys = ("layers", "train_overrides", "recipe_path")
+    preps = [lb.prepare(m, out=o, eval_overrides=eval_overrides, **{k: train_kw[k] for k in keys if k in train_kw})
+             for m, o in zip(models, outs)]
     threads = int(preps[0]["overrides"].get("threads", preps[0]["recipe"]["common"].get("threads", 0)) or 1)
     errors: dict[str, str] = {}
     with RayExecutor(address) as ex:
         print(f"{len(models)} backbones on {ex.describe()}: training", flush=True)
-        tasks = [Task(m, lb.train, (m,), {**train_kw, "data_root": data_root, "eval_overrides": eval_overrides},
-                      Resources(cpus=float(threads))) for m in models]
+        tasks = [Task(m, lb.train, (m,), {**train_kw, "out": o, "data_root": data_root, "eval_overrides": eval_overrides},
+                      Resources(cpus=float(threads))) for m, o in zip(models, outs)]
         trained: dict[str, Any] = {}
         for j, res in ex.map(tasks):
             if res.ok:

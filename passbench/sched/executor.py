@@ -66,7 +66,8 @@ class Task:
 class Result:
     """What came back from a task: ``value``, or ``error`` (``"TypeName: message"``) and its traceback.
 
-    ``node``: the address of the node it ran on; ``cpus``: the CPUs it held (``run_alone``: the node's)."""
+    ``node``: the address of the node it ran on; ``cpus``: the CPUs Ray assigned to it (``run_alone``: all of
+    its node's)."""
 
     key: str
     value: Any = None
@@ -93,12 +94,13 @@ def call(task: Task) -> Result:
     return Result(task.key, value=value, seconds=time.perf_counter() - t0)
 
 
-def _on_ray(task: Task, cpus: float) -> Result:
-    """The Ray task body: ``call`` plus where it ran."""
+def _on_ray(task: Task) -> Result:
+    """The Ray task body: ``call``, plus where it ran and the CPUs Ray assigned to it."""
     import ray  # noqa: PLC0415
 
     res = call(task)
-    res.node, res.cpus = ray.util.get_node_ip_address(), cpus
+    res.node = ray.util.get_node_ip_address()
+    res.cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
     return res
 
 
@@ -139,11 +141,16 @@ class RayExecutor:
                           object_store_memory=LOCAL_OBJECT_STORE_BYTES)
             else:
                 kw.update(address=self.address)
-            try:
-                ray.init(**kw)
-            except Exception as e:  # noqa: BLE001 - ConnectionError, ValueError, RuntimeError by Ray version
-                raise ExecutorError(f"cannot start Ray at {self.address or 'a local cluster'}: "
-                                    f"{type(e).__name__}: {e}") from None
+            # A local start is tried twice: on a loaded machine Ray's raylet can die waiting for its agent.
+            for attempt in range(1 if self.address else 2):
+                try:
+                    ray.init(**kw)
+                    break
+                except Exception as e:  # noqa: BLE001 - ConnectionError, ValueError, RuntimeError by Ray version
+                    err = f"{type(e).__name__}: {e}"
+            else:
+                raise ExecutorError(f"cannot start Ray at {self.address or 'a local cluster'}: {err} (on a loaded "
+                                    "machine a local start can time out: docs/cluster.md, Known limits)")
             self.owned = True
         self._remote = ray.remote(_on_ray)
         self._alone_node: dict[bool, dict[str, Any]] = {}
@@ -175,7 +182,7 @@ class RayExecutor:
 
     def map(self, tasks: list[Task]) -> Iterator[tuple[int, Result]]:
         """Submit every task at once; yield ``(index, result)`` as each finishes (any order)."""
-        refs = {self._remote.options(**self._options(t.resources, t.resources.cpus)).remote(t, t.resources.cpus): i
+        refs = {self._remote.options(**self._options(t.resources, t.resources.cpus)).remote(t): i
                 for i, t in enumerate(tasks)}
         pending = list(refs)
         try:
@@ -206,7 +213,7 @@ class RayExecutor:
         cpus = node["Resources"]["CPU"]
         opts = self._options(task.resources, cpus)
         opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-        return self._get(self._remote.options(**opts).remote(task, cpus), task)
+        return self._get(self._remote.options(**opts).remote(task), task)
 
     def _get(self, ref: Any, task: Task) -> Result:
         try:

@@ -150,7 +150,9 @@ def run_rows(rows: list[tuple[ExperimentCfg, Any]], ex: Any, device: str | None 
             yield _failed(i, cfg, res, acc.seconds + res.seconds)
             continue
         speed = {**res.value, "scheduled": _alone_label(res, "timed")}
-        rec = {**acc.record, "speed": speed, "config": to_dict(cfg)}
+        # env.device is the timed device's label, as new_record sets it from the speed it is given
+        rec = {**acc.record, "speed": speed, "config": to_dict(cfg),
+               "env": {**acc.record["env"], "device": speed.get("device", "cpu")}}
         validate_record(rec)
         yield RowResult(i, cfg, record=rec, seconds=acc.seconds + res.seconds, node=res.node)
     for i in later:
