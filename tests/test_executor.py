@@ -31,6 +31,15 @@ def _records(folder: Path) -> dict[str, list[dict]]:
     return {f.name: [json.loads(ln) for ln in f.read_text().splitlines()] for f in sorted((folder / "records").glob("*.jsonl"))}
 
 
+def _same(a: list[dict], b: list[dict], speed: bool = False) -> None:
+    """Two record lists equal apart from run ids and times (and, with ``speed``, the timed numbers);
+    the message names the experiment and the sections that differ."""
+    assert [r["experiment"] for r in a] == [r["experiment"] for r in b]
+    for x, y in zip(a, b):
+        x, y = _strip(x, speed), _strip(y, speed)
+        assert x == y, (x["experiment"], {k: (x.get(k), y.get(k)) for k in set(x) | set(y) if x.get(k) != y.get(k)})
+
+
 def _strip(rec: dict, speed: bool = False) -> dict:
     """A record without its run id and time (and, with ``speed``, without the timed numbers)."""
     out = {k: v for k, v in rec.items() if k not in IDS}
@@ -118,7 +127,7 @@ def test_rows_finishing_out_of_order_are_written_in_config_order_failures_listed
     assert "FAILED: t/r2" in err and "t/r2: RuntimeError: t/r2 exploded" in err
     a, b = _records(serial), _records(ray)
     assert [r["experiment"] for r in b["t.jsonl"]] == ["t/r0", "t/r1", "t/r3", "t/r4"]
-    assert [_strip(r) for r in a["t.jsonl"]] == [_strip(r) for r in b["t.jsonl"]]
+    _same(a["t.jsonl"], b["t.jsonl"])
 
     state["fail"].clear()
     state["ran"].clear()
@@ -240,7 +249,7 @@ def test_small_sweep_on_ray_equals_the_serial_run(ray_cluster, tmp_path, capsys)
     a, b = _records(serial), _records(ray)
     assert list(a) == list(b) == ["table3.jsonl", "table4.jsonl"]
     for name in a:
-        assert [_strip(r, speed=True) for r in a[name]] == [_strip(r, speed=True) for r in b[name]]
+        _same(a[name], b[name], speed=True)
     for s, r in zip(a["table3.jsonl"], b["table3.jsonl"]):
         assert set(r["speed"]) - set(s["speed"]) == {"scheduled"} and r["speed"]["fps"] > 0
         assert "(all 2 CPUs reserved)" in r["speed"]["scheduled"]
@@ -270,7 +279,7 @@ def test_reproduce_table3_on_ray_writes_the_serial_records_and_tables(ray_cluste
     assert main(["--results-dir", str(serial), "reproduce", "3", *ov]) == 0
     assert main(["--results-dir", str(ray), "reproduce", "3", "--executor", "ray", *ov]) == 0
     a, b = _records(serial), _records(ray)
-    assert [_strip(r) for r in a["table3.jsonl"]] == [_strip(r) for r in b["table3.jsonl"]]
+    _same(a["table3.jsonl"], b["table3.jsonl"])
     assert len(a["table3.jsonl"]) == 13
     for f in sorted((serial / "tables").iterdir()):
         assert (ray / "tables" / f.name).read_bytes() == f.read_bytes(), f.name
