@@ -135,6 +135,12 @@ def test_rows_finishing_out_of_order_are_written_in_config_order_failures_listed
     assert [c.name for c in state["ran"]] == ["t/r2"] and again.ran == ["t/r2"] and again.report("again") == 0
     assert [r["experiment"] for r in _records(ray)["t.jsonl"]] == ["t/r0", "t/r1", "t/r3", "t/r4", "t/r2"]
 
+    class NoCluster(FakeExecutor):  # every row has its record: no cluster is even connected to
+        def describe(self):
+            raise AssertionError("connected although no row had to run")
+
+    assert run_missing(paths, NoCluster(), results=ray, progress=False).report("done") == 0
+
 
 def test_timed_rows_run_accuracy_untimed_in_parallel_then_timing_alone(fake_rows, monkeypatch, tmp_path):
     """A timed MOT row: its accuracy with ``speed.enabled=false`` among the parallel tasks, its timing
@@ -241,8 +247,8 @@ def test_small_sweep_on_ray_equals_the_serial_run(ray_cluster, tmp_path, capsys)
     for p in paths:
         assert main(["--results-dir", str(serial), "run", str(p), *ov]) == 0
     with RayExecutor() as ex:
-        assert not ex.owned  # the module's cluster, used as it is
         out = run_missing(paths, ex, overrides=ov, results=ray, progress=False)
+        assert not ex.owned  # the module's cluster, used as it is (and left up)
     assert out.ran == ["table3/dense_light", "table3/random_skip"] and out.skipped == ["table4/pass_p"]
     text = capsys.readouterr().out
     assert "3 rows on ray (the connected cluster): 1 node, 2 CPUs" in text
@@ -273,7 +279,7 @@ def test_cli_figure_run_on_ray_lists_rows_failing_on_their_workers(ray_cluster, 
 def test_reproduce_table3_on_ray_writes_the_serial_records_and_tables(ray_cluster, tmp_path):
     """``passbench reproduce 3`` (accuracy rows: timing off, 1 thread, 8 frames) with ``--executor local`` and
     ``--executor ray``: the same records in the same order, bit for bit apart from run ids and times, and
-    byte-identical table files; a second ray run runs nothing."""
+    byte-identical table files; a second ray run runs no row that has a run record."""
     ov = SLICE[:1] + ["dataset.frames=[1,8]", SLICE[2], "speed.enabled=false", "speed.threads=1"]
     serial, ray = tmp_path / "serial", tmp_path / "ray"
     assert main(["--results-dir", str(serial), "reproduce", "3", *ov]) == 0
@@ -283,9 +289,11 @@ def test_reproduce_table3_on_ray_writes_the_serial_records_and_tables(ray_cluste
     assert len(a["table3.jsonl"]) == 13
     for f in sorted((serial / "tables").iterdir()):
         assert (ray / "tables" / f.name).read_bytes() == f.read_bytes(), f.name
-    before = (ray / "records" / "table3.jsonl").read_bytes()
+    runs = [r for r in b["table3.jsonl"] if r["kind"] == "run"]
     assert main(["--results-dir", str(ray), "reproduce", "3", "--executor", "ray", *ov]) == 0
-    assert (ray / "records" / "table3.jsonl").read_bytes() == before
+    again = _records(ray)["table3.jsonl"]  # as the serial loop: rows with a run record are not run again
+    assert again[:13] == b["table3.jsonl"] and [r for r in again if r["kind"] == "run"] == runs
+    assert all(r["kind"] == "skipped" for r in again[13:])  # skip markers are retried, as serially
 
 
 @pytest.mark.slow

@@ -113,7 +113,7 @@ def runtime_env() -> dict[str, Any]:
 
 class RayExecutor:
     """Tasks on a Ray cluster (module docstring). Use as a context manager: a cluster it started is shut
-    down on exit; one it connected to stays up.
+    down on exit; one it connected to stays up. It connects on first use.
 
     Args:
         address: a running cluster's address (``HEAD:PORT``, ``ray://HEAD:10001``); None: ``$RAY_ADDRESS``,
@@ -121,7 +121,8 @@ class RayExecutor:
         num_cpus: CPUs of a new local cluster (default: this machine's).
 
     Raises:
-        ExecutorError: Ray is not installed, or the cluster cannot be reached.
+        ExecutorError: Ray is not installed; on first use (``describe``, ``map``, ``run_alone``): the cluster
+            cannot be reached or started.
     """
 
     name = "ray"
@@ -134,15 +135,24 @@ class RayExecutor:
         self.ray = ray
         self.owned = False
         self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.num_cpus = num_cpus
+        self._remote: Any = None
+        self._alone_node: dict[bool, dict[str, Any]] = {}
+
+    def _connect(self) -> None:
+        """Connect on first use (a sweep whose rows all have records starts no cluster)."""
+        if self._remote is not None:
+            return
+        ray = self.ray
         if not ray.is_initialized():
             kw: dict[str, Any] = {"runtime_env": runtime_env(), "logging_level": "WARNING"}
             if self.address is None:
-                kw.update(address="local", num_cpus=num_cpus, include_dashboard=False,
+                kw.update(address="local", num_cpus=self.num_cpus, include_dashboard=False,
                           object_store_memory=LOCAL_OBJECT_STORE_BYTES)
             else:
                 kw.update(address=self.address)
             # A local start is tried twice: on a loaded machine Ray's raylet can die waiting for its agent.
-            for attempt in range(1 if self.address else 2):
+            for _attempt in range(1 if self.address else 2):
                 try:
                     ray.init(**kw)
                     break
@@ -153,7 +163,6 @@ class RayExecutor:
                                     "machine a local start can time out: docs/cluster.md, Known limits)")
             self.owned = True
         self._remote = ray.remote(_on_ray)
-        self._alone_node: dict[bool, dict[str, Any]] = {}
 
     def __enter__(self) -> "RayExecutor":
         return self
@@ -168,6 +177,7 @@ class RayExecutor:
 
     def describe(self) -> str:
         """``'ray (a local cluster): 1 node, 2 CPUs, 0 GPUs'`` (for the sweep's first line)."""
+        self._connect()
         nodes = [n for n in self.ray.nodes() if n.get("Alive")]
         cpus = sum(n["Resources"].get("CPU", 0) for n in nodes)
         gpus = sum(n["Resources"].get("GPU", 0) for n in nodes)
@@ -182,6 +192,9 @@ class RayExecutor:
 
     def map(self, tasks: list[Task]) -> Iterator[tuple[int, Result]]:
         """Submit every task at once; yield ``(index, result)`` as each finishes (any order)."""
+        if not tasks:
+            return
+        self._connect()
         refs = {self._remote.options(**self._options(t.resources, t.resources.cpus)).remote(t): i
                 for i, t in enumerate(tasks)}
         pending = list(refs)
@@ -199,6 +212,7 @@ class RayExecutor:
         there meanwhile. Every call uses the same node (per CPU / GPU kind), chosen once."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: PLC0415
 
+        self._connect()
         need_gpu = task.resources.gpus > 0
         node = self._alone_node.get(need_gpu)
         if node is None:

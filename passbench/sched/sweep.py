@@ -148,7 +148,8 @@ def run_missing(paths: list[Path], ex: Any, *, overrides: list[str] = (), data_r
     todo = [i for i, row in enumerate(rows) if force or _reusable(reuse, row, runs) is False]
     submitted = set(todo)
     show = sys.stderr.isatty() if progress is None else bool(progress)
-    print(f"{len(todo)} rows on {ex.describe()}", flush=True)
+    if todo:  # connects (or starts the cluster) only when a row has to run
+        print(f"{len(todo)} rows on {ex.describe()}", flush=True)
     nxt = 0
     with _bar(show, len(rows), "rows") as bar:
         bar.update(len(rows) - len(todo))
