@@ -27,6 +27,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 out=${out:-$(mktemp -d /tmp/passbench-executor.XXXXXX)}
+mkdir -p "$out"
 slice=()
 if [ -n "$frames" ]; then
   slice=("dataset.sequences=[TUD-Campus]" "dataset.frames=[$frames]")
