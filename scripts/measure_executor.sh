@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Wall time of a sweep with --executor local (serial) and --executor ray, on this machine, with the load.
 #
-#   scripts/measure_executor.sh [--what tradeoff|table3|both] [--frames FIRST,LAST] [--out DIR]
+#   scripts/measure_executor.sh [--what tradeoff|table3|both] [--frames FIRST,LAST] [--set KEY=VALUE ...] [--out DIR]
 #
 # tradeoff: `passbench figure tradeoff --run speed.enabled=false speed.threads=1` (the trade-off's and the
 #           refresh table's accuracy rows, as `invoke figure -n tradeoff` measured them; 2 workers of 1
@@ -11,26 +11,28 @@
 # Each command runs into a fresh results folder (DIR/<what>-<executor>, default under a temp dir), so every
 # row runs; then the records of the two runs are compared (equal apart from run ids and times, and the
 # timed numbers where a row was timed) and the wall times, their ratio and /proc/loadavg before and after
-# each run are printed. --frames runs a slice (TUD-Campus frames FIRST..LAST only: a check that the
-# script works, not a measurement). Run it on a quiet machine: the load average is printed so that a
-# reader can tell.
+# each run are printed. --frames runs a slice (TUD-Campus frames FIRST..LAST only) and --set adds config
+# overrides to every row (e.g. --set speed.iters=2 --set speed.warmup=1): checks that the script works,
+# not a measurement. Run it on a quiet machine: the load average is printed so that a reader can tell.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-what=both frames="" out=""
+what=both frames="" out="" sets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --what) what=$2; shift 2 ;;
     --frames) frames=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    *) echo "usage: $0 [--what tradeoff|table3|both] [--frames FIRST,LAST] [--out DIR]" >&2; exit 2 ;;
+    --set) sets+=("$2"); shift 2 ;;
+    *) echo "usage: $0 [--what tradeoff|table3|both] [--frames FIRST,LAST] [--set KEY=VALUE ...] [--out DIR]" >&2
+       exit 2 ;;
   esac
 done
 out=${out:-$(mktemp -d /tmp/passbench-executor.XXXXXX)}
 mkdir -p "$out"
-slice=()
+slice=("${sets[@]}")
 if [ -n "$frames" ]; then
-  slice=("dataset.sequences=[TUD-Campus]" "dataset.frames=[$frames]")
+  slice+=("dataset.sequences=[TUD-Campus]" "dataset.frames=[$frames]")
 fi
 
 run() {  # run NAME EXECUTOR ARGS...: prints "NAME EXECUTOR seconds load-before load-after"
