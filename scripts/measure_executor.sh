@@ -61,6 +61,8 @@ def strip(r):
     return {k: v for k, v in r.items() if k not in ("run_id", "created_utc") and not (timed and k == "speed")}
 
 a, b = load(sys.argv[1]), load(sys.argv[2])
+if not a or not b:
+    sys.exit(f"  records: none from the {'serial' if not a else 'ray'} run (see its log): nothing to compare")
 same = list(a) == list(b) and all([strip(r) for r in a[f]] == [strip(r) for r in b[f]] for f in a)
 n = sum(len(v) for v in a.values())
 print(f"  records: {n} serial, {sum(len(v) for v in b.values())} ray; "
@@ -68,8 +70,12 @@ print(f"  records: {n} serial, {sum(len(v) for v in b.values())} ray; "
 EOF
 }
 
-ratio() {  # ratio NAME
+ratio() {  # ratio NAME (only when neither run stopped on a usage error, exit 2)
   local s r
+  if grep -E "^$1 +(local|ray) .* exit 2 " "$out/times.txt" >/dev/null; then
+    echo "  ray / serial wall time: not comparable (a run exited 2)"
+    return
+  fi
   s=$(grep -E "^$1 +local " "$out/times.txt" | awk '{print $3}')
   r=$(grep -E "^$1 +ray " "$out/times.txt" | awk '{print $3}')
   echo "  ray / serial wall time: $(echo "scale=2; $r / $s" | bc)"
@@ -85,6 +91,6 @@ for name in tradeoff table3; do
       run table3 "$ex" reproduce 3 "${slice[@]}" | tee -a "$out/times.txt"
     fi
   done
-  compare "$name" | tee -a "$out/times.txt"
+  compare "$name" 2>&1 | tee -a "$out/times.txt" || true
   ratio "$name" | tee -a "$out/times.txt"
 done
