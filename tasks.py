@@ -25,16 +25,22 @@ def _opt(flag: str, value: object) -> str:
     return f" {flag} {shlex.quote(str(value))}" if value not in (None, "") else ""
 
 
+EXECUTOR_HELP = "local (one row after the other, default) or ray (each row a Ray task, docs/cluster.md)"
+
+
 @task(help={"table": "paper table number (1-4)", "data_root": "data root", "force": "re-run rows that have records",
-            "results_dir": "results folder", "fmt": "md | csv | latex"})
-def reproduce(c, table, data_root=None, force=False, results_dir=None, fmt="md"):
+            "results_dir": "results folder", "fmt": "md | csv | latex", "executor": EXECUTOR_HELP,
+            "ray_address": "with --executor ray: a running cluster (default $RAY_ADDRESS, else a local one)"})
+def reproduce(c, table, data_root=None, force=False, results_dir=None, fmt="md", executor=None, ray_address=None):
     """Run the table's configs whose records are missing, then derive results/tables/table<N>."""
-    c.run(_reproduce_cmd(table, data_root, force, results_dir, fmt), pty=False)
+    c.run(_reproduce_cmd(table, data_root, force, results_dir, fmt, executor, ray_address), pty=False)
 
 
-def _reproduce_cmd(table, data_root=None, force=False, results_dir=None, fmt="md") -> str:
+def _reproduce_cmd(table, data_root=None, force=False, results_dir=None, fmt="md", executor=None,
+                   ray_address=None) -> str:
     cmd = CLI + _opt("--results-dir", results_dir) + f" reproduce {int(table)}" + _opt("--data-root", data_root)
-    return cmd + " --force" * bool(force) + _opt("--format", fmt)
+    return (cmd + " --force" * bool(force) + _opt("--format", fmt) + _opt("--executor", executor)
+            + _opt("--ray-address", ray_address))
 
 
 @task(help={"table": "paper table number (1-4)", "fmt": "md | csv | latex"})
@@ -45,12 +51,15 @@ def table(c, table, fmt="md", results_dir=None):
 
 @task(help={"n": "figure: 4, 5 or tradeoff", "metric": "y metric, e.g. idf1",
             "run": "first run the figure's configs (configs/figure<N>/) that have no record",
-            "data_root": "data root", "force": "with --run: re-run configs that have records"})
-def figure(c, n="5", metric=None, results_dir=None, run=True, data_root=None, force=False):
+            "data_root": "data root", "force": "with --run: re-run configs that have records",
+            "executor": EXECUTOR_HELP, "ray_address": "with --executor ray: a running cluster"})
+def figure(c, n="5", metric=None, results_dir=None, run=True, data_root=None, force=False, executor=None,
+           ray_address=None):
     """Run the figure's missing points, then draw Figure N (4, 5) or the matched-rate trade-off
     (``-n tradeoff``: figure + table) into results/figures/ (PNG + PDF)."""
     c.run(CLI + _opt("--results-dir", results_dir) + f" figure {shlex.quote(str(n))}" + _opt("--metric", metric)
-          + " --run" * bool(run) + _opt("--data-root", data_root) + " --force" * bool(force))
+          + " --run" * bool(run) + _opt("--data-root", data_root) + " --force" * bool(force)
+          + (_opt("--executor", executor) + _opt("--ray-address", ray_address)) * bool(run))
 
 
 @task(help={"slow": "include tests marked slow"})

@@ -2,14 +2,17 @@
 
     passbench models [--glob PATTERN]
     passbench run CONFIG [key=value ...] [--data-root DIR] [--no-write]
-    passbench reproduce N [--data-root DIR] [--force] [--format md|csv|latex]
+    passbench reproduce N [--data-root DIR] [--force] [--format md|csv|latex] [--executor local|ray]
     passbench table N [--format md|csv|latex] [--no-write]
-    passbench figure N [--metric idf1] [--run]
-    passbench regress [--case NAME ...] [key=value ...] [--update --reason TEXT]
+    passbench figure N [--metric idf1] [--run] [--executor local|ray]
+    passbench regress [--case NAME ...] [key=value ...] [--update --reason TEXT] [--executor local|ray]
     passbench speed CONFIG [key=value ...] [--device cuda] [--precision fp16] [--threads N] [--no-write]
-    passbench leaderboard add MODEL [key=value ...] [--budget-minutes N] [--data-root DIR] [--out DIR]
+    passbench leaderboard add MODEL [MODEL ...] [key=value ...] [--budget-minutes N] [--data-root DIR] [--out DIR]
     passbench leaderboard show [--format md|csv]
     passbench claims [--check]
+
+``--executor ray [--ray-address HEAD:PORT]`` runs the rows as Ray tasks (``passbench/sched``,
+docs/cluster.md); the records are those of the default serial run, written in the same order.
 
 ``--results-dir DIR`` (or ``PASSBENCH_RESULTS``) moves ``results/`` (records, tables, figures);
 the paper's transcribed values always come from the repository's ``results/paper``.
@@ -158,10 +161,25 @@ def _run_missing(paths: list, args: argparse.Namespace) -> _Outcome:
     return out
 
 
+def _run_rows(paths: list, args: argparse.Namespace):
+    """The rows of ``paths`` without a record: one after the other here (``--executor local``), or as Ray
+    tasks with the records written here in the same order (``--executor ray``, passbench/sched/sweep.py)."""
+    if getattr(args, "executor", "local") == "local":
+        return _run_missing(paths, args)
+    from passbench.sched import RayExecutor
+    from passbench.sched.sweep import run_missing
+
+    _check_data_root(args)
+    with RayExecutor(args.ray_address) as ex:
+        return run_missing(paths, ex, overrides=args.overrides, data_root=args.data_root, results=args.results_dir,
+                           force=args.force, verbose=args.verbose, progress=args.progress,
+                           device=getattr(args, "device", None))
+
+
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from passbench.config import find_configs
 
-    outcome = _run_missing(find_configs(args.n), args)
+    outcome = _run_rows(find_configs(args.n), args)
     args.no_write = False
     rc = _cmd_table(args)
     return outcome.report(f"reproduce {args.n}") or rc
@@ -188,7 +206,7 @@ def _cmd_figure(args: argparse.Namespace) -> int:
     outcome = None
     folders = ["tradeoff", "refresh"] if args.n == "tradeoff" else [f"figure{args.n}"]
     if args.run:  # the figure's own points (configs/figure<N>/, configs/tradeoff/ + refresh/) without a record yet
-        outcome = _run_missing([p for f in folders for p in find_configs(f)], args)
+        outcome = _run_rows([p for f in folders for p in find_configs(f)], args)
     if args.n == "tradeoff":
         from passbench.report import tradeoff
 
@@ -240,10 +258,13 @@ def _cmd_regress(args: argparse.Namespace) -> int:
     from passbench import regress
 
     return regress.main(cases=args.case, overrides=args.overrides, update=args.update, reason=args.reason,
-                        golden=args.golden, data_root=args.data_root, progress=args.progress, verbose=args.verbose)
+                        golden=args.golden, data_root=args.data_root, progress=args.progress, verbose=args.verbose,
+                        executor=args.executor, ray_address=args.ray_address)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from passbench.sched.executor import add_executor_options  # --executor local|ray, --ray-address
+
     p = argparse.ArgumentParser(prog="passbench", description=__doc__.split("\n")[0])
     p.add_argument("--results-dir", default=None, type=Path,
                    help="results folder (default: $PASSBENCH_RESULTS or <repo>/results)")
@@ -272,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--data-root", default=None)
     rp.add_argument("--force", action="store_true", help="re-run configs that already have a record")
     rp.add_argument("--format", choices=("md", "csv", "latex"), default="md")
+    add_executor_options(rp)
     rp.set_defaults(fn=_cmd_reproduce)
 
     t = sub.add_parser("table", help="derive a paper table from the records")
@@ -288,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("overrides", nargs="*", help="overrides applied to every config run (with --run)")
     f.add_argument("--data-root", default=None)
     f.add_argument("--force", action="store_true", help="with --run: re-run configs that already have a record")
+    add_executor_options(f)
     f.set_defaults(fn=_cmd_figure)
 
     g = sub.add_parser("regress", parents=[out],
@@ -298,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--reason", default=None, help="with --update: why the goldens change (recorded)")
     g.add_argument("--golden", default=None, type=Path, help="golden file (default results/golden/regress.json)")
     g.add_argument("--data-root", default=None, help="data root (default: $PASSBENCH_DATA or the sample data)")
+    add_executor_options(g)
     g.set_defaults(fn=_cmd_regress)
 
     sp = sub.add_parser("speed", parents=[out],
@@ -329,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     from passbench.records import RecordError
     from passbench.report.claimfile import ClaimsError
     from passbench.runner import WeightsNotFoundError
+    from passbench.sched.executor import ExecutorError
 
     parser = build_parser()
     # key=value overrides may follow options (`figure 4 --run speed.threads=1`): argparse has already
@@ -342,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PASSBENCH_RESULTS"] = str(args.results_dir)
     try:
         return args.fn(args)
-    except (ConfigError, RecordError, DataRootError, WeightsNotFoundError, ClaimsError) as e:
+    except (ConfigError, RecordError, DataRootError, WeightsNotFoundError, ClaimsError, ExecutorError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

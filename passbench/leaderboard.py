@@ -248,39 +248,36 @@ def existing_record(cfg: ExperimentCfg, weights: Path, results: Any = None) -> d
 # the command
 
 
-def add(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = None, data_root: str | None = None,
-        layers: Sequence[str] | None = None, max_steps: int | None = None, train_overrides: dict[str, Any] | None = None,
-        eval_overrides: Sequence[str] = (), results: Any = None, force: bool = False,
-        recipe_path: Path = RECIPE, log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Train ``model`` and its gates within the budget, measure the four methods, append the records.
+def out_dir(model: str, out: str | Path | None = None, per_model: bool = False) -> Path:
+    """``model``'s training folder: ``out`` (``out/<model>`` with ``per_model``: several backbones in one
+    call), else ``runs/leaderboard/<model>``; ``:`` and ``/`` in the name become ``_``."""
+    name = model.replace(":", "_").replace("/", "_")
+    if out is None:
+        return REPO_ROOT / "runs" / "leaderboard" / name
+    return Path(out) / name if per_model else Path(out)
 
-    Args:
-        model: a model name (``timm:<arch>`` or a registered one).
-        budget_minutes: training time (all stages; evaluation comes on top).
-        out: training folder (default ``runs/leaderboard/<model with ':' as '_'>``).
-        data_root: data root for training and evaluation (default: ``passbench.paths`` resolution).
-        layers: globs of the gated convs (default :data:`DEFAULT_LAYERS`).
-        max_steps: cap on every stage's planned steps (smoke runs).
-        train_overrides: StageCfg fields for every stage (e.g. ``{"sequences": ["synthetic"]}`` in tests).
-        eval_overrides: dotted config overrides for every row (e.g. ``speed.iters=6``).
-        results: results folder (default ``$PASSBENCH_RESULTS`` or ``<repo>/results``).
-        force: measure rows again even when a record with the same config and weights exists.
+
+def prepare(model: str, *, out: str | Path | None = None, layers: Sequence[str] | None = None,
+            train_overrides: dict[str, Any] | None = None, eval_overrides: Sequence[str] = (),
+            recipe_path: Path = RECIPE) -> dict[str, Any]:
+    """Check ``model`` before any training (known name, under the CPU cap, the gated layers exist, no
+    pretrained timm body) and resolve what training needs.
 
     Returns:
-        The four records (run records or skip markers), in :data:`METHODS` order.
+        ``{recipe, layers, out, overrides, wh, gmacs}``.
+
+    Raises:
+        LeaderboardError: what is wrong and what to change.
     """
     from passbench.models import measure_model, model_spec  # noqa: PLC0415
-    from passbench.records import summary_line  # noqa: PLC0415
-    from passbench.runner import run  # noqa: PLC0415
 
-    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     try:
         model_spec(model)
     except KeyError as e:
         raise LeaderboardError(str(e.args[0]) if e.args else str(e)) from None
     recipe = load_recipe(recipe_path)
     layers = tuple(layers or DEFAULT_LAYERS)
-    out = Path(out) if out is not None else REPO_ROOT / "runs" / "leaderboard" / model.replace(":", "_").replace("/", "_")
+    out = out_dir(model, out)
     overrides = dict(train_overrides or {})
     wh = tuple(overrides.get("input_wh", recipe["common"]["input_wh"]))
     # Refuse before training what the runner would refuse after it (dense MACs over the CPU cap).
@@ -294,7 +291,23 @@ def add(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = No
     if model.startswith("timm:") and pre not in (None, False):
         raise LeaderboardError(f"{model}: pretrained={pre!r} is not available: passbench never downloads weights "
                                "(timm bodies train from random init here)")
-    log(f"{model}: {gmacs:.2f} GMACs/frame at {wh[0]}x{wh[1]}; training in {out} (budget {budget_minutes:g} min)")
+    return {"recipe": recipe, "layers": layers, "out": out, "overrides": overrides, "wh": wh, "gmacs": gmacs}
+
+
+def train(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = None, data_root: str | None = None,
+          layers: Sequence[str] | None = None, max_steps: int | None = None,
+          train_overrides: dict[str, Any] | None = None, eval_overrides: Sequence[str] = (),
+          recipe_path: Path = RECIPE, log: Callable[[str], None] | None = None) -> tuple[dict[str, Path], tuple[int, int]]:
+    """``prepare``, then train (or find trained) every stage within the budget (arguments as :func:`add`).
+
+    Returns:
+        ``({stage: final.pt}, input_wh)``.
+    """
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    p = prepare(model, out=out, layers=layers, train_overrides=train_overrides, eval_overrides=eval_overrides,
+                recipe_path=recipe_path)
+    recipe, layers, out, overrides, wh = p["recipe"], p["layers"], p["out"], p["overrides"], p["wh"]
+    log(f"{model}: {p['gmacs']:.2f} GMACs/frame at {wh[0]}x{wh[1]}; training in {out} (budget {budget_minutes:g} min)")
 
     plan = _read_plan(out, model)
     plan.setdefault("budget_minutes", budget_minutes)
@@ -316,6 +329,37 @@ def add(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = No
                                     probe_steps=recipe["probe_steps"], max_steps=max_steps, plan=plan,
                                     save_plan=lambda: _write_plan(out, plan), log=log)
     log(f"training: {(time.perf_counter() - t_start) / 60:.1f} min in this call")
+    return finals, wh
+
+
+def add(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = None, data_root: str | None = None,
+        layers: Sequence[str] | None = None, max_steps: int | None = None, train_overrides: dict[str, Any] | None = None,
+        eval_overrides: Sequence[str] = (), results: Any = None, force: bool = False,
+        recipe_path: Path = RECIPE, log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Train ``model`` and its gates within the budget, measure the four methods, append the records.
+
+    Args:
+        model: a model name (``timm:<arch>`` or a registered one).
+        budget_minutes: training time (all stages; evaluation comes on top).
+        out: training folder (default ``runs/leaderboard/<model with ':' as '_'>``).
+        data_root: data root for training and evaluation (default: ``passbench.paths`` resolution).
+        layers: globs of the gated convs (default :data:`DEFAULT_LAYERS`).
+        max_steps: cap on every stage's planned steps (smoke runs).
+        train_overrides: StageCfg fields for every stage (e.g. ``{"sequences": ["synthetic"]}`` in tests).
+        eval_overrides: dotted config overrides for every row (e.g. ``speed.iters=6``).
+        results: results folder (default ``$PASSBENCH_RESULTS`` or ``<repo>/results``).
+        force: measure rows again even when a record with the same config and weights exists.
+
+    Returns:
+        The four records (run records or skip markers), in :data:`METHODS` order.
+    """
+    from passbench.records import summary_line  # noqa: PLC0415
+    from passbench.runner import run  # noqa: PLC0415
+
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    finals, wh = train(model, budget_minutes=budget_minutes, out=out, data_root=data_root, layers=layers,
+                       max_steps=max_steps, train_overrides=train_overrides, eval_overrides=eval_overrides,
+                       recipe_path=recipe_path, log=log)
 
     records = []
     for i, method in enumerate(METHODS, 1):
@@ -343,17 +387,22 @@ def register_cli(sub: Any) -> None:
     lsub = lb.add_subparsers(dest="lb_cmd", required=True)
     a = lsub.add_parser("add", help="train MODEL and its gates within a time budget, then measure dense, Skip-Conv, "
                                     "PASS-P and PASS-F on the sample eval split (resumable)")
-    a.add_argument("model", help="timm:<arch> (any timm features_only body, e.g. timm:resnet18) or a registered name")
+    a.add_argument("model", nargs="+", help="timm:<arch> (any timm features_only body, e.g. timm:resnet18) or a "
+                                            "registered name; several: one after the other, or in parallel on Ray")
     a.add_argument("overrides", nargs="*", help="dotted config overrides for every row, e.g. speed.iters=12")
     a.add_argument("--budget-minutes", type=float, default=30.0, help="training time, all stages (default 30)")
     a.add_argument("--data-root", default=None, help="data root (default: $PASSBENCH_DATA or the sample data)")
-    a.add_argument("--out", default=None, help="training folder (default runs/leaderboard/<model>)")
+    a.add_argument("--out", default=None, help="training folder (default runs/leaderboard/<model>); with several "
+                                                "models, the folder holding one per model")
     a.add_argument("--layers", default=None,
                    help=f"comma-separated globs of the gated convs (default {','.join(DEFAULT_LAYERS)})")
     a.add_argument("--max-steps", type=int, default=None, help="cap on every stage's steps (smoke runs)")
     a.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
                    help="StageCfg field for every training stage, e.g. --train batch_size=4 (repeatable)")
     a.add_argument("--force", action="store_true", help="measure rows again even if their record exists")
+    from passbench.sched.executor import add_executor_options  # noqa: PLC0415 (no Ray import)
+
+    add_executor_options(a)
     a.set_defaults(fn=_cmd_add)
     s = lsub.add_parser("show", help="print the leaderboard (method x backbone) from the records")
     s.add_argument("--format", choices=("md", "csv"), default="md")
@@ -371,10 +420,20 @@ def _cmd_add(args: Any) -> int:
         k, v = text.split("=", 1)
         train[k.strip()] = yaml.safe_load(v) if v.strip() else ""
     layers = [g.strip() for g in args.layers.split(",") if g.strip()] if args.layers else None
+    # MODEL [MODEL ...] [key=value ...]: argparse hands every positional to the first list
+    models = [m for m in args.model if "=" not in m]
+    overrides = [m for m in args.model if "=" in m] + list(args.overrides)
+    outs = [out_dir(m, args.out, per_model=len(models) > 1) for m in models]
+    kw = dict(budget_minutes=args.budget_minutes, data_root=args.data_root, layers=layers, max_steps=args.max_steps,
+              train_overrides=train, eval_overrides=overrides, results=args.results_dir, force=args.force)
     try:
-        add(args.model, budget_minutes=args.budget_minutes, out=args.out, data_root=args.data_root, layers=layers,
-            max_steps=args.max_steps, train_overrides=train, eval_overrides=args.overrides,
-            results=args.results_dir, force=args.force)
+        if args.executor == "ray":
+            from passbench.sched.board import add_on_ray  # noqa: PLC0415
+
+            return add_on_ray(sys.modules[__name__], models, [o.resolve() for o in outs], address=args.ray_address,
+                              **kw)
+        for model, out in zip(models, outs):
+            add(model, out=out, **kw)
     except LeaderboardError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

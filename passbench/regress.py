@@ -317,10 +317,27 @@ def select(names: list[str] | None) -> list[Case]:
     return [known[n] for n in dict.fromkeys(names)]
 
 
+def measure_on_ray(cases: list[Case], overrides: list[str], data_root: Any = None,
+                   address: str | None = None) -> dict[str, Any]:
+    """Every case as a Ray task (``passbench.sched``, nothing written): ``{case name: RowResult}``."""
+    from passbench.config import load_config  # noqa: PLC0415
+    from passbench.sched import RayExecutor  # noqa: PLC0415
+    from passbench.sched.rows import run_rows  # noqa: PLC0415
+
+    cfgs = [(load_config(REPO_ROOT / c.config, list(c.overrides) + list(overrides)), data_root) for c in cases]
+    with RayExecutor(address) as ex:
+        print(f"{len(cases)} cases on {ex.describe()}", flush=True)
+        return {cases[r.index].name: r for r in run_rows(cfgs, ex)}
+
+
 def main(cases: list[str] | None = None, overrides: list[str] | None = None, update: bool = False,
          reason: str | None = None, golden: str | Path | None = None, data_root: Any = None,
-         progress: bool | None = None, verbose: bool = False) -> int:
+         progress: bool | None = None, verbose: bool = False, executor: str = "local",
+         ray_address: str | None = None) -> int:
     """Run the cases, print the comparison table, bless with ``update``; the exit code.
+
+    ``executor="ray"`` runs every case as a Ray task first (``measure_on_ray``; ``ray_address`` or
+    ``$RAY_ADDRESS``, else a local cluster), then compares as the serial run does.
 
     Returns:
         0 every metric within tolerance (or goldens written with ``update``); 1 drift, a case that
@@ -343,16 +360,22 @@ def main(cases: list[str] | None = None, overrides: list[str] | None = None, upd
     rows: list[Row] = []
     problems: list[str] = []
     measured: dict[str, tuple[Case, dict[str, Any]]] = {}
+    on_ray = measure_on_ray(chosen, overrides, data_root, ray_address) if executor == "ray" else None
     for case in chosen:
         t0 = time.perf_counter()
         try:
-            rec = measure(case, overrides, data_root, progress)
+            rec = measure(case, overrides, data_root, progress) if on_ray is None else on_ray[case.name].record
         except Exception as e:  # noqa: BLE001 - a failing case is a regression to report, not a crash
             print(f"{case.name}: FAILED: {type(e).__name__}: {e}", flush=True)
             problems.append(f"{case.name} failed")
             continue
+        if rec is None:  # its Ray task failed
+            print(f"{case.name}: FAILED: {on_ray[case.name].error}", flush=True)
+            problems.append(f"{case.name} failed")
+            continue
         line = summary_line(rec) if case.task != "tables" else f"{len(rec['values'])} tables from {case.config}"
-        print(f"[{case.name}, {time.perf_counter() - t0:.0f} s] {line}", flush=True)
+        took = time.perf_counter() - t0 if on_ray is None else on_ray[case.name].seconds
+        print(f"[{case.name}, {took:.0f} s] {line}", flush=True)
         if verbose:
             print(json.dumps(rec, indent=1, sort_keys=True))
         if rec["kind"] != "run":

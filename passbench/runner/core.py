@@ -224,7 +224,7 @@ def measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list[
     rounds = max(1, cfg.speed.rounds)
     per = max(1, cfg.speed.iters // rounds)
     d_res, s_res = [], []
-    load_before = _need("passbench.metrics.load", "load_1m")()
+    load_before = need("passbench.metrics.load", "load_1m")()
     for _ in range(rounds):
         d_res.append(measure(stream(dense, False), warmup=cfg.speed.warmup, iters=per, device=dev,
                              precision=precision, timed_region=region))
@@ -252,7 +252,7 @@ def measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list[
     # each round's ratio (dense median latency over skipping median latency): their spread is the timing noise
     per_round = [dr.latency_ms_p50 / sr.latency_ms_p50 for dr, sr in zip(d_res, s_res)] if skippable else [1.0] * rounds
     out.update(rounds=rounds, speedup_rounds=per_round, speedup_spread=max(per_round) - min(per_round))
-    out.update(_need("passbench.metrics.load", "load_fields")(load_before, _need("passbench.metrics.load", "load_1m")()))
+    out.update(need("passbench.metrics.load", "load_fields")(load_before, need("passbench.metrics.load", "load_1m")()))
     return out
 
 
