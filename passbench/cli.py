@@ -9,6 +9,8 @@
     passbench speed CONFIG [key=value ...] [--device cuda] [--precision fp16] [--threads N] [--no-write]
     passbench leaderboard add MODEL [key=value ...] [--budget-minutes N] [--data-root DIR] [--out DIR]
     passbench leaderboard show [--format md|csv]
+    passbench data fetch MOT15|MOT16|MOT17|MOT20 [--to DIR] [--mirror URL]
+    passbench data check mot|h36m DIR
 
 ``--results-dir DIR`` (or ``PASSBENCH_RESULTS``) moves ``results/`` (records, tables, figures);
 the paper's transcribed values always come from the repository's ``results/paper``.
@@ -305,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     from passbench.leaderboard import register_cli  # passbench leaderboard add|show (passbench/leaderboard.py)
 
     register_cli(sub)
+    from passbench.datafetch.cli import register_cli as register_data  # passbench data fetch|check
+
+    register_data(sub)
     return p
 
 
