@@ -105,6 +105,13 @@ def stage_cfg(recipe: dict[str, Any], stage: str, model: str, out: Path, *, laye
         raise LeaderboardError(f"training {stage}: {e}") from None
 
 
+def _pretrained_label(value: Any) -> str:
+    """``none``, ``imagenet`` or the weights file's name, as the records say it."""
+    if value in (None, False, "", "none", "None"):
+        return "none"
+    return "imagenet" if value in (True, "imagenet") else Path(str(value)).name
+
+
 def _stage_fn(stage: str) -> Callable[..., dict[str, Any]]:
     if stage == "task":
         from passbench.train.task import train_task as fn  # noqa: PLC0415
@@ -251,7 +258,8 @@ def existing_record(cfg: ExperimentCfg, weights: Path, results: Any = None) -> d
 def add(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = None, data_root: str | None = None,
         layers: Sequence[str] | None = None, max_steps: int | None = None, train_overrides: dict[str, Any] | None = None,
         eval_overrides: Sequence[str] = (), results: Any = None, force: bool = False,
-        recipe_path: Path = RECIPE, log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+        recipe_path: Path = RECIPE, log: Callable[[str], None] | None = None,
+        pretrained: str | None = None) -> list[dict[str, Any]]:
     """Train ``model`` and its gates within the budget, measure the four methods, append the records.
 
     Args:
@@ -265,13 +273,17 @@ def add(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = No
         eval_overrides: dotted config overrides for every row (e.g. ``speed.iters=6``).
         results: results folder (default ``$PASSBENCH_RESULTS`` or ``<repo>/results``).
         force: measure rows again even when a record with the same config and weights exists.
+        pretrained: the task stage's backbone init, ``imagenet`` or ``none`` (default: the recipe's, none);
+            ``imagenet`` loads timm's / torchvision's ImageNet weights (``passbench.models.pretrained``).
+            Every row's record says which under ``model.pretrained``.
 
     Returns:
         The four records (run records or skip markers), in :data:`METHODS` order.
     """
     from passbench.models import measure_model, model_spec  # noqa: PLC0415
+    from passbench.records import append_record  # noqa: PLC0415
     from passbench.report.leaderboard import summary_line  # noqa: PLC0415
-    from passbench.runner import run  # noqa: PLC0415
+    from passbench.runner import records_file, run  # noqa: PLC0415
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     try:
@@ -290,10 +302,17 @@ def add(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = No
         raise LeaderboardError(f"{model} costs {gmacs:.1f} GMACs/frame at {wh[0]}x{wh[1]}, over the CPU cap "
                                f"max_cpu_gmacs={probe_cfg.max_cpu_gmacs}: the rows would be skip markers")
     check_layers(model, layers)
-    pre = overrides.get("pretrained", recipe["common"].get("pretrained"))
-    if model.startswith("timm:") and pre not in (None, False):
-        raise LeaderboardError(f"{model}: pretrained={pre!r} is not available: passbench never downloads weights "
-                               "(timm bodies train from random init here)")
+    if pretrained is not None:
+        overrides["pretrained"] = None if pretrained in ("none", "None") else pretrained
+    pre = _pretrained_label(overrides.get("pretrained", recipe["common"].get("pretrained")))
+    if pre != "none" and not (out / "task" / "final.pt").exists():  # fail now, not after the probe steps
+        from passbench.models import build_model  # noqa: PLC0415
+        from passbench.models.pretrained import PretrainedUnavailable  # noqa: PLC0415
+
+        try:
+            build_model(model, pretrained=overrides.get("pretrained", recipe["common"].get("pretrained")))
+        except (PretrainedUnavailable, ValueError) as e:
+            raise LeaderboardError(f"{model}: --pretrained {pre}: {e}") from None
     log(f"{model}: {gmacs:.2f} GMACs/frame at {wh[0]}x{wh[1]}; training in {out} (budget {budget_minutes:g} min)")
 
     plan = _read_plan(out, model)
@@ -326,7 +345,10 @@ def add(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = No
         note = "recorded earlier"
         if rec is None:
             log(f"[{i}/{len(METHODS)}] measuring {cfg.name}")
-            rec = run(cfg, data_root=data_root, results=results, write=True)  # the runner's own bar per row
+            rec = run(cfg, data_root=data_root, results=results, write=False)  # the runner's own bar per row
+            if rec["kind"] == "run":
+                rec["model"]["pretrained"] = pre  # the task stage's backbone init (the recipe's --pretrained)
+            append_record(records_file(cfg, results), rec)
             note = f"{time.perf_counter() - t0:.0f} s"
         records.append(rec)
         print(f"{summary_line(rec)}  [{note}]", flush=True)
@@ -354,6 +376,10 @@ def register_cli(sub: Any) -> None:
     a.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
                    help="StageCfg field for every training stage, e.g. --train batch_size=4 (repeatable)")
     a.add_argument("--force", action="store_true", help="measure rows again even if their record exists")
+    a.add_argument("--pretrained", choices=("imagenet", "none"), default=None,
+                   help="backbone init of the task stage: timm's / torchvision's ImageNet weights (their cache, or "
+                        "their download when the network allows it) or random (default: the recipe's, none); "
+                        "recorded in every row's model.pretrained")
     a.set_defaults(fn=_cmd_add)
     s = lsub.add_parser("show", help="print the leaderboard (method x backbone) from the records")
     s.add_argument("--format", choices=("md", "csv"), default="md")
@@ -373,7 +399,7 @@ def _cmd_add(args: Any) -> int:
     layers = [g.strip() for g in args.layers.split(",") if g.strip()] if args.layers else None
     try:
         add(args.model, budget_minutes=args.budget_minutes, out=args.out, data_root=args.data_root, layers=layers,
-            max_steps=args.max_steps, train_overrides=train, eval_overrides=args.overrides,
+            max_steps=args.max_steps, train_overrides=train, eval_overrides=args.overrides, pretrained=args.pretrained,
             results=args.results_dir, force=args.force)
     except LeaderboardError as e:
         print(f"error: {e}", file=sys.stderr)

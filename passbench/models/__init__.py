@@ -9,7 +9,8 @@ px, z depth bins), + its raw maps}`` and carries ``input_hw``, ``output_hw``, ``
 
     MODELS                      Registry name -> builder(**kw) (``passbench.registry.Registry``)
     MODEL_SPECS                 name -> ModelSpec (input size, family, paper row, description)
-    build_model(name, **kw)     -> nn.Module (``pretrained``: False / None, or "deepsort" for fairmot_mbv2)
+    build_model(name, **kw)     -> nn.Module (``pretrained``: none (default), "imagenet" or a local weights
+                                   file (``passbench.models.pretrained``), "deepsort" for fairmot_mbv2)
     model_spec(name)            -> ModelSpec of a registered or ``timm:<arch>`` name
     measure_model(name, input_wh=None, device="meta") -> (params_m, gmacs)
     model_table(names=None, measure=True) -> pandas.DataFrame [name, params_m, gmacs, input_wh, ...]
@@ -70,9 +71,10 @@ def _register(name: str, input_wh: tuple[int, int], family: str, paper_row: str 
 
 
 def _no_pretrained(name: str, pretrained: Any) -> None:
-    if pretrained not in (False, None):
-        raise ValueError(f"{name}: pretrained={pretrained!r} is not available offline (use False and load a "
-                         "checkpoint with passbench.models.checkpoint.load_checkpoint)")
+    """For models without timm / torchvision ImageNet weights: anything but random init is an error."""
+    from passbench.models.pretrained import refuse  # noqa: PLC0415
+
+    refuse(name, pretrained)
 
 
 @_register("fairmot_dla34", FAIRMOT_WH, "fairmot_dla", "FairMOT",
@@ -80,8 +82,7 @@ def _no_pretrained(name: str, pretrained: Any) -> None:
 def fairmot_dla34(pretrained: Any = False, **kw: Any):
     from passbench.models.fairmot_dla import FairMOTDLA
 
-    _no_pretrained("fairmot_dla34", pretrained)
-    return FairMOTDLA(dcn=True, **kw)
+    return FairMOTDLA(dcn=True, pretrained=pretrained, **kw)
 
 
 @_register("fairmot_dla34_conv", FAIRMOT_WH, "fairmot_dla", None,
@@ -89,8 +90,7 @@ def fairmot_dla34(pretrained: Any = False, **kw: Any):
 def fairmot_dla34_conv(pretrained: Any = False, **kw: Any):
     from passbench.models.fairmot_dla import FairMOTDLA
 
-    _no_pretrained("fairmot_dla34_conv", pretrained)
-    return FairMOTDLA(dcn=False, **kw)
+    return FairMOTDLA(dcn=False, pretrained=pretrained, **kw)
 
 
 @_register("dla34", FAIRMOT_WH, "dla", "DLA-34",
@@ -98,8 +98,7 @@ def fairmot_dla34_conv(pretrained: Any = False, **kw: Any):
 def dla34(pretrained: Any = False, **kw: Any):
     from passbench.models.regnet import TimmUpNet
 
-    _no_pretrained("dla34", pretrained)
-    return TimmUpNet("dla34", out_indices=(2, 3, 4, 5), size_multiple=32, **kw)
+    return TimmUpNet("dla34", out_indices=(2, 3, 4, 5), size_multiple=32, pretrained=pretrained, **kw)
 
 
 @_register("hrnet_w32", FAIRMOT_WH, "hrnet", "HRNet-W32",
@@ -107,8 +106,7 @@ def dla34(pretrained: Any = False, **kw: Any):
 def hrnet_w32(pretrained: Any = False, **kw: Any):
     from passbench.models.hrnet import HRNetFairMOT
 
-    _no_pretrained("hrnet_w32", pretrained)
-    return HRNetFairMOT(width=32, **kw)
+    return HRNetFairMOT(width=32, pretrained=pretrained, **kw)
 
 
 @_register("regnety_040", FAIRMOT_WH, "regnet", "RegNetY-4.0GF",
@@ -116,8 +114,7 @@ def hrnet_w32(pretrained: Any = False, **kw: Any):
 def regnety_040(pretrained: Any = False, **kw: Any):
     from passbench.models.regnet import TimmUpNet
 
-    _no_pretrained("regnety_040", pretrained)
-    return TimmUpNet("regnety_040", **kw)
+    return TimmUpNet("regnety_040", pretrained=pretrained, **kw)
 
 
 @_register("fpn_resnet34", FAIRMOT_WH, "fpn", "FPN",
@@ -125,8 +122,7 @@ def regnety_040(pretrained: Any = False, **kw: Any):
 def fpn_resnet34(pretrained: Any = False, **kw: Any):
     from passbench.models.fpn import ResNetFPN
 
-    _no_pretrained("fpn_resnet34", pretrained)
-    return ResNetFPN(depth=34, **kw)
+    return ResNetFPN(depth=34, pretrained=pretrained, **kw)
 
 
 @_register("hardnet85", FAIRMOT_WH, "hardnet", "HarDNet-85",
@@ -151,10 +147,15 @@ from passbench.models import pose as _pose  # noqa: E402,F401
 
 
 def build_model(name: str, /, **kw: Any):
-    """Build a registered model (``pretrained=False`` by default: nothing is downloaded).
+    """Build a registered model (``pretrained=False`` by default: nothing is read or downloaded).
+
+    ``pretrained="imagenet"`` initialises the backbone with timm's / torchvision's ImageNet weights (their
+    cache, or their download when the network allows it), a path with a local copy of them
+    (``passbench.models.pretrained``); models without such weights refuse it.
 
     Raises:
         KeyError: unknown name (with close matches).
+        PretrainedUnavailable: ImageNet weights asked for, not cached and no network (names the file).
     """
     if name.startswith(TIMM_PREFIX):
         from passbench.models.timm_fairmot import build_timm_fairmot  # noqa: PLC0415

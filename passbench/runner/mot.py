@@ -5,7 +5,7 @@
    mistake is an error that writes nothing: a given data root (``--data-root``, ``PASSBENCH_DATA``,
    ``dataset.data_root``) that does not exist or lacks the row's data, or a configured weights file
    that does not exist;
-2. build the model (``passbench.models.build_model``, ``pretrained=False``: no downloads), load the
+2. build the model (``passbench.models.build_model``, ``pretrained=False``: the weights come next), load the
    configured weights (``core._load_weights``);
 3. time the dense forward, then apply the method (``passbench.skip.make_skippable``; ``dense`` leaves
    the model untouched) and time it on the same consecutive frames in the same process;

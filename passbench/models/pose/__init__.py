@@ -77,8 +77,7 @@ def mhp_lpres(pretrained: Any = False, **kw: Any):
 def posenet_r50(pretrained: Any = False, **kw: Any):
     from passbench.models.pose.posenet import PoseNet  # noqa: PLC0415
 
-    _no_pretrained("posenet_r50", pretrained)
-    return PoseNet(**kw)
+    return PoseNet(pretrained=pretrained, **kw)  # imagenet: torchvision's ResNet-50 (upstream's init)
 
 
 @_register("vnect", (368, 368), "vnect", "VNect",
@@ -86,8 +85,7 @@ def posenet_r50(pretrained: Any = False, **kw: Any):
 def vnect(pretrained: Any = False, **kw: Any):
     from passbench.models.pose.vnect import VNect  # noqa: PLC0415
 
-    _no_pretrained("vnect", pretrained)
-    return VNect(**kw)
+    return VNect(pretrained=pretrained, **kw)
 
 
 @_register("movnect", POSE_INPUT, "movnect", "MoVNect",
@@ -95,5 +93,4 @@ def vnect(pretrained: Any = False, **kw: Any):
 def movnect(pretrained: Any = False, **kw: Any):
     from passbench.models.pose.movnect import MoVNect  # noqa: PLC0415
 
-    _no_pretrained("movnect", pretrained)
-    return MoVNect(**kw)
+    return MoVNect(pretrained=pretrained, **kw)
