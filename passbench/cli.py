@@ -207,7 +207,9 @@ def _cmd_speed(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     try:
-        rec = run_speed(cfg, device=args.device, precision=args.precision, threads=args.threads,
+        from passbench.device import requested  # noqa: PLC0415
+
+        rec = run_speed(cfg, device=requested(args.device), precision=args.precision, threads=args.threads,
                         data_root=args.data_root, results=args.results_dir, write=not args.no_write)
     except NotImplementedError as e:
         print(f"{cfg.name}: NOT IMPLEMENTED: {e}", file=sys.stderr)
@@ -244,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-v", "--verbose", action="store_true", help="also print each full record (and tracebacks)")
     out.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bar per row on stderr (default: only when stderr is a terminal)")
+    from passbench.device import add_device_options  # --device / --precision
+
+    add_device_options(out)
 
     m = sub.add_parser("models", help="list registered models (params, GMACs when available)")
     m.add_argument("--glob", default=None, help="name pattern, e.g. 'hrnet*'")
@@ -296,9 +301,6 @@ def build_parser() -> argparse.ArgumentParser:
                              "speed record (tables: an FPS column per device)")
     sp.add_argument("config", type=Path)
     sp.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. speed.iters=60")
-    sp.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the config's speed.device)")
-    sp.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
-                    help="fp16 / bf16: every timed forward under torch.autocast (default fp32)")
     sp.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's speed.threads)")
     sp.add_argument("--data-root", default=None, help="data root (default: $PASSBENCH_DATA or the sample data)")
     sp.add_argument("--no-write", action="store_true", help="do not append the speed record")
@@ -331,6 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.results_dir is not None:
         os.environ["PASSBENCH_RESULTS"] = str(args.results_dir)
     try:
+        if args.cmd != "speed" and hasattr(args, "device"):  # --device / --precision as config overrides
+            from passbench.device import overrides  # noqa: PLC0415
+
+            args.overrides = list(args.overrides or []) + overrides(args.device, args.precision)
         return args.fn(args)
     except (ConfigError, RecordError, DataRootError, WeightsNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

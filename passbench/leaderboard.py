@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from passbench.config import CONFIGS, ExperimentCfg, load_config, to_dict
+from passbench.config import CONFIGS, ExperimentCfg, load_config, normalized, to_dict
 from passbench.paths import REPO_ROOT
 
 METHODS = ("dense", "skipconv", "pass_p", "pass_f")
@@ -172,7 +172,7 @@ def _write_plan(out: Path, plan: dict[str, Any]) -> None:
 
 def train_stage(stage: str, make: Callable[[int | None], Any], stage_dir: Path, *, budget_s: float | None,
                 probe_steps: int, max_steps: int | None, plan: dict[str, Any], save_plan: Callable[[], None],
-                log: Callable[[str], None]) -> Path:
+                log: Callable[[str], None], env: Any = None) -> Path:
     """Train one stage to its ``final.pt`` (or find it done), filling ``budget_s`` seconds.
 
     Args:
@@ -180,9 +180,14 @@ def train_stage(stage: str, make: Callable[[int | None], Any], stage_dir: Path, 
         budget_s: seconds for this stage; None: no planning (the recipe's steps, e.g. Skip-Conv's
             calibration, which takes no gradient steps).
         max_steps: cap on the planned steps (tests and smoke runs).
+        env: the ``passbench.train`` environment (device); None: the default.
         plan: the stored plan (``plan["stages"][stage]`` is set once and reused on resumption).
     """
     fn = _stage_fn(stage)
+    if env is not None:
+        import functools  # noqa: PLC0415
+
+        fn = functools.partial(fn, env=env)
     final = stage_dir / "final.pt"
     if final.exists():
         log(f"{stage}: done earlier ({final})")
@@ -246,7 +251,7 @@ def existing_record(cfg: ExperimentCfg, weights: Path, results: Any = None) -> d
     from passbench.runner.core import _sha256  # noqa: PLC0415 (the records' weights_sha256, same function)
 
     want, sha = to_dict(cfg), _sha256(weights)
-    same = [r for r in read_records(f, kind="run") if r["experiment"] == cfg.name and r["config"] == want
+    same = [r for r in read_records(f, kind="run") if r["experiment"] == cfg.name and normalized(r["config"]) == want
             and r["model"]["weights_sha256"] == sha]
     return max(same, key=lambda r: r["created_utc"]) if same else None
 
@@ -259,7 +264,7 @@ def add(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = No
         layers: Sequence[str] | None = None, max_steps: int | None = None, train_overrides: dict[str, Any] | None = None,
         eval_overrides: Sequence[str] = (), results: Any = None, force: bool = False,
         recipe_path: Path = RECIPE, log: Callable[[str], None] | None = None,
-        pretrained: str | None = None) -> list[dict[str, Any]]:
+        pretrained: str | None = None, device: str | None = None) -> list[dict[str, Any]]:
     """Train ``model`` and its gates within the budget, measure the four methods, append the records.
 
     Args:
@@ -276,6 +281,8 @@ def add(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = No
         pretrained: the task stage's backbone init, ``imagenet`` or ``none`` (default: the recipe's, none);
             ``imagenet`` loads timm's / torchvision's ImageNet weights (``passbench.models.pretrained``).
             Every row's record says which under ``model.pretrained``.
+        device: where the stages train (``passbench.device.train_env``; default CUDA when available, else the
+            CPU); the rows run where ``eval_overrides``' ``speed.device`` says (the CLI's ``--device`` sets both).
 
     Returns:
         The four records (run records or skip markers), in :data:`METHODS` order.
@@ -320,6 +327,9 @@ def add(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = No
     if plan["budget_minutes"] != budget_minutes and plan["stages"]:
         log(f"note: {out / PLAN} was planned for {plan['budget_minutes']} min; its plan is kept (another --out re-plans)")
     shares = {s: float(recipe["stages"][s]["share"]) for s in STAGES}
+    from passbench.device import train_env  # noqa: PLC0415
+
+    env = train_env(device)
     t_start = time.perf_counter()
     finals: dict[str, Path] = {}
     for i, stage in enumerate(STAGES):
@@ -331,7 +341,7 @@ def add(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = No
             return stage_cfg(recipe, stage, model, out, layers=layers, data_root=data_root, steps=steps,
                              overrides=overrides)
 
-        finals[stage] = train_stage(stage, make, out / stage, budget_s=budget_s,
+        finals[stage] = train_stage(stage, make, out / stage, budget_s=budget_s, env=env,
                                     probe_steps=recipe["probe_steps"], max_steps=max_steps, plan=plan,
                                     save_plan=lambda: _write_plan(out, plan), log=log)
     log(f"training: {(time.perf_counter() - t_start) / 60:.1f} min in this call")
@@ -380,6 +390,9 @@ def register_cli(sub: Any) -> None:
                    help="backbone init of the task stage: timm's / torchvision's ImageNet weights (their cache, or "
                         "their download when the network allows it) or random (default: the recipe's, none); "
                         "recorded in every row's model.pretrained")
+    from passbench.device import add_device_options  # noqa: PLC0415
+
+    add_device_options(a)  # --device trains and measures there; --precision: the rows' autocast
     a.set_defaults(fn=_cmd_add)
     s = lsub.add_parser("show", help="print the leaderboard (method x backbone) from the records")
     s.add_argument("--format", choices=("md", "csv"), default="md")
@@ -397,9 +410,13 @@ def _cmd_add(args: Any) -> int:
         k, v = text.split("=", 1)
         train[k.strip()] = yaml.safe_load(v) if v.strip() else ""
     layers = [g.strip() for g in args.layers.split(",") if g.strip()] if args.layers else None
+    from passbench.device import overrides  # noqa: PLC0415
+
     try:
+        dev_overrides = overrides(args.device, args.precision)
         add(args.model, budget_minutes=args.budget_minutes, out=args.out, data_root=args.data_root, layers=layers,
-            max_steps=args.max_steps, train_overrides=train, eval_overrides=args.overrides, pretrained=args.pretrained,
+            max_steps=args.max_steps, train_overrides=train, eval_overrides=[*args.overrides, *dev_overrides],
+            pretrained=args.pretrained, device=args.device,
             results=args.results_dir, force=args.force)
     except LeaderboardError as e:
         print(f"error: {e}", file=sys.stderr)

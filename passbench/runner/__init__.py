@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any
 
-from passbench.config import ExperimentCfg, to_dict
+from passbench.config import ExperimentCfg, normalized, to_dict
 from passbench.paths import REPO_ROOT  # noqa: F401 - re-exported (tests, scripts)
 from passbench.records import append_record, skip_marker
 from passbench.runner.core import (SkipRow, WeightsNotFoundError, _cost, _dense_twin, _load_weights,  # noqa: F401
@@ -99,7 +99,7 @@ def reuse(cfg: ExperimentCfg, records: list[dict[str, Any]], data_root: Any = No
     for rec in records:
         if rec.get("kind") != "run" or rec.get("experiment") == cfg.name:
             continue
-        theirs = {k: v for k, v in (rec.get("config") or {}).items() if k not in ("name", "table")}
+        theirs = {k: v for k, v in (normalized(rec.get("config") or {}) or {}).items() if k not in ("name", "table")}
         if theirs != mine or (rec.get("dataset") or {}).get("data_root") != label:
             continue
         if (rec.get("model") or {}).get("weights_sha256") != sha:

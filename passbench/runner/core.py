@@ -77,7 +77,14 @@ def _sha256(path: Path) -> str:
 def _weights_path(cfg: ExperimentCfg) -> Path | None:
     if cfg.model.weights is None:
         return None
-    p = Path(cfg.model.weights)
+    from passbench.paths import expand_vars  # noqa: PLC0415
+
+    try:  # ``${FAIRMOT_DLA34}``: a checkpoint the user holds (configs/paper/); records keep the unexpanded text
+        p = Path(expand_vars(cfg.model.weights)).expanduser()
+    except KeyError as e:
+        raise WeightsNotFoundError(f"{cfg.name}: model.weights {cfg.model.weights}: environment variable {e.args[0]} "
+                                   "is not set; export it with the checkpoint's path (docs/paper-scale.md) or "
+                                   "override model.weights=PATH") from None
     p = p if p.is_absolute() else REPO_ROOT / p
     if not p.is_file():
         raise WeightsNotFoundError(f"{cfg.name}: model.weights {cfg.model.weights} not found ({p}); train them "
@@ -177,7 +184,8 @@ MOT_TIMED_REGION = "model forward, 1 frame, input letterboxed on device (no deco
 
 
 def _measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list[Any],
-                   region: str = MOT_TIMED_REGION, device: str | None = None, precision: str = "fp32") -> dict[str, Any]:
+                   region: str = MOT_TIMED_REGION, device: str | None = None, precision: str | None = None
+                   ) -> dict[str, Any]:
     """FPS / latency of the model forward, dense and with the method, in this process.
 
     Contract (STYLE.md): ``speed{fps, fps_dense, speedup, latency_ms_p50, latency_ms_p90, device, threads,
@@ -193,9 +201,11 @@ def _measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list
         device: where to time (default ``cfg.speed.device``); off the CPU a copy of the model and the
             frames are moved there (the caller's model stays put), and CUDA is timed with events after a
             synchronisation (``passbench.metrics.speed``).
-        precision: "fp32", or "fp16" / "bf16" under ``torch.autocast`` (the record says so).
+        precision: "fp32", or "fp16" / "bf16" under ``torch.autocast`` (the record says so); default
+            ``cfg.speed.precision``.
     """
     dev = str(device or cfg.speed.device)
+    precision = precision or cfg.speed.precision
     if not cfg.speed.enabled:  # the schema's keys, no numbers: tables show the row without speed
         return {"fps": None, "fps_dense": None, "speedup": None, "latency_ms_p50": None, "latency_ms_p90": None,
                 "device": dev, "threads": cfg.speed.threads,
@@ -209,7 +219,7 @@ def _measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list
     if not frames:
         raise ValueError(f"{cfg.name}: no frames to time")
     if dev != "cpu":  # time a copy on the device: the caller's model (tracking, scoring) stays where it is
-        model = copy.deepcopy(model).to(dev)
+        model = copy.deepcopy(model).to(dev) if _device_of(model) != torch.device(dev) else model
         frames = [f.to(dev) for f in frames]
     dense = _dense_twin(model) if skippable else model
 
@@ -253,6 +263,13 @@ def _measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list
     out["speedup"] = out["fps"] / d["fps"]
     out["iters"] = rounds * per
     return out
+
+
+def _device_of(model: Any) -> Any:
+    """The device of ``model``'s first parameter (CPU for a model without parameters)."""
+    import torch  # noqa: PLC0415
+
+    return next(iter(model.parameters()), torch.empty(0)).device
 
 
 def _dense_twin(model: Any) -> Any:
