@@ -25,7 +25,8 @@ def _opt(flag: str, value: object) -> str:
     return f" {flag} {shlex.quote(str(value))}" if value not in (None, "") else ""
 
 
-@task(help={"table": "paper table number (1-4)", "data_root": "data root", "force": "re-run rows that have records",
+@task(help={"table": "paper table number (1-4) or a config folder (paper/table3)", "data_root": "data root",
+            "force": "re-run rows that have records",
             "results_dir": "results folder", "fmt": "md | csv | latex"})
 def reproduce(c, table, data_root=None, force=False, results_dir=None, fmt="md"):
     """Run the table's configs whose records are missing, then derive results/tables/table<N>."""
@@ -33,7 +34,7 @@ def reproduce(c, table, data_root=None, force=False, results_dir=None, fmt="md")
 
 
 def _reproduce_cmd(table, data_root=None, force=False, results_dir=None, fmt="md") -> str:
-    cmd = CLI + _opt("--results-dir", results_dir) + f" reproduce {int(table)}" + _opt("--data-root", data_root)
+    cmd = CLI + _opt("--results-dir", results_dir) + f" reproduce {shlex.quote(str(table))}" + _opt("--data-root", data_root)
     return cmd + " --force" * bool(force) + _opt("--format", fmt)
 
 

@@ -2,7 +2,7 @@
 
     passbench models [--glob PATTERN]
     passbench run CONFIG [key=value ...] [--data-root DIR] [--no-write]
-    passbench reproduce N [--data-root DIR] [--force] [--format md|csv|latex]
+    passbench reproduce N|FOLDER [--data-root DIR] [--force] [--format md|csv|latex]   (FOLDER: e.g. paper/table3)
     passbench table N [--format md|csv|latex] [--no-write]
     passbench figure N [--metric idf1] [--run]
     passbench regress [--case NAME ...] [key=value ...] [--update --reason TEXT]
@@ -11,6 +11,10 @@
     passbench leaderboard show [--format md|csv]
     passbench data fetch MOT15|MOT16|MOT17|MOT20 [--to DIR] [--mirror URL]
     passbench data check mot|h36m DIR
+
+``--device cpu|cuda|cuda:N`` (or ``PASSBENCH_DEVICE``) and ``--precision fp32|fp16|bf16`` on ``run``,
+``reproduce``, ``figure``, ``regress``, ``speed`` and ``leaderboard add`` set the rows' ``speed.device`` /
+``speed.precision`` (``passbench.device``).
 
 ``--results-dir DIR`` (or ``PASSBENCH_RESULTS``) moves ``results/`` (records, tables, figures);
 the paper's transcribed values always come from the repository's ``results/paper``.
@@ -160,12 +164,23 @@ def _run_missing(paths: list, args: argparse.Namespace) -> _Outcome:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from passbench.config import find_configs
+    import re
 
-    outcome = _run_missing(find_configs(args.n), args)
-    args.no_write = False
-    rc = _cmd_table(args)
-    return outcome.report(f"reproduce {args.n}") or rc
+    from passbench.config import find_configs, load_config
+
+    paths = find_configs(args.n)  # 3 -> configs/table3/; paper/table3 -> configs/paper/table3/
+    what = f"reproduce {args.n}"
+    outcome = _run_missing(paths, args)
+    tables = {load_config(p).table for p in paths}
+    m = re.fullmatch(r"table([1-4])", tables.pop()) if len(tables) == 1 else None
+    rc = 0
+    if m:
+        args.n, args.no_write = int(m.group(1)), False
+        rc = _cmd_table(args)
+    else:
+        print(f"{what}: rows of {', '.join(sorted(tables)) or 'no table'}: draw them with passbench figure N",
+              file=sys.stderr)
+    return outcome.report(what) or rc
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
@@ -263,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("reproduce", parents=[out],
                         help="run a table's configs whose records are missing, then derive it")
-    rp.add_argument("n", type=int)
+    rp.add_argument("n", help="paper table 1-4 (configs/table<N>/) or a config folder, e.g. paper/table3")
     rp.add_argument("overrides", nargs="*", help="overrides applied to every config of the table")
     rp.add_argument("--data-root", default=None)
     rp.add_argument("--force", action="store_true", help="re-run configs that already have a record")
