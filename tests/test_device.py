@@ -113,3 +113,12 @@ def test_a_skipping_row_on_cuda_fp16_matches_the_cpu(tmp_path):
     assert gpu["cost"]["patch_skip_rate"] == pytest.approx(cpu["cost"]["patch_skip_rate"], abs=1e-9)
     assert abs(gpu["metrics"]["mota"] - cpu["metrics"]["mota"]) < 0.02
     assert half["speed"]["precision"] == "fp16 (autocast)" and abs(half["metrics"]["mota"] - cpu["metrics"]["mota"]) < 0.1
+
+
+def test_train_on_the_device_asked_for(tmp_path, capsys):
+    from passbench.train.__main__ import main as train_main
+
+    argv = ["task", "--out", str(tmp_path / "t"), "--device", "cpu", "model=passbench.train.tiny:tiny_fairmot",
+            "sequences=[synthetic]", "steps=1", "batch_size=2", "input_wh=[64,48]", "pretrained=null"]
+    assert train_main(argv) == 0
+    assert (tmp_path / "t" / "final.pt").exists() and '"world": 1' in capsys.readouterr().out
