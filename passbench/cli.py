@@ -2,7 +2,8 @@
 
     passbench models [--glob PATTERN]
     passbench run CONFIG [key=value ...] [--data-root DIR] [--no-write]
-    passbench reproduce N [--data-root DIR] [--force] [--format md|csv|latex] [--executor local|ray]
+    passbench reproduce N|FOLDER [--data-root DIR] [--force] [--format md|csv|latex] [--executor local|ray]
+                                                  (FOLDER: e.g. paper/table3)
     passbench table N [--format md|csv|latex] [--no-write]
     passbench figure N [--metric idf1] [--run] [--executor local|ray]
     passbench regress [--case NAME ...] [key=value ...] [--update --reason TEXT] [--executor local|ray]
@@ -10,9 +11,15 @@
     passbench leaderboard add MODEL [MODEL ...] [key=value ...] [--budget-minutes N] [--data-root DIR] [--out DIR]
     passbench leaderboard show [--format md|csv]
     passbench claims [--check]
+    passbench data fetch MOT15|MOT16|MOT17|MOT20 [--to DIR] [--mirror URL]
+    passbench data check mot|h36m DIR
 
 ``--executor ray [--ray-address HEAD:PORT]`` runs the rows as Ray tasks (``passbench/sched``,
 docs/cluster.md); the records are those of the default serial run, written in the same order.
+
+``--device cpu|cuda|cuda:N`` (or ``PASSBENCH_DEVICE``) and ``--precision fp32|fp16|bf16`` on ``run``,
+``reproduce``, ``figure``, ``regress``, ``speed`` and ``leaderboard add`` set the rows' ``speed.device`` /
+``speed.precision`` (``passbench.device``).
 
 ``--results-dir DIR`` (or ``PASSBENCH_RESULTS``) moves ``results/`` (records, tables, figures);
 the paper's transcribed values always come from the repository's ``results/paper``.
@@ -177,12 +184,23 @@ def _run_rows(paths: list, args: argparse.Namespace):
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from passbench.config import find_configs
+    import re
 
-    outcome = _run_rows(find_configs(args.n), args)
-    args.no_write = False
-    rc = _cmd_table(args)
-    return outcome.report(f"reproduce {args.n}") or rc
+    from passbench.config import find_configs, load_config
+
+    paths = find_configs(args.n)  # 3 -> configs/table3/; paper/table3 -> configs/paper/table3/
+    what = f"reproduce {args.n}"
+    outcome = _run_rows(paths, args)
+    tables = {load_config(p).table for p in paths}
+    m = re.fullmatch(r"table([1-4])", tables.pop()) if len(tables) == 1 else None
+    rc = 0
+    if m:
+        args.n, args.no_write = int(m.group(1)), False
+        rc = _cmd_table(args)
+    else:
+        print(f"{what}: rows of {', '.join(sorted(tables)) or 'no table'}: draw them with passbench figure N",
+              file=sys.stderr)
+    return outcome.report(what) or rc
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
@@ -224,7 +242,9 @@ def _cmd_speed(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     try:
-        rec = run_speed(cfg, device=args.device, precision=args.precision, threads=args.threads,
+        from passbench.device import requested  # noqa: PLC0415
+
+        rec = run_speed(cfg, device=requested(args.device), precision=args.precision, threads=args.threads,
                         data_root=args.data_root, results=args.results_dir, write=not args.no_write)
     except NotImplementedError as e:
         print(f"{cfg.name}: NOT IMPLEMENTED: {e}", file=sys.stderr)
@@ -274,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-v", "--verbose", action="store_true", help="also print each full record (and tracebacks)")
     out.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bar per row on stderr (default: only when stderr is a terminal)")
+    from passbench.device import add_device_options  # --device / --precision
+
+    add_device_options(out)
 
     m = sub.add_parser("models", help="list registered models (params, GMACs when available)")
     m.add_argument("--glob", default=None, help="name pattern, e.g. 'hrnet*'")
@@ -288,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("reproduce", parents=[out],
                         help="run a table's configs whose records are missing, then derive it")
-    rp.add_argument("n", type=int)
+    rp.add_argument("n", help="paper table 1-4 (configs/table<N>/) or a config folder, e.g. paper/table3")
     rp.add_argument("overrides", nargs="*", help="overrides applied to every config of the table")
     rp.add_argument("--data-root", default=None)
     rp.add_argument("--force", action="store_true", help="re-run configs that already have a record")
@@ -329,9 +352,6 @@ def build_parser() -> argparse.ArgumentParser:
                              "speed record (tables: an FPS column per device)")
     sp.add_argument("config", type=Path)
     sp.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. speed.iters=60")
-    sp.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the config's speed.device)")
-    sp.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
-                    help="fp16 / bf16: every timed forward under torch.autocast (default fp32)")
     sp.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's speed.threads)")
     sp.add_argument("--data-root", default=None, help="data root (default: $PASSBENCH_DATA or the sample data)")
     sp.add_argument("--no-write", action="store_true", help="do not append the speed record")
@@ -343,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     from passbench.report.claims import register_cli as register_claims  # passbench claims (report/claims.py)
 
     register_claims(sub)
+    from passbench.datafetch.cli import register_cli as register_data  # passbench data fetch|check
+
+    register_data(sub)
     return p
 
 
@@ -366,6 +389,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.results_dir is not None:
         os.environ["PASSBENCH_RESULTS"] = str(args.results_dir)
     try:
+        if args.cmd != "speed" and hasattr(args, "device"):  # --device / --precision as config overrides
+            from passbench.device import overrides  # noqa: PLC0415
+
+            args.overrides = list(args.overrides or []) + overrides(args.device, args.precision)
         return args.fn(args)
     except (ConfigError, RecordError, DataRootError, WeightsNotFoundError, ClaimsError, ExecutorError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -100,17 +100,31 @@ class EvalCfg:
         conf_threshold: detection score threshold of the tracker.
         backend: MOT metric backend understood by ``passbench.metrics.mot``: ``trackeval`` (the official
             evaluator's code, default) or ``motmetrics`` (same numbers; kept for the motmetrics oracle).
+        flip_test: pose rows: also run each crop mirrored and average the two predictions, as upstream
+            3DMPPE / MobileHumanPose evaluate (``cfg.flip_test = True``, ``main/test.py``); the mirrored view
+            is a second stream with its own skip state (``passbench.runner.pose``).
     """
 
     iou_threshold: float = 0.5
     conf_threshold: float = 0.4
     backend: str = "trackeval"
+    flip_test: bool = False
 
 
 @dataclass(frozen=True)
 class SpeedCfg:
-    """Model-forward timing: ``warmup`` untimed + ``iters`` timed forwards on ``device`` with ``threads``,
-    split over ``rounds`` alternating dense / skipping rounds (the record keeps each round's ratio)."""
+    """Where and how the row runs, and its model-forward timing.
+
+    Attributes:
+        enabled: time ``warmup`` untimed + ``iters`` timed forwards, split over ``rounds`` alternating
+            dense / skipping rounds (the record keeps each round's ratio).
+        threads: torch intra-op threads (CPU).
+        device: where the whole row runs (model, gates, skip state, the block-sparse engine, decoding) and
+            is timed: ``cpu``, ``cuda``, ``cuda:N`` (``--device`` / ``$PASSBENCH_DEVICE``; ``passbench.device``).
+            The CPU budget ``max_cpu_gmacs`` applies only on the CPU.
+        precision: ``fp32``, or ``fp16`` / ``bf16``: every forward (accuracy and timing) under
+            ``torch.autocast`` (``--precision``).
+    """
 
     enabled: bool = True
     warmup: int = 2
@@ -118,6 +132,7 @@ class SpeedCfg:
     threads: int = 1
     device: str = "cpu"
     rounds: int = 3
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -393,6 +408,15 @@ def from_dict(data: dict[str, Any], origin: str = "<dict>") -> ExperimentCfg:
     _mark(data, "", origin, sources)
     sources = {k.lstrip("."): v for k, v in sources.items()}
     return _build(ExperimentCfg, _deepcopy(data), "", sources)
+
+
+def normalized(config: dict[str, Any]) -> dict[str, Any] | None:
+    """A resolved config read from a record, re-resolved through today's schema (keys added since get their
+    defaults), so that it compares equal to the same experiment resolved now; None if it no longer fits."""
+    try:
+        return to_dict(from_dict(config, "<record>"))
+    except ConfigError:
+        return None
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -8,10 +8,9 @@
    (templates ``configs/leaderboard/<method>.yaml``: Table 3's protocol) and append the records to
    ``results/records/leaderboard.jsonl``.
 
-Time budget: ``budget_minutes`` covers training (evaluation comes on top: four rows measured as Table 3's
-are). Each stage gets its ``share`` of what is left when it starts; its first ``1 + probe_steps`` steps
-run anyway and the last ``probe_steps`` of them are timed to set its step count to fill its share. The
-plan is stored in ``OUT/plan.json``.
+Time budget: ``budget_minutes`` covers training (evaluation comes on top). Each stage gets its ``share``
+of what is left when it starts; its first ``1 + probe_steps`` steps run anyway and the last ``probe_steps``
+of them are timed to set its step count to fill its share (the plan: ``OUT/plan.json``).
 
 Resumable: every stage resumes from ``OUT/<stage>/last.pt`` with the stored plan and a stage whose
 ``final.pt`` exists is not trained again; a row whose record exists (same resolved config, same
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from passbench.config import CONFIGS, ExperimentCfg, load_config, to_dict
+from passbench.config import CONFIGS, ExperimentCfg, load_config, normalized, to_dict
 from passbench.paths import REPO_ROOT
 
 METHODS = ("dense", "skipconv", "pass_p", "pass_f")
@@ -105,6 +104,13 @@ def stage_cfg(recipe: dict[str, Any], stage: str, model: str, out: Path, *, laye
         raise LeaderboardError(f"training {stage}: {e}") from None
 
 
+def _pretrained_label(value: Any) -> str:
+    """``none``, ``imagenet`` or the weights file's name, as the records say it."""
+    if value in (None, False, "", "none", "None"):
+        return "none"
+    return "imagenet" if value in (True, "imagenet") else Path(str(value)).name
+
+
 def _stage_fn(stage: str) -> Callable[..., dict[str, Any]]:
     if stage == "task":
         from passbench.train.task import train_task as fn  # noqa: PLC0415
@@ -165,7 +171,7 @@ def _write_plan(out: Path, plan: dict[str, Any]) -> None:
 
 def train_stage(stage: str, make: Callable[[int | None], Any], stage_dir: Path, *, budget_s: float | None,
                 probe_steps: int, max_steps: int | None, plan: dict[str, Any], save_plan: Callable[[], None],
-                log: Callable[[str], None]) -> Path:
+                log: Callable[[str], None], env: Any = None) -> Path:
     """Train one stage to its ``final.pt`` (or find it done), filling ``budget_s`` seconds.
 
     Args:
@@ -173,9 +179,14 @@ def train_stage(stage: str, make: Callable[[int | None], Any], stage_dir: Path, 
         budget_s: seconds for this stage; None: no planning (the recipe's steps, e.g. Skip-Conv's
             calibration, which takes no gradient steps).
         max_steps: cap on the planned steps (tests and smoke runs).
+        env: the ``passbench.train`` environment (device); None: the default.
         plan: the stored plan (``plan["stages"][stage]`` is set once and reused on resumption).
     """
     fn = _stage_fn(stage)
+    if env is not None:
+        import functools  # noqa: PLC0415
+
+        fn = functools.partial(fn, env=env)
     final = stage_dir / "final.pt"
     if final.exists():
         log(f"{stage}: done earlier ({final})")
@@ -230,16 +241,15 @@ def row_config(method: str, model: str, weights: Path, input_wh: Sequence[int], 
 
 def existing_record(cfg: ExperimentCfg, weights: Path, results: Any = None) -> dict[str, Any] | None:
     """The newest run record of this row with the same resolved config and weights, if any."""
-    from passbench.records import read_records  # noqa: PLC0415
+    from passbench.records import file_sha256, read_records  # noqa: PLC0415 (the records' weights_sha256)
     from passbench.runner import records_file  # noqa: PLC0415
 
     f = records_file(cfg, results)
     if not f.exists():
         return None
-    from passbench.records import file_sha256  # noqa: PLC0415 (the records' weights_sha256, same function)
 
     want, sha = to_dict(cfg), file_sha256(weights)
-    same = [r for r in read_records(f, kind="run") if r["experiment"] == cfg.name and r["config"] == want
+    same = [r for r in read_records(f, kind="run") if r["experiment"] == cfg.name and normalized(r["config"]) == want
             and r["model"]["weights_sha256"] == sha]
     return max(same, key=lambda r: r["created_utc"]) if same else None
 
@@ -259,12 +269,12 @@ def out_dir(model: str, out: str | Path | None = None, per_model: bool = False) 
 
 def prepare(model: str, *, out: str | Path | None = None, layers: Sequence[str] | None = None,
             train_overrides: dict[str, Any] | None = None, eval_overrides: Sequence[str] = (),
-            recipe_path: Path = RECIPE) -> dict[str, Any]:
-    """Check ``model`` before any training (known name, under the CPU cap, the gated layers exist, no
-    pretrained timm body) and resolve what training needs.
+            recipe_path: Path = RECIPE, pretrained: str | None = None) -> dict[str, Any]:
+    """Check ``model`` before any training (known name, under the CPU cap, the gated layers exist, its
+    pretrained weights loadable) and resolve what training needs.
 
     Returns:
-        ``{recipe, layers, out, overrides, wh, gmacs}``.
+        ``{recipe, layers, out, overrides, wh, gmacs, pre}`` (``pre``: the backbone init as records say it).
 
     Raises:
         LeaderboardError: what is wrong and what to change.
@@ -287,17 +297,24 @@ def prepare(model: str, *, out: str | Path | None = None, layers: Sequence[str] 
         raise LeaderboardError(f"{model} costs {gmacs:.1f} GMACs/frame at {wh[0]}x{wh[1]}, over the CPU cap "
                                f"max_cpu_gmacs={probe_cfg.max_cpu_gmacs}: the rows would be skip markers")
     check_layers(model, layers)
-    pre = overrides.get("pretrained", recipe["common"].get("pretrained"))
-    if model.startswith("timm:") and pre not in (None, False):
-        raise LeaderboardError(f"{model}: pretrained={pre!r} is not available: passbench never downloads weights "
-                               "(timm bodies train from random init here)")
-    return {"recipe": recipe, "layers": layers, "out": out, "overrides": overrides, "wh": wh, "gmacs": gmacs}
+    if pretrained is not None:
+        overrides["pretrained"] = None if pretrained in ("none", "None") else pretrained
+    pre = _pretrained_label(overrides.get("pretrained", recipe["common"].get("pretrained")))
+    if pre != "none" and not (out / "task" / "final.pt").exists():  # fail now, not after the probe steps
+        from passbench.models import build_model, pretrained as pt  # noqa: PLC0415
+        try:
+            build_model(model, pretrained=overrides.get("pretrained", recipe["common"].get("pretrained")))
+        except (pt.PretrainedUnavailable, ValueError) as e:
+            raise LeaderboardError(f"{model}: --pretrained {pre}: {e}") from None
+    return {"recipe": recipe, "layers": layers, "out": out, "overrides": overrides, "wh": wh, "gmacs": gmacs,
+            "pre": pre}
 
 
 def train(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = None, data_root: str | None = None,
           layers: Sequence[str] | None = None, max_steps: int | None = None,
           train_overrides: dict[str, Any] | None = None, eval_overrides: Sequence[str] = (),
-          recipe_path: Path = RECIPE, log: Callable[[str], None] | None = None) -> tuple[dict[str, Path], tuple[int, int]]:
+          recipe_path: Path = RECIPE, log: Callable[[str], None] | None = None, pretrained: str | None = None,
+          device: str | None = None) -> tuple[dict[str, Path], tuple[int, int]]:
     """``prepare``, then train (or find trained) every stage within the budget (arguments as :func:`add`).
 
     Returns:
@@ -305,8 +322,11 @@ def train(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = 
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     p = prepare(model, out=out, layers=layers, train_overrides=train_overrides, eval_overrides=eval_overrides,
-                recipe_path=recipe_path)
+                recipe_path=recipe_path, pretrained=pretrained)
     recipe, layers, out, overrides, wh = p["recipe"], p["layers"], p["out"], p["overrides"], p["wh"]
+    from passbench.train.loop import train_env  # noqa: PLC0415
+
+    env = train_env(device)
     log(f"{model}: {p['gmacs']:.2f} GMACs/frame at {wh[0]}x{wh[1]}; training in {out} (budget {budget_minutes:g} min)")
 
     plan = _read_plan(out, model)
@@ -325,7 +345,7 @@ def train(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = 
             return stage_cfg(recipe, stage, model, out, layers=layers, data_root=data_root, steps=steps,
                              overrides=overrides)
 
-        finals[stage] = train_stage(stage, make, out / stage, budget_s=budget_s,
+        finals[stage] = train_stage(stage, make, out / stage, budget_s=budget_s, env=env,
                                     probe_steps=recipe["probe_steps"], max_steps=max_steps, plan=plan,
                                     save_plan=lambda: _write_plan(out, plan), log=log)
     log(f"training: {(time.perf_counter() - t_start) / 60:.1f} min in this call")
@@ -335,7 +355,8 @@ def train(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = 
 def add(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = None, data_root: str | None = None,
         layers: Sequence[str] | None = None, max_steps: int | None = None, train_overrides: dict[str, Any] | None = None,
         eval_overrides: Sequence[str] = (), results: Any = None, force: bool = False,
-        recipe_path: Path = RECIPE, log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+        recipe_path: Path = RECIPE, log: Callable[[str], None] | None = None,
+        pretrained: str | None = None, device: str | None = None) -> list[dict[str, Any]]:
     """Train ``model`` and its gates within the budget, measure the four methods, append the records.
 
     Args:
@@ -349,17 +370,23 @@ def add(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = No
         eval_overrides: dotted config overrides for every row (e.g. ``speed.iters=6``).
         results: results folder (default ``$PASSBENCH_RESULTS`` or ``<repo>/results``).
         force: measure rows again even when a record with the same config and weights exists.
+        pretrained: the task stage's backbone init, ``imagenet`` (``passbench.models.pretrained``) or ``none``
+            (default: the recipe's, none); every row's record says which under ``model.pretrained``.
+        device: where the stages train (default CUDA when available, else the CPU); the rows run where
+            ``eval_overrides``' ``speed.device`` says (the CLI's ``--device`` sets both).
 
     Returns:
         The four records (run records or skip markers), in :data:`METHODS` order.
     """
-    from passbench.records import summary_line  # noqa: PLC0415
-    from passbench.runner import run  # noqa: PLC0415
+    from passbench.records import append_record, summary_line  # noqa: PLC0415
+    from passbench.runner import records_file, run  # noqa: PLC0415
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     finals, wh = train(model, budget_minutes=budget_minutes, out=out, data_root=data_root, layers=layers,
                        max_steps=max_steps, train_overrides=train_overrides, eval_overrides=eval_overrides,
-                       recipe_path=recipe_path, log=log)
+                       recipe_path=recipe_path, log=log, pretrained=pretrained, device=device)
+    pre = _pretrained_label(pretrained if pretrained is not None else dict(train_overrides or {}).get(
+        "pretrained", load_recipe(recipe_path)["common"].get("pretrained")))
 
     records = []
     for i, method in enumerate(METHODS, 1):
@@ -370,7 +397,10 @@ def add(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = No
         note = "recorded earlier"
         if rec is None:
             log(f"[{i}/{len(METHODS)}] measuring {cfg.name}")
-            rec = run(cfg, data_root=data_root, results=results, write=True)  # the runner's own bar per row
+            rec = run(cfg, data_root=data_root, results=results, write=False)  # the runner's own bar per row
+            if rec["kind"] == "run":
+                rec["model"]["pretrained"] = pre  # the task stage's backbone init (the recipe's --pretrained)
+            append_record(records_file(cfg, results), rec)
             note = f"{time.perf_counter() - t0:.0f} s"
         records.append(rec)
         print(f"{summary_line(rec)}  [{note}]", flush=True)
@@ -403,6 +433,13 @@ def register_cli(sub: Any) -> None:
     from passbench.sched.executor import add_executor_options  # noqa: PLC0415 (no Ray import)
 
     add_executor_options(a)
+    a.add_argument("--pretrained", choices=("imagenet", "none"), default=None,
+                   help="backbone init of the task stage: timm's / torchvision's ImageNet weights (their cache, or "
+                        "their download when the network allows it) or random (default: the recipe's, none); "
+                        "recorded in every row's model.pretrained")
+    from passbench.device import add_device_options  # noqa: PLC0415
+
+    add_device_options(a)  # --device trains and measures there; --precision: the rows' autocast
     a.set_defaults(fn=_cmd_add)
     s = lsub.add_parser("show", help="print the leaderboard (method x backbone) from the records")
     s.add_argument("--format", choices=("md", "csv"), default="md")
@@ -421,12 +458,16 @@ def _cmd_add(args: Any) -> int:
         train[k.strip()] = yaml.safe_load(v) if v.strip() else ""
     layers = [g.strip() for g in args.layers.split(",") if g.strip()] if args.layers else None
     # MODEL [MODEL ...] [key=value ...]: argparse hands every positional to the first list
+    from passbench.device import overrides as device_overrides  # noqa: PLC0415
+
     models = [m for m in args.model if "=" not in m]
     overrides = [m for m in args.model if "=" in m] + list(args.overrides)
     outs = [out_dir(m, args.out, per_model=len(models) > 1) for m in models]
-    kw = dict(budget_minutes=args.budget_minutes, data_root=args.data_root, layers=layers, max_steps=args.max_steps,
-              train_overrides=train, eval_overrides=overrides, results=args.results_dir, force=args.force)
     try:
+        overrides += device_overrides(args.device, args.precision)
+        kw = dict(budget_minutes=args.budget_minutes, data_root=args.data_root, layers=layers,
+                  max_steps=args.max_steps, train_overrides=train, eval_overrides=overrides, results=args.results_dir,
+                  force=args.force, pretrained=args.pretrained, device=args.device)
         if args.executor == "ray":
             from passbench.sched.board import add_on_ray  # noqa: PLC0415
 

@@ -14,6 +14,7 @@ never this machine's absolute path.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,25 @@ def find_data_root(data_root: str | os.PathLike[str] | None = None) -> DataRoot:
     raise DataRootError(
         f"no data root found; looked at: PASSBENCH_DATA (unset), {SAMPLE_DATA}. Pass --data-root or set "
         "PASSBENCH_DATA.", given=False)
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_vars(text: str) -> str:
+    """``text`` with every ``${NAME}`` replaced by the environment variable ``NAME`` (e.g. a config's
+    ``model.weights: ${FAIRMOT_DLA34}``; the config and its records keep the unexpanded text).
+
+    Raises:
+        KeyError: a named variable is unset or empty (the variable's name).
+    """
+    def sub(m: re.Match) -> str:
+        val = os.environ.get(m.group(1))
+        if not val:
+            raise KeyError(m.group(1))
+        return val
+
+    return _VAR.sub(sub, text)
 
 
 def resolve_data_root(data_root: str | os.PathLike[str] | None = None) -> Path:

@@ -32,6 +32,10 @@ metric moved). A different CPU or torch version may still move a borderline
 detection by float noise; the table then names the metrics and the golden's blessing environment is
 printed beside this one, so that a re-bless (``--update --reason``) is a decision, not a default.
 
+``--data-root DIR`` applies to the cases of its task only (``tasks_of_root``): a MOT root to the MOT
+cases, ``synthetic:<preset>`` or a root holding ``Human36M/`` to the pose cases; the other cases keep
+their own data (the MOT cases the default root, the pose cases ``synthetic:table2``).
+
 Re-blessing (e.g. after retraining the weights): ``passbench regress --update --reason "why"``
 rewrites the goldens of the cases run and appends the reason, date, git sha and the changed values
 to the file's ``history``.
@@ -172,6 +176,27 @@ def measure(case: Case, overrides: list[str] | tuple[str, ...] = (), data_root: 
 
     cfg = load_config(REPO_ROOT / case.config, list(case.overrides) + list(overrides))
     return run(cfg, data_root=data_root, write=False, progress=progress)
+
+
+def tasks_of_root(data_root: Any) -> set[str]:
+    """The tasks a data root given to ``regress --data-root`` serves: ``pose`` for ``synthetic:<preset>`` or a
+    folder holding ``Human36M/``; ``mot`` for a folder holding a MOT benchmark (``MOT15`` ... ``MOT17-mini``),
+    or for any other folder (the MOT cases then say what is missing in it). Cases of another task keep their
+    own data (the pose cases' ``synthetic:table2``)."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from passbench.datasets.mot import BENCHMARK_DIRS  # noqa: PLC0415
+    from passbench.pose.data import is_synthetic_root  # noqa: PLC0415
+
+    if data_root is None:
+        return set()
+    if is_synthetic_root(data_root):
+        return {"pose"}
+    root = Path(data_root).expanduser()
+    tasks = {"pose"} if (root / "Human36M").is_dir() else set()
+    if any((root / b).is_dir() for b in BENCHMARK_DIRS) or not tasks:
+        tasks.add("mot")
+    return tasks
 
 
 def values_of(rec: dict[str, Any], task: str) -> dict[str, float | int | None]:
@@ -360,11 +385,13 @@ def main(cases: list[str] | None = None, overrides: list[str] | None = None, upd
     rows: list[Row] = []
     problems: list[str] = []
     measured: dict[str, tuple[Case, dict[str, Any]]] = {}
+    served = tasks_of_root(data_root)
     on_ray = measure_on_ray(chosen, overrides, data_root, ray_address) if executor == "ray" else None
     for case in chosen:
         t0 = time.perf_counter()
-        try:
-            rec = measure(case, overrides, data_root, progress) if on_ray is None else on_ray[case.name].record
+        try:  # a given root applies to the cases of its task; the others keep their own data
+            root = data_root if case.task in served else None
+            rec = measure(case, overrides, root, progress) if on_ray is None else on_ray[case.name].record
         except Exception as e:  # noqa: BLE001 - a failing case is a regression to report, not a crash
             print(f"{case.name}: FAILED: {type(e).__name__}: {e}", flush=True)
             problems.append(f"{case.name} failed")

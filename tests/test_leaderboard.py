@@ -190,7 +190,7 @@ def test_planner_turns_the_budget_into_steps(tmp_path, monkeypatch):
     assert plan2["stages"]["task"]["steps"] == 8 and lb._done_steps(tmp_path / "task2") == 8
 
 
-def test_refuses_bad_input_before_training(tmp_path):
+def test_refuses_bad_input_before_training(tmp_path, monkeypatch):
     with pytest.raises(lb.LeaderboardError, match="over the CPU cap max_cpu_gmacs=0.01"):
         lb.add(TINY, out=tmp_path / "o", eval_overrides=["max_cpu_gmacs=0.01"], results=tmp_path, log=lambda s: None)
     assert not (tmp_path / "o").exists()
@@ -198,8 +198,10 @@ def test_refuses_bad_input_before_training(tmp_path):
         lb.add("timm:resnet1", out=tmp_path / "o", results=tmp_path, log=lambda s: None)
     with pytest.raises(lb.LeaderboardError, match=r"--layers body\.nope\*: no Conv2d of .* matches"):
         lb.add(TINY, out=tmp_path / "o", layers=["neck.*", "body.nope*"], results=tmp_path, log=lambda s: None)
-    with pytest.raises(lb.LeaderboardError, match="never downloads"):
-        lb.add(TINY, out=tmp_path / "o", train_overrides={"pretrained": "imagenet"}, results=tmp_path, log=lambda s: None)
+    monkeypatch.setenv("PASSBENCH_OFFLINE", "1")  # ImageNet weights neither cached nor downloadable: refused at once
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    with pytest.raises(lb.LeaderboardError, match=r"--pretrained imagenet: .*looked for .*cannot be downloaded"):
+        lb.add(TINY, out=tmp_path / "o", pretrained="imagenet", results=tmp_path, log=lambda s: None)
     assert not (tmp_path / "o").exists()
 
 
@@ -225,6 +227,7 @@ def test_add_end_to_end_then_resume(tmp_path, capsys):
     on_disk = read_records(res / "records" / "leaderboard.jsonl")
     assert [r["experiment"] for r in on_disk] == [f"leaderboard/{TINY}/{m}" for m in lb.METHODS]
     assert all(r["model"]["name"] == TINY and r["dataset"]["protocol"] == "smoke" for r in on_disk)
+    assert all(r["model"]["pretrained"] == "none" for r in on_disk)  # the recipe's init, recorded
     skipping = {r["method"]["name"]: r for r in on_disk if r["method"]["name"] != "dense"}
     assert all(r["cost"]["gmacs_executed"] < r["cost"]["gmacs_dense"] for r in skipping.values())
     assert on_disk[0]["cost"]["gmacs_executed"] == on_disk[0]["cost"]["gmacs_dense"]

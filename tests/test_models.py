@@ -51,8 +51,8 @@ def test_registry_metadata_and_errors():
     assert MODEL_SPECS["fairmot_mbv2"].input_wh == (576, 320)
     with pytest.raises(KeyError, match="fairmot_dla34"):
         build_model("fairmot_dla3")
-    with pytest.raises(ValueError, match="not available offline"):
-        build_model("hrnet_w32", pretrained=True)
+    with pytest.raises(ValueError, match="expected none, imagenet or the path"):
+        build_model("hrnet_w32", pretrained="imagenet21k")
     t = model_table("fairmot_*", measure=False)
     assert list(t.name) == ["fairmot_dla34", "fairmot_dla34_conv", "fairmot_mbv2"]
 

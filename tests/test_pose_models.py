@@ -62,7 +62,7 @@ def test_registry_names_rows_and_errors():
     # The Table 1/2 configs name these models.
     assert {"mhp_lpski", "posenet_r50", "vnect", "movnect"} <= set(POSE_MODELS)
     assert MODEL_SPECS["vnect"].input_wh == (368, 368) and MODEL_SPECS["mhp_lpski"].input_wh == (256, 256)
-    with pytest.raises(ValueError, match="not available offline"):
+    with pytest.raises(ValueError, match="no ImageNet weights exist for it"):
         build_model("mhp_lpski", pretrained=True)
     with pytest.raises(ValueError, match="width 0.5 is not buildable"):
         build_model("mhp_lpres", width=0.5)

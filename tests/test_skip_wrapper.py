@@ -5,6 +5,7 @@ import pytest
 import timm
 import torch
 import torchvision
+from devices import DEVICES
 from torch import nn
 
 from passbench import skip
@@ -20,15 +21,15 @@ CONVS = {  # (conv kwargs, input H, W): stride, padding, dilation, groups / dept
 }
 
 
-def _frames(n, c, h, w, b=2, seed=0):
+def _frames(n, c, h, w, b=2, seed=0, device="cpu"):
     g = torch.Generator().manual_seed(seed)
-    return [torch.rand(b, c, h, w, generator=g) for _ in range(n)]
+    return [torch.rand(b, c, h, w, generator=g).to(device) for _ in range(n)]
 
 
-def _single(conv_kw, method, patch=4, **kw):
+def _single(conv_kw, method, patch=4, device="cpu", **kw):
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(**conv_kw))
-    ref = nn.Conv2d(**conv_kw)
+    model = nn.Sequential(nn.Conv2d(**conv_kw)).to(device)
+    ref = nn.Conv2d(**conv_kw).to(device)
     ref.load_state_dict(model[0].state_dict())
     skip.make_skippable(model, method, patch_size=patch, **kw)
     return model.eval(), ref.eval()
@@ -36,14 +37,15 @@ def _single(conv_kw, method, patch=4, **kw):
 
 @pytest.mark.parametrize("name", list(CONVS))
 @pytest.mark.parametrize("execution", ["reference", "sparse", "auto"])
+@pytest.mark.parametrize("device", DEVICES)
 @torch.no_grad()
-def test_no_skip_is_dense_and_all_skip_is_previous_output(name, execution):
+def test_no_skip_is_dense_and_all_skip_is_previous_output(name, execution, device):
     kw, h, w = CONVS[name]
-    xs = _frames(3, kw["in_channels"], h, w)
-    model, ref = _single(kw, "fixed", keep=1.0, execution=execution)
+    xs = _frames(3, kw["in_channels"], h, w, device=device)
+    model, ref = _single(kw, "fixed", keep=1.0, execution=execution, device=device)
     for x in xs:
         torch.testing.assert_close(model(x), ref(x))
-    model, _ = _single(kw, "fixed", keep=0.0, execution=execution)
+    model, _ = _single(kw, "fixed", keep=0.0, execution=execution, device=device)
     first = model(xs[0])
     for x in xs[1:]:
         torch.testing.assert_close(model(x), first, rtol=0, atol=0)
@@ -51,13 +53,14 @@ def test_no_skip_is_dense_and_all_skip_is_previous_output(name, execution):
 
 @pytest.mark.parametrize("name", list(CONVS))
 @pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("device", DEVICES)
 @torch.no_grad()
-def test_sparse_path_equals_reference_path(name, residual):
+def test_sparse_path_equals_reference_path(name, residual, device):
     kw, h, w = CONVS[name]
-    xs = _frames(4, kw["in_channels"], h, w, seed=1)
+    xs = _frames(4, kw["in_channels"], h, w, seed=1, device=device)
     outs, stats = {}, {}
     for execution in ("reference", "sparse"):
-        model, _ = _single(kw, "fixed", keep=0.4, seed=7, execution=execution)
+        model, _ = _single(kw, "fixed", keep=0.4, seed=7, execution=execution, device=device)
         model[0].residual = residual
         outs[execution] = [model(x) for x in xs]
         stats[execution] = skip.collect_stats(model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from devices import DEVICES
 from torch import nn
 
 from passbench.skip.dispatch import calibrate, choose_path, clear_dispatch_cache
@@ -43,14 +44,14 @@ def reference(x, conv, prev, mask, patch, residual=False):
     return torch.where(upsample_mask(mask, patch, y.shape[2:]), y, prev)
 
 
-def make(layer, batch=2, seed=0, fmt_x=None, fmt_out=None):
+def make(layer, batch=2, seed=0, fmt_x=None, fmt_out=None, device="cpu"):
     torch.manual_seed(seed)
     _, kw, H, W, P = layer
-    conv = nn.Conv2d(**kw)
-    x = torch.randn(batch, kw["in_channels"], H, W)
+    conv = nn.Conv2d(**kw).to(device)
+    x = torch.randn(batch, kw["in_channels"], H, W).to(device)
     with torch.no_grad():
         Ho, Wo = conv(x).shape[2:]
-    prev = torch.randn(batch, kw["out_channels"], Ho, Wo)
+    prev = torch.randn(batch, kw["out_channels"], Ho, Wo).to(device)
     if fmt_x is not None:
         x = x.contiguous(memory_format=fmt_x)
     if fmt_out is not None:
@@ -67,12 +68,13 @@ def assert_close(out, ref):
 @pytest.mark.parametrize("layer", LAYERS, ids=[l[0] for l in LAYERS])
 @pytest.mark.parametrize("fmt", ["nchw", "cl", "mixed"])
 @pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
+@pytest.mark.parametrize("device", DEVICES)
 @torch.no_grad()
-def test_matches_dense_masked_reference(layer, fmt, residual):
+def test_matches_dense_masked_reference(layer, fmt, residual, device):
     fx, fo = {"nchw": (None, None), "cl": (CL, CL), "mixed": (CL, None)}[fmt]
-    conv, x, prev, grid, P = make(layer, fmt_x=fx, fmt_out=fo)
+    conv, x, prev, grid, P = make(layer, fmt_x=fx, fmt_out=fo, device=device)
     for keep in (0.2, 0.5, 0.8):
-        mask = torch.rand(grid) < keep  # a different random mask per batch item
+        mask = (torch.rand(grid) < keep).to(device)  # a different random mask per batch item
         mask[0, 0, 0], mask[1, -1, -1] = True, True  # exercise the ragged corner + at least one patch
         prev_before = prev.clone()
         out, macs = sparse_conv2d(x, conv, prev, mask, P, residual=residual)
@@ -84,12 +86,13 @@ def test_matches_dense_masked_reference(layer, fmt, residual):
 
 @pytest.mark.parametrize("layer", LAYERS[:3] + LAYERS[5:6], ids=[l[0] for l in LAYERS[:3] + LAYERS[5:6]])
 @pytest.mark.parametrize("fmt", [None, CL], ids=["nchw", "cl"])
+@pytest.mark.parametrize("device", DEVICES)
 @torch.no_grad()
-def test_all_skip_returns_prev_exactly_and_no_skip_is_dense(layer, fmt):
-    conv, x, prev, grid, P = make(layer, fmt_x=fmt, fmt_out=fmt)
-    out, macs = sparse_conv2d(x, conv, prev, torch.zeros(grid, dtype=torch.bool), P)
+def test_all_skip_returns_prev_exactly_and_no_skip_is_dense(layer, fmt, device):
+    conv, x, prev, grid, P = make(layer, fmt_x=fmt, fmt_out=fmt, device=device)
+    out, macs = sparse_conv2d(x, conv, prev, torch.zeros(grid, dtype=torch.bool, device=device), P)
     assert macs == 0 and torch.equal(out, prev) and out.data_ptr() != prev.data_ptr()
-    out, macs = sparse_conv2d(x, conv, prev, torch.ones(grid, dtype=torch.bool), P)
+    out, macs = sparse_conv2d(x, conv, prev, torch.ones(grid, dtype=torch.bool, device=device), P)
     dense = conv(x)
     assert_close(out, dense)
     assert macs == dense_macs(conv.weight, dense.shape[2:], x.shape[0])

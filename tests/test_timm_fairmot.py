@@ -159,8 +159,8 @@ def test_names_everywhere_and_errors():
     assert list(t.name) == ["fairmot_mbv2", "timm:resnet18"]
     assert measure_model("timm:resnet18", (SW, SH), "meta") == measure_model("timm:resnet18", (SW, SH), "cpu")
     assert isinstance(build_model("timm:resnet18", pretrained=None), TimmFairMOT)
-    with pytest.raises(ValueError, match="never downloads"):
-        build_model("timm:resnet18", pretrained=True)
+    with pytest.raises(ValueError, match="expected none, imagenet or the path"):
+        build_model("timm:resnet18", pretrained="imagenet21k")
     with pytest.raises(KeyError, match="did you mean timm:resnet18"):
         build_model("timm:resnet1")
     with pytest.raises(ValueError, match=r"strides \[16, 16, 16\]"):

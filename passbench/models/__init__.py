@@ -9,7 +9,8 @@ px, z depth bins), + its raw maps}`` and carries ``input_hw``, ``output_hw``, ``
 
     MODELS                      Registry name -> builder(**kw) (``passbench.registry.Registry``)
     MODEL_SPECS                 name -> ModelSpec (input size, family, paper row, description)
-    build_model(name, **kw)     -> nn.Module (``pretrained``: False / None, or "deepsort" for fairmot_mbv2)
+    build_model(name, **kw)     -> nn.Module (``pretrained``: none (default), "imagenet" or a local weights
+                                   file (``passbench.models.pretrained``), "deepsort" for fairmot_mbv2)
     model_spec(name)            -> ModelSpec of a registered or ``timm:<arch>`` name
     measure_model(name, input_wh=None, device="meta") -> (params_m, gmacs)
     model_table(names=None, measure=True) -> pandas.DataFrame [name, params_m, gmacs, input_wh, ...]
@@ -40,8 +41,7 @@ TIMM_PREFIX = "timm:"  # timm:<arch>: any timm features_only backbone (passbench
 def fairmot_dla34(pretrained: Any = False, **kw: Any):
     from passbench.models.fairmot_dla import FairMOTDLA
 
-    no_pretrained("fairmot_dla34", pretrained)
-    return FairMOTDLA(dcn=True, **kw)
+    return FairMOTDLA(dcn=True, pretrained=pretrained, **kw)
 
 
 @register_model("fairmot_dla34_conv", FAIRMOT_WH, "fairmot_dla", None,
@@ -49,8 +49,7 @@ def fairmot_dla34(pretrained: Any = False, **kw: Any):
 def fairmot_dla34_conv(pretrained: Any = False, **kw: Any):
     from passbench.models.fairmot_dla import FairMOTDLA
 
-    no_pretrained("fairmot_dla34_conv", pretrained)
-    return FairMOTDLA(dcn=False, **kw)
+    return FairMOTDLA(dcn=False, pretrained=pretrained, **kw)
 
 
 @register_model("dla34", FAIRMOT_WH, "dla", "DLA-34",
@@ -58,8 +57,7 @@ def fairmot_dla34_conv(pretrained: Any = False, **kw: Any):
 def dla34(pretrained: Any = False, **kw: Any):
     from passbench.models.regnet import TimmUpNet
 
-    no_pretrained("dla34", pretrained)
-    return TimmUpNet("dla34", out_indices=(2, 3, 4, 5), size_multiple=32, **kw)
+    return TimmUpNet("dla34", out_indices=(2, 3, 4, 5), size_multiple=32, pretrained=pretrained, **kw)
 
 
 @register_model("hrnet_w32", FAIRMOT_WH, "hrnet", "HRNet-W32",
@@ -67,8 +65,7 @@ def dla34(pretrained: Any = False, **kw: Any):
 def hrnet_w32(pretrained: Any = False, **kw: Any):
     from passbench.models.hrnet import HRNetFairMOT
 
-    no_pretrained("hrnet_w32", pretrained)
-    return HRNetFairMOT(width=32, **kw)
+    return HRNetFairMOT(width=32, pretrained=pretrained, **kw)
 
 
 @register_model("regnety_040", FAIRMOT_WH, "regnet", "RegNetY-4.0GF",
@@ -76,8 +73,7 @@ def hrnet_w32(pretrained: Any = False, **kw: Any):
 def regnety_040(pretrained: Any = False, **kw: Any):
     from passbench.models.regnet import TimmUpNet
 
-    no_pretrained("regnety_040", pretrained)
-    return TimmUpNet("regnety_040", **kw)
+    return TimmUpNet("regnety_040", pretrained=pretrained, **kw)
 
 
 @register_model("fpn_resnet34", FAIRMOT_WH, "fpn", "FPN",
@@ -85,8 +81,7 @@ def regnety_040(pretrained: Any = False, **kw: Any):
 def fpn_resnet34(pretrained: Any = False, **kw: Any):
     from passbench.models.fpn import ResNetFPN
 
-    no_pretrained("fpn_resnet34", pretrained)
-    return ResNetFPN(depth=34, **kw)
+    return ResNetFPN(depth=34, pretrained=pretrained, **kw)
 
 
 @register_model("hardnet85", FAIRMOT_WH, "hardnet", "HarDNet-85",
@@ -111,10 +106,15 @@ import passbench.models.pose  # noqa: E402,F401
 
 
 def build_model(name: str, /, **kw: Any):
-    """Build a registered model (``pretrained=False`` by default: nothing is downloaded).
+    """Build a registered model (``pretrained=False`` by default: nothing is read or downloaded).
+
+    ``pretrained="imagenet"`` initialises the backbone with timm's / torchvision's ImageNet weights (their
+    cache, or their download when the network allows it), a path with a local copy of them
+    (``passbench.models.pretrained``); models without such weights refuse it.
 
     Raises:
         KeyError: unknown name (with close matches).
+        PretrainedUnavailable: ImageNet weights asked for, not cached and no network (names the file).
     """
     if name.startswith(TIMM_PREFIX):
         from passbench.models.timm_fairmot import build_timm_fairmot  # noqa: PLC0415

@@ -52,7 +52,7 @@ def register_model(name: str, input_wh: tuple[int, int], family: str, paper_row:
 
 
 def no_pretrained(name: str, pretrained: Any) -> None:
-    """Refuse a ``pretrained`` request for a model without offline pretrained weights."""
-    if pretrained not in (False, None):
-        raise ValueError(f"{name}: pretrained={pretrained!r} is not available offline (use False and load a "
-                         "checkpoint with passbench.models.checkpoint.load_checkpoint)")
+    """For models without timm / torchvision ImageNet weights: anything but random init is an error."""
+    from passbench.models.pretrained import refuse  # noqa: PLC0415
+
+    refuse(name, pretrained)

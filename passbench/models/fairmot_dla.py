@@ -19,7 +19,7 @@ and ``pose_dla_conv.py`` (``dlaconv_34``). Structure (read from upstream, not co
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -109,11 +109,13 @@ class FairMOTDLA(FairMOTHeadsMixin, nn.Module):
 
     first_level, last_level = 2, 5  # down_ratio 4 -> first_level log2(4); get_pose_net last_level=5
 
-    def __init__(self, dcn: bool = True, head_conv: int = 256, emb_dim: int = 128) -> None:
+    def __init__(self, dcn: bool = True, head_conv: int = 256, emb_dim: int = 128, pretrained: Any = None) -> None:
         super().__init__()
-        import timm  # noqa: PLC0415 - heavy import only when a timm-based model is built
+        from passbench.models.pretrained import timm_model  # noqa: PLC0415 - imports timm only when built
 
-        self.base = timm.create_model("dla34", pretrained=False, num_classes=0)
+        # pretrained: imagenet = timm's dla34.in1k, the DLA-34 ImageNet weights upstream's dla34(pretrained=True)
+        # loads (passbench.models.pretrained; random init by default)
+        self.base = timm_model("dla34", pretrained, num_classes=0)
         ch = list(DLA34_CHANNELS[self.first_level:])  # [64, 128, 256, 512]
         self.dla_up = DLAUp(self.first_level, ch, [2**i for i in range(len(ch))], dcn)
         nl = self.last_level - self.first_level

@@ -13,6 +13,8 @@ cost about 4x more; the paper does not say which head it used (REFERENCE.md 6).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -25,12 +27,15 @@ class ResNetFPN(FairMOTHeadsMixin, nn.Module):
     Forward: x (B, 3, H, W) in [0, 1] -> dict of (B, C, H/4, W/4) maps.
     """
 
-    def __init__(self, depth: int = 34, fpn_ch: int = 64, head_conv: int = 256, emb_dim: int = 128) -> None:
+    def __init__(self, depth: int = 34, fpn_ch: int = 64, head_conv: int = 256, emb_dim: int = 128,
+                 pretrained: Any = None) -> None:
         super().__init__()
-        import torchvision  # noqa: PLC0415
         from torchvision.ops import FeaturePyramidNetwork  # noqa: PLC0415
 
-        r = getattr(torchvision.models, f"resnet{depth}")(weights=None)
+        from passbench.models.pretrained import torchvision_model  # noqa: PLC0415
+
+        # pretrained: imagenet = torchvision's ResNet ImageNet weights (passbench.models.pretrained)
+        r = torchvision_model(f"resnet{depth}", f"ResNet{depth}_Weights.IMAGENET1K_V1", pretrained)
         self.body = nn.ModuleDict({k: getattr(r, k) for k in
                                    ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")})
         self.fpn = FeaturePyramidNetwork([64, 128, 256, 512], fpn_ch)

@@ -13,6 +13,8 @@ are used by passbench).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,12 +28,13 @@ class HRNetFairMOT(FairMOTHeadsMixin, nn.Module):
     Forward: x (B, 3, H, W) in [0, 1] -> dict of (B, C, H/4, W/4) maps.
     """
 
-    def __init__(self, width: int = 32, head_conv: int = 256, emb_dim: int = 128) -> None:
+    def __init__(self, width: int = 32, head_conv: int = 256, emb_dim: int = 128, pretrained: Any = None) -> None:
         super().__init__()
-        import timm  # noqa: PLC0415
+        from passbench.models.pretrained import timm_model  # noqa: PLC0415
 
-        self.body = timm.create_model(f"hrnet_w{width}", pretrained=False, features_only=True,
-                                      feature_location="", out_indices=(1, 2, 3, 4))
+        # pretrained: imagenet = timm's hrnet_w32 ImageNet weights (passbench.models.pretrained)
+        self.body = timm_model(f"hrnet_w{width}", pretrained, features_only=True, feature_location="",
+                               out_indices=(1, 2, 3, 4))
         cin = sum(self.body.feature_info.channels())  # 32+64+128+256 = 480 for W32
         self._add_heads(cin, head_conv, {"hm": 1, "wh": 4, "reg": 2, "id": emb_dim})
 

@@ -93,7 +93,8 @@ def load_deepsort_state() -> dict[str, torch.Tensor]:
 
 class MobileNetV2FairMOT(FairMOTHeadsMixin, nn.Module):
     """Args:
-        pretrained: False / None (random init) or ``"deepsort"`` (real ImageNet weights, see module doc).
+        pretrained: False / None (random init), ``"deepsort"`` (real ImageNet weights, see module doc), or
+            ``"imagenet"`` / a local file: torchvision's ImageNet MobileNetV2 (``passbench.models.pretrained``).
         neck_ch: neck channels (32). head_conv: head hidden channels (64). emb_dim: re-ID dim (128).
         normalize: apply ImageNet mean/std inside the model (input stays RGB in [0, 1]).
 
@@ -103,17 +104,16 @@ class MobileNetV2FairMOT(FairMOTHeadsMixin, nn.Module):
     def __init__(self, pretrained: str | bool | None = False, neck_ch: int = 32, head_conv: int = 64,
                  emb_dim: int = 128, normalize: bool = True) -> None:
         super().__init__()
-        import torchvision  # noqa: PLC0415
+        from passbench.models.pretrained import torchvision_model  # noqa: PLC0415
 
-        feats = torchvision.models.mobilenet_v2(weights=None).features
-        self.body = feats[: TAPS[-1] + 1]  # features.0..17 (keys body.<i>.*)
+        # pretrained: deepsort (below), or imagenet / a file through torchvision (passbench.models.pretrained)
+        tv = torchvision_model("mobilenet_v2", "MobileNet_V2_Weights.IMAGENET1K_V1",
+                               None if pretrained == "deepsort" else pretrained)
+        self.body = tv.features[: TAPS[-1] + 1]  # features.0..17 (keys body.<i>.*)
         if pretrained == "deepsort":
             sd = {k[len("features."):]: v for k, v in load_deepsort_state().items()
                   if not k.startswith("features.18.")}  # the dropped 1x1 conv to 1280
             self.body.load_state_dict(sd, strict=True)
-        elif pretrained not in (False, None):
-            raise ValueError(f"fairmot_mbv2: pretrained must be False, None or 'deepsort', got {pretrained!r} "
-                             "(no downloads: other ImageNet weights are not available offline)")
         self.normalize = normalize
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)

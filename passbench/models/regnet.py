@@ -8,6 +8,8 @@ Body: timm ``regnety_040`` (torchvision has no 4.0GF; REFERENCE.md 2), ``feature
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -26,12 +28,13 @@ class TimmUpNet(FairMOTHeadsMixin, nn.Module):
     """
 
     def __init__(self, arch: str, neck_ch: int = 64, head_conv: int = 256, emb_dim: int = 128,
-                 out_indices: tuple[int, ...] = (1, 2, 3, 4), size_multiple: int = 1) -> None:
+                 out_indices: tuple[int, ...] = (1, 2, 3, 4), size_multiple: int = 1, pretrained: Any = None) -> None:
         super().__init__()
-        import timm  # noqa: PLC0415
+        from passbench.models.pretrained import timm_model  # noqa: PLC0415
 
         self.size_multiple = size_multiple
-        self.body = timm.create_model(arch, pretrained=False, features_only=True, out_indices=out_indices)
+        # pretrained: imagenet = timm's ImageNet weights for the body (passbench.models.pretrained)
+        self.body = timm_model(arch, pretrained, features_only=True, out_indices=out_indices)
         red = self.body.feature_info.reduction()
         if red[0] != 4:
             raise ValueError(f"TimmUpNet({arch}): first feature must be at stride 4, got reductions {red}")

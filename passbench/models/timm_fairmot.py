@@ -10,8 +10,10 @@ that stride (the deepest features before the next downsampling); strides 2 and 6
 chosen strides must start at 4 and double (4, 8[, 16[, 32]]), which ``UpNeck`` upsamples by 2 level by
 level; a body without a stride-4 level (e.g. a plain ViT) is refused with the strides it has.
 
-Weights: random init only (``pretrained=False``); passbench downloads nothing. Train with
-``passbench leaderboard add timm:<arch>`` or load a checkpoint (``passbench.models.checkpoint``).
+Weights: random init by default; ``pretrained="imagenet"`` (or a local weights file) initialises the body
+with timm's own ImageNet loading (``passbench.models.pretrained``: the hub cache, a download when the
+network allows it, else a clear error). Train with ``passbench leaderboard add timm:<arch>`` or load a
+checkpoint (``passbench.models.checkpoint``).
 """
 
 from __future__ import annotations
@@ -65,10 +67,10 @@ def select_levels(reductions: list[int], arch: str = "?") -> list[int]:
     return [last[s] for s in strides]
 
 
-def _create(arch: str, **kw: Any) -> nn.Module:
-    import timm  # noqa: PLC0415
+def _create(arch: str, pretrained: Any = None, **kw: Any) -> nn.Module:
+    from passbench.models.pretrained import timm_model  # noqa: PLC0415
 
-    return timm.create_model(arch, pretrained=False, features_only=True, **kw)
+    return timm_model(arch, pretrained, features_only=True, **kw)
 
 
 class TimmFairMOT(FairMOTHeadsMixin, nn.Module):
@@ -79,6 +81,7 @@ class TimmFairMOT(FairMOTHeadsMixin, nn.Module):
         neck_ch: neck channels (32, as ``fairmot_mbv2``). head_conv: head hidden channels (64).
         emb_dim: re-ID embedding size (128). normalize: apply the body's mean/std inside the model
             (timm's ``pretrained_cfg``; ImageNet's when it gives none).
+        pretrained: none (random init), ``"imagenet"`` or a local weights file (``passbench.models.pretrained``).
 
     Attributes:
         levels: timm feature indices used (shallow first); strides: their strides (4, 8, ...);
@@ -92,7 +95,7 @@ class TimmFairMOT(FairMOTHeadsMixin, nn.Module):
     """
 
     def __init__(self, arch: str, neck_ch: int = 32, head_conv: int = 64, emb_dim: int = 128,
-                 normalize: bool = True) -> None:
+                 normalize: bool = True, pretrained: Any = None) -> None:
         super().__init__()
         check_arch(arch)
         self.arch = arch
@@ -104,7 +107,7 @@ class TimmFairMOT(FairMOTHeadsMixin, nn.Module):
         except (NotImplementedError, RuntimeError):  # a model whose init needs real tensors
             probe = _create(arch).feature_info
         self.levels = select_levels(probe.reduction(), arch)
-        self.body = _create(arch, out_indices=tuple(self.levels))
+        self.body = _create(arch, pretrained, out_indices=tuple(self.levels))
         info = self.body.feature_info
         self.strides, self.channels = list(info.reduction()), list(info.channels())
         if self.strides != list(STRIDES[: len(self.levels)]):  # timm re-indexes out_indices: check it
@@ -137,12 +140,7 @@ def build_timm_fairmot(name: str, pretrained: Any = False, **kw: Any) -> TimmFai
     """Builder behind ``passbench.models.build_model("timm:<arch>", ...)``.
 
     Raises:
-        ValueError: ``pretrained`` other than False / None (nothing is downloaded), or a bad name.
-        KeyError: timm has no such architecture (with close matches).
+        ValueError: a bad name or ``pretrained`` value.  KeyError: timm has no such architecture (close matches).
+        PretrainedUnavailable: ImageNet weights asked for, not cached and no network (names the file).
     """
-    arch = arch_of(name)
-    if pretrained not in (False, None):
-        raise ValueError(f"{name}: pretrained={pretrained!r} is not available: passbench never downloads weights "
-                         "(use pretrained=False; train with `passbench leaderboard add` or load a checkpoint "
-                         "with passbench.models.checkpoint.load_checkpoint)")
-    return TimmFairMOT(arch, **kw)
+    return TimmFairMOT(arch_of(name), pretrained=pretrained, **kw)

@@ -22,7 +22,7 @@ import os
 import sys
 from typing import Any
 
-from passbench.config import ExperimentCfg, to_dict
+from passbench.config import ExperimentCfg, normalized, to_dict
 from passbench.records import append_record, file_sha256, skip_marker
 from passbench.runner.core import SkipRow, WeightsNotFoundError, records_file, weights_path
 from passbench.runner.mot import run_mot
@@ -103,7 +103,7 @@ def reuse(cfg: ExperimentCfg, records: list[dict[str, Any]], data_root: Any = No
     for rec in records:
         if rec.get("kind") != "run" or rec.get("experiment") == cfg.name:
             continue
-        theirs = {k: v for k, v in (rec.get("config") or {}).items() if k not in ("name", "table")}
+        theirs = {k: v for k, v in (normalized(rec.get("config") or {}) or {}).items() if k not in ("name", "table")}
         if theirs != mine or (rec.get("dataset") or {}).get("data_root") != label:
             continue
         if (rec.get("model") or {}).get("weights_sha256") != sha:

@@ -69,7 +69,14 @@ def missing_data(root: DataRoot, what: str, hint: str = "") -> Exception:
 def weights_path(cfg: ExperimentCfg) -> Path | None:
     if cfg.model.weights is None:
         return None
-    p = Path(cfg.model.weights)
+    from passbench.paths import expand_vars  # noqa: PLC0415
+
+    try:  # ``${FAIRMOT_DLA34}``: a checkpoint the user holds (configs/paper/); records keep the unexpanded text
+        p = Path(expand_vars(cfg.model.weights)).expanduser()
+    except KeyError as e:
+        raise WeightsNotFoundError(f"{cfg.name}: model.weights {cfg.model.weights}: environment variable {e.args[0]} "
+                                   "is not set; export it with the checkpoint's path (docs/paper-scale.md) or "
+                                   "override model.weights=PATH") from None
     p = p if p.is_absolute() else REPO_ROOT / p
     if not p.is_file():
         raise WeightsNotFoundError(f"{cfg.name}: model.weights {cfg.model.weights} not found ({p}); train them "
@@ -169,7 +176,8 @@ MOT_TIMED_REGION = "model forward, 1 frame, input letterboxed on device (no deco
 
 
 def measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list[Any],
-                   region: str = MOT_TIMED_REGION, device: str | None = None, precision: str = "fp32") -> dict[str, Any]:
+                   region: str = MOT_TIMED_REGION, device: str | None = None, precision: str | None = None
+                  ) -> dict[str, Any]:
     """FPS / latency of the model forward, dense and with the method, in this process.
 
     Contract (STYLE.md): ``speed{fps, fps_dense, speedup, latency_ms_p50, latency_ms_p90, device, threads,
@@ -189,9 +197,11 @@ def measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list[
         device: where to time (default ``cfg.speed.device``); off the CPU a copy of the model and the
             frames are moved there (the caller's model stays put), and CUDA is timed with events after a
             synchronisation (``passbench.metrics.speed``).
-        precision: "fp32", or "fp16" / "bf16" under ``torch.autocast`` (the record says so).
+        precision: "fp32", or "fp16" / "bf16" under ``torch.autocast`` (the record says so); default
+            ``cfg.speed.precision``.
     """
     dev = str(device or cfg.speed.device)
+    precision = precision or cfg.speed.precision
     if not cfg.speed.enabled:  # the schema's keys, no numbers: tables show the row without speed
         return {"fps": None, "fps_dense": None, "speedup": None, "latency_ms_p50": None, "latency_ms_p90": None,
                 "device": dev, "threads": cfg.speed.threads,
@@ -205,7 +215,7 @@ def measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list[
     if not frames:
         raise ValueError(f"{cfg.name}: no frames to time")
     if dev != "cpu":  # time a copy on the device: the caller's model (tracking, scoring) stays where it is
-        model = copy.deepcopy(model).to(dev)
+        model = copy.deepcopy(model).to(dev) if device_of(model) != torch.device(dev) else model
         frames = [f.to(dev) for f in frames]
     dense = need("passbench.skip", "dense_twin")(model) if skippable else model
 
@@ -254,6 +264,13 @@ def measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list[
     out.update(rounds=rounds, speedup_rounds=per_round, speedup_spread=max(per_round) - min(per_round))
     out.update(need("passbench.metrics.load", "load_fields")(load_before, need("passbench.metrics.load", "load_1m")()))
     return out
+
+
+def device_of(model: Any) -> Any:
+    """The device of ``model``'s first parameter (CPU for a model without parameters)."""
+    import torch  # noqa: PLC0415
+
+    return next(iter(model.parameters()), torch.empty(0)).device
 
 
 def reset_streams(model: Any, skippable: bool) -> None:

@@ -5,7 +5,7 @@
    mistake is an error that writes nothing: a given data root (``--data-root``, ``PASSBENCH_DATA``,
    ``dataset.data_root``) that does not exist or lacks the row's data, or a configured weights file
    that does not exist;
-2. build the model (``passbench.models.build_model``, ``pretrained=False``: no downloads), load the
+2. build the model (``passbench.models.build_model``, ``pretrained=False``: the weights come next), load the
    configured weights (``core.load_weights``);
 3. time the dense forward, then apply the method (``passbench.skip.make_skippable``; ``dense`` leaves
    the model untouched) and time it on the same consecutive frames in the same process;
@@ -42,25 +42,32 @@ def mot_sequences(cfg: ExperimentCfg, root: DataRoot) -> list[Path]:
 
 
 def _training_pairs(cfg: ExperimentCfg, root: DataRoot, n: int) -> list[Any]:
-    """``n`` consecutive-frame pairs of the sample training split, for a content-adaptive operating point."""
-    return need("passbench.train.operating_point", "training_pairs")(tuple(cfg.model.input_wh), str(root.path), n=n)
+    """``n`` consecutive-frame pairs of the sample training split, for a content-adaptive operating point
+    (on the row's device)."""
+    pairs = need("passbench.train.operating_point", "training_pairs")(tuple(cfg.model.input_wh), str(root.path), n=n)
+    return [(a.to(cfg.speed.device), b.to(cfg.speed.device)) for a, b in pairs]
 
 
 def prepare_model(cfg: ExperimentCfg, root: DataRoot, weights: Any) -> tuple[Any, bool, dict | None, float]:
-    """The row's model as it is evaluated and timed: built, dense MACs counted (and the CPU cap checked),
-    weights loaded, operating point set, BatchNorm folded, channels-last as configured.
+    """The row's model as it is evaluated and timed: built, dense MACs counted (and the CPU cap checked on
+    the CPU), moved to ``speed.device``, weights loaded, operating point set, BatchNorm folded, channels-last
+    as configured.
 
     Returns:
         ``(model, skippable, knob, gmacs_dense)``: ``knob`` the operating point set (None without one).
     """
     import torch  # noqa: PLC0415 - heavy imports only when a row really runs
 
+    from passbench.device import check, to_device  # noqa: PLC0415
+
+    dev, _ = check(cfg)
     torch.set_num_threads(cfg.speed.threads)
     torch.manual_seed(cfg.train.seed)
     w, h = cfg.model.input_wh
     model = need("passbench.models", "build_model")(cfg.model.name, pretrained=False, **cfg.model.kwargs).eval()
     # MACs of the dense network at the configured input (FlopCounterMode / 2, REFERENCE.md 4).
-    gmacs_dense = dense_gmacs(cfg, model, torch.zeros(1, 3, h, w))
+    model = to_device(model, dev)  # gates made later follow the convs' device; the weights are copied in
+    gmacs_dense = dense_gmacs(cfg, model, torch.zeros(1, 3, h, w, device=dev))
     model, skippable = load_weights(model, weights, cfg)
     model.eval()
     knob = operating_point(cfg, model, lambda n: _training_pairs(cfg, root, n)) if skippable else None
@@ -72,6 +79,10 @@ def prepare_model(cfg: ExperimentCfg, root: DataRoot, weights: Any) -> tuple[Any
 
 
 def run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = False) -> dict[str, Any]:
+    from passbench.device import autocast, run_env  # noqa: PLC0415
+
+    if cfg.eval.flip_test:
+        raise ValueError(f"{cfg.name}: eval.flip_test is a pose evaluation option (MOT rows track one view)")
     root = row_data_root(cfg, data_root)
     seq_dirs = mot_sequences(cfg, root)
     weights = weights_path(cfg)
@@ -91,8 +102,9 @@ def run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = Fal
         for seq in sequences:
             bar.set_postfix_str(f"tracking {seq.name}")
             reset_streams(model, skippable)  # each sequence is a new stream: no state (and no counts) carried across
-            tracked = track_sequence(model, seq, img_size=tuple(cfg.model.input_wh), frames=seq_frames[seq.name],
-                                     conf_thres=cfg.eval.conf_threshold, on_frame=lambda _ev: bar.update(1))
+            with autocast(cfg.speed.device, cfg.speed.precision):  # the forward at the row's precision
+                tracked = track_sequence(model, seq, img_size=tuple(cfg.model.input_wh), frames=seq_frames[seq.name],
+                                         conf_thres=cfg.eval.conf_threshold, on_frame=lambda _ev: bar.update(1))
             results[seq.name] = tracked.results
             if skippable:
                 stats.append(need("passbench.skip", "collect_stats")(model))
@@ -114,6 +126,7 @@ def run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = Fal
         cost=cost,
         speed=speed,
         config=resolved,
+        env=run_env(cfg.speed.device, cfg.speed.precision),
     )
 
 

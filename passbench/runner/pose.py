@@ -17,8 +17,12 @@
    stream's last scored frame (later frames cannot change a score);
 4. scores on the protocol's frames (``frame_idx % 64 == 0`` for the MHP/3DMPPE test split): coords
    decoded through the frame's box with the ground-truth root depth, back-projected with f and c
-   (``passbench.pose.evaluate``); no flip test (a mirrored view would be a second stream with its
-   own skip state; dense rows run the same way, so all rows compare alike);
+   (``passbench.pose.evaluate``). With ``eval.flip_test`` (upstream's default, ``main/test.py``; the
+   paper-scale configs set it) each crop also runs mirrored and the two coords are averaged
+   (``passbench.pose.decode.flip_coords``): the view and its mirror form a batch of two, i.e. two streams
+   with their own skip state (``passbench.skip``: one stream per batch row), so the mirrored view's
+   gates compare it with the mirrored previous frame, and a dense row runs the same batch. ``cost`` stays
+   per view (one forward of one crop, as the paper's MAC columns); ``cost.views_per_frame`` says 2;
 5. the record: ``metrics{mpjpe_mm, pa_mpjpe_mm, mpjpe_mm_later, per_action{<action>: {...}},
    per_camera{fixed|moving: {...}}, frames, ...}``, ``cost`` and ``speed`` as the MOT rows.
 
@@ -163,14 +167,23 @@ class Scores:
         self.first += [fr.index == 0 for fr in kept]
 
 
+def _views(x: Any, flip_test: bool) -> Any:
+    """(1, 3, H, W) crop -> the model's batch: itself, or itself and its mirror (two streams) for a flip test."""
+    import torch  # noqa: PLC0415
+
+    return torch.cat([x, x.flip(-1)]) if flip_test else x
+
+
 def _run_streams(cfg: ExperimentCfg, model: Any, skippable: bool, data: Any, spec: Any, bar: Any
                  ) -> tuple[Scores, list[tuple[bool, dict[str, Any]]], int, int]:
     """Run every stream; returns (scores of every frame run, per-stream skip stats with the stream's
     moving-camera flag, frames run, frames without their own box among the protocol's)."""
     import torch  # noqa: PLC0415
 
+    from passbench.device import autocast  # noqa: PLC0415
     from passbench.pose.crop import crop_image, to_input  # noqa: PLC0415
     from passbench.pose.data import stream_boxes  # noqa: PLC0415
+    from passbench.pose.decode import flip_coords  # noqa: PLC0415
 
     collect = need("passbench.skip", "collect_stats") if skippable else None
     extra = () if data.protocol.metric in ("mpjpe", "pa_mpjpe") else (data.protocol.metric,)
@@ -193,9 +206,12 @@ def _run_streams(cfg: ExperimentCfg, model: Any, skippable: bool, data: Any, spe
             img = next(images)  # decoded in order (checked against the json's width / height)
             if not run[i]:
                 continue
-            x = to_input(crop_image(img, boxes[i], spec.input_hw)[None])
-            with torch.inference_mode():
-                c = model(x)["coords"][0].float().numpy()
+            x = _views(to_input(crop_image(img, boxes[i], spec.input_hw)[None]), cfg.eval.flip_test)
+            with torch.inference_mode(), autocast(cfg.speed.device, cfg.speed.precision):
+                out = model(x.to(cfg.speed.device))["coords"].float()  # (V, J, 3)
+            if cfg.eval.flip_test:  # upstream main/test.py: mirror x back, swap left / right, average
+                out = (out[:1] + flip_coords(out[1:], spec.output_hw[1])) / 2
+            c = out[0].cpu().numpy()
             n_run += 1
             bar.update(1)
             if own[i]:
@@ -266,23 +282,29 @@ def run_pose(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = Fa
     from passbench.pose.data import stream_boxes  # noqa: PLC0415
     from passbench.pose.decode import MapSpec  # noqa: PLC0415
 
+    from passbench.device import check, run_env, to_device  # noqa: PLC0415
+
     protocol = get_protocol(cfg.dataset.protocol)
+    dev, _ = check(cfg)
     torch.set_num_threads(cfg.speed.threads)
     torch.manual_seed(cfg.train.seed)
     w, h = cfg.model.input_wh
     model = need("passbench.models", "build_model")(cfg.model.name, pretrained=False, **cfg.model.kwargs).eval()
+    model = to_device(model, dev)
     spec = MapSpec.of(model)
     if spec.input_hw != (h, w):
         raise ValueError(f"{cfg.name}: model.input_wh {w}x{h} but {cfg.model.name} takes "
                          f"{spec.input_hw[1]}x{spec.input_hw[0]} (set model.input_wh or model.kwargs.input_hw)")
-    gmacs_dense = dense_gmacs(cfg, model, torch.zeros(1, 3, h, w))
+    gmacs_dense = dense_gmacs(cfg, model, torch.zeros(1, 3, h, w, device=dev))  # one view, one forward
     if weights is None:
         raise SkipRow(f"no trained weights for {cfg.model.name} (model.weights is null): a pose model from random "
                       "init predicts nothing worth a number; train it (scripts/train_pose.sh) and set model.weights")
+    check_input_range(cfg, weights)
     data = load_streams(cfg, root, spec.input_hw)
     model, skippable = load_weights(model, weights, cfg)
     model.eval()
-    knob = operating_point(cfg, model, lambda n: _training_pairs(cfg, root, spec, n)) if skippable else None
+    knob = operating_point(cfg, model, lambda n: [(a.to(dev), b.to(dev)) for a, b in _training_pairs(cfg, root, spec, n)]
+                            ) if skippable else None
     if cfg.model.fold_bn:
         need("passbench.skip", "fold_batchnorm")(model)
     if cfg.model.channels_last:
@@ -293,7 +315,7 @@ def run_pose(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = Fa
         first, boxes = next(((st, b) for st in data for b in [stream_boxes(st, spec.input_hw)[0]] if b[0] is not None),
                             (None, []))
         for img, box in zip(first.images() if first is not None else [], boxes[: cfg.speed.warmup + cfg.speed.iters]):
-            timing.append(to_input(crop_image(img, box, spec.input_hw)[None]))
+            timing.append(_views(to_input(crop_image(img, box, spec.input_hw)[None]), cfg.eval.flip_test))
     total = 0
     for st in data:
         sel = np.flatnonzero(_frame_range(cfg, st) & st.eval_mask)
@@ -301,10 +323,14 @@ def run_pose(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = Fa
     with progress_bar(show, total, cfg.name) as bar:
         if cfg.speed.enabled:
             bar.set_postfix_str("timing the forward")
-        speed = measure_speed(cfg, model, skippable, timing, POSE_TIMED_REGION)
+        region = POSE_TIMED_REGION + (", both flip-test views (batch 2)" if cfg.eval.flip_test else "")
+        speed = measure_speed(cfg, model, skippable, timing, region)
         scores, stats, n_run, no_box = _run_streams(cfg, model, skippable, data, spec, bar)
         metrics = pose_metrics(scores, no_box)
+    views = 2 if cfg.eval.flip_test else 1  # the counters sum over the batch's views: per view, per forward
+    stats = [(mv, {**s, "frames": s["frames"] * views}) for mv, s in stats]
     cost = cost_from_stats([s for _, s in stats], skippable, gmacs_dense)
+    cost["views_per_frame"] = views
     if skippable:  # the skip rate per camera kind (fixed / moving): what the gates do when the camera moves
         for cam, m in metrics["per_camera"].items():
             group = [s for mv, s in stats if ("moving" if mv else "fixed") == cam]
@@ -328,4 +354,37 @@ def run_pose(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = Fa
         cost=cost,
         speed=speed,
         config=resolved,
+        env=run_env(dev, cfg.speed.precision),
     )
+
+
+UPSTREAM_INPUT_RANGE = 255.0  # 3DMPPE / MobileHumanPose feed (pixel - mean) / std (passbench.models.pose.common)
+
+
+def check_input_range(cfg: ExperimentCfg, weights: Any) -> None:
+    """The input arithmetic a checkpoint was trained with must be the config's ``model.kwargs.input_range``.
+
+    An upstream 3DMPPE / MobileHumanPose snapshot (``{'network': ...}``, ``main/base.py``) saw the 0-255 crop
+    minus mean over std: ``input_range: 255``. A ``passbench.train`` ``final.pt`` saw what its own
+    ``model_kwargs`` say (1 unless set). A plain state dict says nothing; the config is trusted.
+
+    Raises:
+        ValueError: the config and the checkpoint's origin disagree (names the file and the key).
+    """
+    import torch  # noqa: PLC0415
+
+    ck = torch.load(weights, map_location="cpu", weights_only=False)
+    if not isinstance(ck, dict):
+        return
+    if "network" in ck:
+        want, origin = UPSTREAM_INPUT_RANGE, "an upstream 3DMPPE / MobileHumanPose snapshot ('network'), trained on " \
+                                              "(pixel - mean) / std of the 0-255 crop"
+    elif "model" in ck and "model_name" in ck:
+        want = float((ck.get("model_kwargs") or {}).get("input_range", 1.0))
+        origin = f"a passbench.train checkpoint trained with input_range {want:g}"
+    else:
+        return
+    got = float(cfg.model.kwargs.get("input_range", 1.0))
+    if got != want:
+        raise ValueError(f"{cfg.name}: {weights} is {origin}, but model.kwargs.input_range is {got:g}: set "
+                         f"model.kwargs.input_range: {want:g} (passbench.models.pose.common)")

@@ -21,7 +21,7 @@ from passbench.records import append_record, file_sha256, speed_record
 from passbench.runner.core import SkipRow, measure_speed, need, records_file, row_data_root, weights_path
 
 
-def run_speed(cfg: ExperimentCfg, *, device: str | None = None, precision: str = "fp32", threads: int | None = None,
+def run_speed(cfg: ExperimentCfg, *, device: str | None = None, precision: str | None = None, threads: int | None = None,
               data_root: str | os.PathLike[str] | None = None, results: str | os.PathLike[str] | None = None,
               write: bool = True) -> dict[str, Any]:
     """Time ``cfg``'s forward (dense twin and method) and return (and append) its speed record.
@@ -29,7 +29,7 @@ def run_speed(cfg: ExperimentCfg, *, device: str | None = None, precision: str =
     Args:
         cfg: a MOT row's resolved config.
         device: "cpu", "cuda", "cuda:1", ... (default ``cfg.speed.device``).
-        precision: "fp32", "fp16" or "bf16" (autocast).
+        precision: "fp32", "fp16" or "bf16" (autocast; default ``cfg.speed.precision``).
         threads: torch intra-op threads (default ``cfg.speed.threads``; matters on the CPU).
         data_root, results, write: as ``passbench.runner.run``.
 
@@ -40,13 +40,17 @@ def run_speed(cfg: ExperimentCfg, *, device: str | None = None, precision: str =
     """
     if cfg.task != "mot":
         raise NotImplementedError(f"{cfg.name}: passbench speed times MOT rows only (task {cfg.task!r})")
-    import torch  # noqa: PLC0415
+
+    from passbench.device import DeviceError, check, run_env  # noqa: PLC0415
 
     dev = str(device or cfg.speed.device)
-    if dev.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"{cfg.name}: --device {dev}: no CUDA device is available here")
     cfg = dataclasses.replace(cfg, speed=dataclasses.replace(cfg.speed, device=dev, enabled=True,
+                                                             precision=precision or cfg.speed.precision,
                                                              threads=threads or cfg.speed.threads))
+    try:
+        check(cfg)
+    except DeviceError as e:
+        raise ValueError(str(e)) from None
     from passbench.runner.mot import mot_sequences, prepare_model, timing_inputs  # noqa: PLC0415
 
     root = row_data_root(cfg, data_root)
@@ -55,13 +59,13 @@ def run_speed(cfg: ExperimentCfg, *, device: str | None = None, precision: str =
     model, skippable, knob, _ = prepare_model(cfg, root, weights)  # the CPU budget: a skip marker on the CPU only
     seq = need("passbench.datasets.mot", "load_sequence")(str(seq_dirs[0]))
     frames = timing_inputs(cfg, seq)  # as run times them
-    speed = measure_speed(cfg, model, skippable, frames, device=dev, precision=precision)
+    speed = measure_speed(cfg, model, skippable, frames)
     rec = speed_record(
         experiment=cfg.name, task=cfg.task,
         model={"name": cfg.model.name, "tag": "trained" if weights else "init",
                "weights_sha256": file_sha256(weights) if weights else None},
         method={"name": cfg.method.name, "params": dict(cfg.method.params), "knob": knob},
-        speed=speed, config=to_dict(cfg))
+        speed=speed, config=to_dict(cfg), env=run_env(dev, cfg.speed.precision))
     if write:
         append_record(records_file(cfg, results), rec)
     return rec

@@ -39,7 +39,7 @@ def add_on_ray(lb: Any, models: Sequence[str], outs: Sequence[Any], *, address: 
     from passbench.records import summary_line  # noqa: PLC0415
     from passbench.runner import records_file  # noqa: PLC0415
 
-    keys = ("layers", "train_overrides", "recipe_path")
+    keys = ("layers", "train_overrides", "recipe_path", "pretrained")
     preps = [lb.prepare(m, out=o, eval_overrides=eval_overrides, **{k: train_kw[k] for k in keys if k in train_kw})
              for m, o in zip(models, outs)]
     threads = int(preps[0]["overrides"].get("threads", preps[0]["recipe"]["common"].get("threads", 0)) or 1)
@@ -63,7 +63,7 @@ def add_on_ray(lb: Any, models: Sequence[str], outs: Sequence[Any], *, address: 
                 weights = finals[lb.WEIGHTS_OF[method]]
                 cfg = lb.row_config(method, m, weights, wh, eval_overrides)
                 rec = None if force else lb.existing_record(cfg, weights, results)
-                rows.append({"cfg": cfg, "rec": rec, "earlier": rec is not None})
+                rows.append({"cfg": cfg, "rec": rec, "earlier": rec is not None, "pre": preps[models.index(m)]["pre"]})
         todo = [r for r in rows if not r["earlier"]]
         for r in rows:
             if r["earlier"]:
@@ -76,6 +76,8 @@ def add_on_ray(lb: Any, models: Sequence[str], outs: Sequence[Any], *, address: 
                     print(f"{row['cfg'].name}: FAILED: {res.error}", flush=True)
                     continue
                 row["rec"] = res.record
+                if res.record["kind"] == "run":
+                    res.record["model"]["pretrained"] = row["pre"]  # the task stage's backbone init, as add() says
                 print(f"{summary_line(res.record)}  [{res.seconds:.0f} s on {res.node}]", flush=True)
         finally:  # one writer, stable order: whatever finished, also when stopped early
             for r in todo:

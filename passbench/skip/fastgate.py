@@ -221,6 +221,11 @@ class GateStack:
         return self._P
 
     def logits(self, x: torch.Tensor, prev: torch.Tensor, engine: str) -> torch.Tensor:
-        """(B, G, Hp, Wp) logits for grid-fitted inputs (see ``stacked_logits``)."""
+        """(B, G, Hp, Wp) logits for grid-fitted inputs (see ``stacked_logits``), in the gates' own dtype:
+        under ``torch.autocast`` (``--precision fp16|bf16``) the inputs are cast to it and autocast is off
+        here, so a gate decides in float32 whatever the precision of the layers it gates."""
         P = self.params()
-        return compiled_logits(P, x, prev) if engine == "compiled" else stacked_logits(P, x, prev)
+        dt = P["wx"].dtype
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x, prev = x.to(dt), prev.to(dt)
+            return compiled_logits(P, x, prev) if engine == "compiled" else stacked_logits(P, x, prev)

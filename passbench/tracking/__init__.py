@@ -4,14 +4,23 @@ Upstream: ``ifzhang/FairMOT`` (MIT), ``src/lib/tracker/``, ``src/lib/models/deco
 ``src/lib/datasets/dataset/jde.py``, ``src/track.py``. Clean reimplementation; see each module.
 """
 
-from passbench.tracking.decode import Detections, decode_frame, mot_decode
-from passbench.tracking.infer import FrameEvent, SequenceTracking, load_tracking_model, save_results, track_sequence
-from passbench.tracking.jde import JDETracker, STrack, TrackerConfig, TrackState, filter_outputs
-from passbench.tracking.kalman import CHI2INV95, KalmanFilter
-from passbench.tracking.letterbox import LetterboxTransform, letterbox, letterbox_transform
+import importlib
+from typing import Any
 
-__all__ = [
-    "CHI2INV95", "Detections", "FrameEvent", "JDETracker", "KalmanFilter", "LetterboxTransform",
-    "STrack", "SequenceTracking", "TrackState", "TrackerConfig", "decode_frame", "filter_outputs",
-    "letterbox", "letterbox_transform", "load_tracking_model", "mot_decode", "save_results", "track_sequence",
-]
+# Imported on first use (PEP 562), so that ``passbench speed`` (letterbox only) imports without the tracker's
+# dependencies (lap, scipy): the speed path on a Jetson needs torch, torchvision, timm, numpy, pandas, cv2.
+_EXPORTS = {
+    "decode": ("Detections", "decode_frame", "mot_decode"),
+    "infer": ("FrameEvent", "SequenceTracking", "load_tracking_model", "save_results", "track_sequence"),
+    "jde": ("JDETracker", "STrack", "TrackerConfig", "TrackState", "filter_outputs"),
+    "kalman": ("CHI2INV95", "KalmanFilter"),
+    "letterbox": ("LetterboxTransform", "letterbox", "letterbox_transform"),
+}
+_WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'passbench.tracking' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"passbench.tracking.{_WHERE[name]}"), name)

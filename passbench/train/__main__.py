@@ -1,6 +1,9 @@
 """CLI: ``python -m passbench.train {task,pass_p,pass_f,skipconv} --out DIR [key=value ...]``.
 
 Runs unchanged under ``torchrun --nproc_per_node N`` (gloo on CPU, nccl on GPU; rank 0 writes).
+``--device cpu|cuda|cuda:N`` (or ``$PASSBENCH_DEVICE``) picks a single process's device (default: CUDA
+when available, else the CPU); under torchrun each rank takes its ``LOCAL_RANK`` GPU, and ``--device``
+may only confirm that kind.
 Re-running with the same ``--out`` resumes from ``DIR/last.pt``; a different config there is an error.
 Keys are the fields of :class:`passbench.train.common.StageCfg`; stage defaults are in ``STAGE_DEFAULTS``.
 """
@@ -34,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("stage", choices=sorted(STAGE_DEFAULTS))
     ap.add_argument("--out", required=True, help="run directory (checkpoints, log.jsonl, final.pt)")
     ap.add_argument("--stop-at", type=int, default=None, help="leave after this many steps (resumable)")
+    ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: $PASSBENCH_DEVICE, else cuda when "
+                                                   "available, else cpu)")
     ap.add_argument("overrides", nargs="*", help="key=value, e.g. steps=20 input_wh=[320,192] init=runs/task/final.pt")
     args = ap.parse_intermixed_args(argv)
     try:
@@ -43,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     env = init_distributed()
+    try:
+        env = _with_device(env, args.device)
+    except ValueError as e:
+        ap.error(str(e))
     t0 = time.perf_counter()
     if args.stage == "task":
         from passbench.train.task import train_task as fn
@@ -60,6 +69,26 @@ def main(argv: list[str] | None = None) -> int:
     if env.world > 1:
         torch.distributed.destroy_process_group()
     return 0
+
+
+def _with_device(env, device: str | None):
+    """``env`` on the ``--device`` asked for (single process), or unchanged (ValueError: not available, or a
+    different kind than torchrun's ranks use)."""
+    import dataclasses  # noqa: PLC0415
+
+    from passbench.train.loop import train_env  # noqa: PLC0415
+
+    want = train_env(device)
+    if want is None:
+        return env
+    if env.world > 1:
+        if want.device.type != env.device.type:
+            raise ValueError(f"--device {want.device}: under torchrun every rank uses {env.device.type} "
+                             "(one GPU per LOCAL_RANK when CUDA is available)")
+        return env
+    if want.device.type == "cuda":
+        torch.cuda.set_device(want.device)
+    return dataclasses.replace(env, device=want.device)
 
 
 if __name__ == "__main__":

@@ -169,3 +169,14 @@ def run_loop(
         if log_f:
             log_f.close()
     return history
+
+
+def train_env(device: str | None) -> DistEnv | None:
+    """A single-process environment on ``device`` (``--device``, else ``$PASSBENCH_DEVICE``), or None (the
+    default: CUDA when available, else the CPU)."""
+    from passbench.device import DEVICE_ENV, check_device, requested  # noqa: PLC0415
+
+    dev = requested(device)
+    if dev is None:
+        return None
+    return DistEnv(0, 1, torch.device(check_device(dev, "--device" if device else f"${DEVICE_ENV}")))

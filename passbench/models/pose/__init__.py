@@ -78,8 +78,7 @@ def mhp_lpres(pretrained: Any = False, **kw: Any):
 def posenet_r50(pretrained: Any = False, **kw: Any):
     from passbench.models.pose.posenet import PoseNet  # noqa: PLC0415
 
-    no_pretrained("posenet_r50", pretrained)
-    return PoseNet(**kw)
+    return PoseNet(pretrained=pretrained, **kw)  # imagenet: torchvision's ResNet-50 (upstream's init)
 
 
 @register_model("vnect", (368, 368), "vnect", "VNect",
@@ -87,8 +86,7 @@ def posenet_r50(pretrained: Any = False, **kw: Any):
 def vnect(pretrained: Any = False, **kw: Any):
     from passbench.models.pose.vnect import VNect  # noqa: PLC0415
 
-    no_pretrained("vnect", pretrained)
-    return VNect(**kw)
+    return VNect(pretrained=pretrained, **kw)
 
 
 @register_model("movnect", POSE_INPUT, "movnect", "MoVNect",
@@ -96,5 +94,4 @@ def vnect(pretrained: Any = False, **kw: Any):
 def movnect(pretrained: Any = False, **kw: Any):
     from passbench.models.pose.movnect import MoVNect  # noqa: PLC0415
 
-    no_pretrained("movnect", pretrained)
-    return MoVNect(**kw)
+    return MoVNect(pretrained=pretrained, **kw)

@@ -15,7 +15,16 @@ Contract (what ``passbench.pose`` consumes)::
 
 Input: RGB in [0, 1], as the MOT models; with ``normalize=True`` (default) the ImageNet mean/std that
 upstream applies in its data transform (``cfg.pixel_mean``/``pixel_std``) is applied inside the model,
-an elementwise op before the first conv.
+an elementwise op before the first conv: ``(x * input_range - mean) / std``.
+
+``input_range`` is set by where the weights come from (config ``model.kwargs.input_range``):
+
+* ``1`` (default): ``(pixel / 255 - mean) / std``, what every passbench-trained pose checkpoint saw;
+* ``255``: ``(pixel - mean) / std`` on the 0-255 crop, what upstream 3DMPPE and MobileHumanPose feed.
+  Their ``data/dataset.py`` reads the image as float32 (``load_img``: ``img.astype(np.float32)``) and
+  ``transforms.ToTensor()`` scales only uint8 input, so ``Normalize(pixel_mean, pixel_std)`` sees values
+  of 0-255 and the network about -2 to 1110; the maintainer confirms the released snapshots expect this
+  (mks0601/3DMPPE_POSENET_RELEASE issue #69). An upstream snapshot needs ``input_range: 255``.
 
 z is mapped back as upstream 3DMPPE ``Human36M.evaluate``:
 ``Z_mm = (z / D * 2 - 1) * depth_range_mm / 2 + Z_root_mm``.
@@ -92,11 +101,16 @@ class PoseModel(nn.Module):
     Args:
         input_hw, output_hw: (H, W) px of the input crop and of the output maps.
         depth_dim: depth bins D.  num_joints: J.  normalize: ImageNet mean/std inside the model.
+        input_range: the scale of the pixels the mean/std is taken from: 1 (passbench weights) or 255
+            (upstream 3DMPPE / MobileHumanPose snapshots; module docstring).
     """
 
     def __init__(self, input_hw: tuple[int, int], output_hw: tuple[int, int], depth_dim: int, num_joints: int,
-                 normalize: bool = True) -> None:
+                 normalize: bool = True, input_range: float = 1.0) -> None:
         super().__init__()
+        if not float(input_range) > 0:
+            raise ValueError(f"{type(self).__name__}: input_range must be > 0 (1 or 255), got {input_range!r}")
+        self.input_range = float(input_range)
         self.input_hw = tuple(int(v) for v in input_hw)
         self.output_hw = tuple(int(v) for v in output_hw)
         self.depth_dim = int(depth_dim)
@@ -114,4 +128,6 @@ class PoseModel(nn.Module):
         if tuple(x.shape[2:]) != self.input_hw:
             raise ValueError(f"{type(self).__name__}: input must be {self.input_hw[0]}x{self.input_hw[1]} (H x W), "
                              f"got {x.shape[2]}x{x.shape[3]}")
+        if self.input_range != 1.0:
+            x = x * self.input_range  # (B, 3, H, W) in [0, input_range]: upstream's 0-255 crop
         return (x - self.pixel_mean) / self.pixel_std if self.normalize else x

@@ -205,20 +205,22 @@ class MobileHumanPose(PoseModel):
         num_joints: J (18: Human3.6M's 17 + Thorax, as upstream on Human3.6M).
         width: width multiplier (stem and stages; the 2048 embedding and the 256-ch DeConvs stay).
         input_hw: input crop (H, W); upstream asserts 256x256. Multiples of 64 (LPSKI) / 32 build.
-        normalize: ImageNet mean/std inside the model.
+        normalize: ImageNet mean/std inside the model.  input_range: 1 (passbench weights) or 255 (an
+            upstream MobileHumanPose snapshot; ``common.PoseModel``).
 
     Forward: x (B, 3, H, W) RGB in [0, 1] -> {"coords": (B, J, 3), "heatmaps": (B, J, D, Ho, Wo)}.
     """
 
     def __init__(self, variant: str = "lpski", num_joints: int = 18, width: float = 1.0,
-                 input_hw: tuple[int, int] = (256, 256), normalize: bool = True) -> None:
+                 input_hw: tuple[int, int] = (256, 256), normalize: bool = True, input_range: float = 1.0) -> None:
         if variant not in _BACKBONES:
             raise ValueError(f"MobileHumanPose: unknown variant {variant!r} (known: {', '.join(VARIANTS)})")
         cls, stride, depth = _BACKBONES[variant]
         multiple = 64 if variant == "lpski" else 32  # LPSKI's deepest skip sits at stride 64
         if any(int(v) % multiple for v in input_hw):
             raise ValueError(f"mhp_{variant}: input {input_hw[0]}x{input_hw[1]} must be multiples of {multiple}")
-        super().__init__(input_hw, (input_hw[0] // stride, input_hw[1] // stride), depth, num_joints, normalize)
+        super().__init__(input_hw, (input_hw[0] // stride, input_hw[1] // stride), depth, num_joints, normalize,
+                         input_range)
         self.variant = variant
         self.backbone = cls(num_joints, width, depth)
 

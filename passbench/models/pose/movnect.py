@@ -23,6 +23,8 @@ MHP), J = 18 Human3.6M joints.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -44,21 +46,24 @@ class MoVNect(PoseModel):
     Args:
         num_joints: J (18 Human3.6M joints).  depth_dim: D, unit of the location maps (as VNect).
         input_hw: input crop (H, W), multiples of 16 (256x256, unverified).
-        normalize: ImageNet mean/std inside the model.
+        normalize: ImageNet mean/std inside the model.  input_range: 1 or 255 (``common.PoseModel``).
+        pretrained: MobileNetV2 init: none, ``imagenet`` (torchvision's) or a local file.
 
     Forward: x (B, 3, H, W) RGB in [0, 1] -> {"coords": (B, J, 3), "heatmaps": (B, J, H/8, W/8),
     "locmaps": (B, J, 3, H/8, W/8)}.
     """
 
     def __init__(self, num_joints: int = 18, depth_dim: int = 64, input_hw: tuple[int, int] = (256, 256),
-                 normalize: bool = True) -> None:
+                 normalize: bool = True, input_range: float = 1.0, pretrained: Any = None) -> None:
         if any(int(v) % 16 for v in input_hw):
             raise ValueError(f"movnect: input {input_hw[0]}x{input_hw[1]} must be multiples of 16")
-        super().__init__(input_hw, (input_hw[0] // 8, input_hw[1] // 8), depth_dim, num_joints, normalize)
-        import torchvision  # noqa: PLC0415
+        super().__init__(input_hw, (input_hw[0] // 8, input_hw[1] // 8), depth_dim, num_joints, normalize,
+                         input_range)
+        from passbench.models.pretrained import torchvision_model  # noqa: PLC0415
 
         j = num_joints
-        self.backbone = torchvision.models.mobilenet_v2(weights=None).features[:BACKBONE_BLOCKS]
+        tv = torchvision_model("mobilenet_v2", "MobileNet_V2_Weights.IMAGENET1K_V1", pretrained)
+        self.backbone = tv.features[:BACKBONE_BLOCKS]
         self.block13_a = nn.Sequential(cbr(96, 368), cbr(368, 368, 3, groups=368), cbr(368, 256, relu=False))
         self.block13_a_proj = cbr(96, 256, relu=False)
         self.block13_b = nn.Sequential(cbr(256, 192), cbr(192, 192, 3, groups=192), cbr(192, 192))

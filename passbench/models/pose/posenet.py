@@ -6,7 +6,8 @@ fc) + ``HeadNet`` (three ConvTranspose2d k4 s2 p1, 256 channels, no bias, each +
 1x1 conv to J x depth_dim), ``soft_argmax`` over a 64x64x64 volume at 256x256 input
 (``main/config.py``: output_shape = input / 4, depth_dim 64).
 
-The backbone is ``torchvision.models.resnet50(weights=None)`` (no downloads) with its modules kept
+The backbone is ``torchvision.models.resnet50`` (random init, or ``pretrained="imagenet"``: torchvision's
+ImageNet weights, upstream's init, ``passbench.models.pretrained``) with its modules kept
 under upstream's names (``backbone.conv1`` ... ``backbone.layer4``, ``head.deconv_layers.*``,
 ``head.final_layer``), so an upstream checkpoint loads by name. The three ConvTranspose2d layers are
 not patch-skippable (``passbench.skip`` wraps nn.Conv2d only); tests/test_pose_models.py states
@@ -14,6 +15,8 @@ their share of the MACs.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,11 +27,11 @@ from passbench.models.pose.common import PoseModel, soft_argmax_3d
 class ResNetBackbone(nn.Module):
     """torchvision ResNet-50 trunk (stride 32, 2048 channels), keys as upstream ``ResNetBackbone``."""
 
-    def __init__(self) -> None:
+    def __init__(self, pretrained: Any = None) -> None:
         super().__init__()
-        import torchvision  # noqa: PLC0415
+        from passbench.models.pretrained import torchvision_model  # noqa: PLC0415
 
-        tv = torchvision.models.resnet50(weights=None)
+        tv = torchvision_model("resnet50", "ResNet50_Weights.IMAGENET1K_V1", pretrained)
         for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
             setattr(self, name, getattr(tv, name))
 
@@ -59,17 +62,19 @@ class PoseNet(PoseModel):
     Args:
         num_joints: J (18 on Human3.6M, as upstream).  depth_dim: D (64, upstream config).
         input_hw: input crop (H, W), multiples of 32 (upstream 256x256).
-        normalize: ImageNet mean/std inside the model.
+        normalize: ImageNet mean/std inside the model.  input_range: 1 or 255 (``common.PoseModel``).
+        pretrained: backbone init: none, ``imagenet`` (torchvision's ResNet-50, upstream's init) or a file.
 
     Forward: x (B, 3, H, W) RGB in [0, 1] -> {"coords": (B, J, 3), "heatmaps": (B, J, D, H/4, W/4)}.
     """
 
     def __init__(self, num_joints: int = 18, depth_dim: int = 64, input_hw: tuple[int, int] = (256, 256),
-                 normalize: bool = True) -> None:
+                 normalize: bool = True, input_range: float = 1.0, pretrained: Any = None) -> None:
         if any(int(v) % 32 for v in input_hw):
             raise ValueError(f"posenet_r50: input {input_hw[0]}x{input_hw[1]} must be multiples of 32")
-        super().__init__(input_hw, (input_hw[0] // 4, input_hw[1] // 4), depth_dim, num_joints, normalize)
-        self.backbone = ResNetBackbone()
+        super().__init__(input_hw, (input_hw[0] // 4, input_hw[1] // 4), depth_dim, num_joints, normalize,
+                         input_range)
+        self.backbone = ResNetBackbone(pretrained)
         self.head = HeadNet(num_joints, depth_dim)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

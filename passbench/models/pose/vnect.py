@@ -19,6 +19,8 @@ Deviations (baselines/vnect/README.md): BN after every conv instead of Caffe's f
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -35,11 +37,11 @@ def conv_bn(cin: int, cout: int, k: int, relu: bool = True) -> nn.Sequential:
 class ResNetRes4f(nn.Module):
     """torchvision ResNet-50 conv1 .. layer3 (= Caffe res4f): (B, 3, H, W) -> (B, 1024, H/16, W/16)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pretrained: Any = None) -> None:
         super().__init__()
-        import torchvision  # noqa: PLC0415
+        from passbench.models.pretrained import torchvision_model  # noqa: PLC0415
 
-        tv = torchvision.models.resnet50(weights=None)
+        tv = torchvision_model("resnet50", "ResNet50_Weights.IMAGENET1K_V1", pretrained)
         for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3"):
             setattr(self, name, getattr(tv, name))
 
@@ -55,19 +57,21 @@ class VNect(PoseModel):
         num_joints: J (18 Human3.6M joints by default; VNect used 21).
         depth_dim: D, the unit of the location maps (2000 mm / D per unit; 64 as 3DMPPE).
         input_hw: input crop (H, W), multiples of 16 (VNect: 368x368).
-        normalize: ImageNet mean/std inside the model.
+        normalize: ImageNet mean/std inside the model.  input_range: 1 or 255 (``common.PoseModel``).
+        pretrained: backbone init: none, ``imagenet`` (torchvision's ResNet-50) or a local file.
 
     Forward: x (B, 3, H, W) RGB in [0, 1] -> {"coords": (B, J, 3), "heatmaps": (B, J, H/8, W/8),
     "locmaps": (B, J, 3, H/8, W/8)}.
     """
 
     def __init__(self, num_joints: int = 18, depth_dim: int = 64, input_hw: tuple[int, int] = (368, 368),
-                 normalize: bool = True) -> None:
+                 normalize: bool = True, input_range: float = 1.0, pretrained: Any = None) -> None:
         if any(int(v) % 16 for v in input_hw):
             raise ValueError(f"vnect: input {input_hw[0]}x{input_hw[1]} must be multiples of 16")
-        super().__init__(input_hw, (input_hw[0] // 8, input_hw[1] // 8), depth_dim, num_joints, normalize)
+        super().__init__(input_hw, (input_hw[0] // 8, input_hw[1] // 8), depth_dim, num_joints, normalize,
+                         input_range)
         j = num_joints
-        self.backbone = ResNetRes4f()
+        self.backbone = ResNetRes4f(pretrained)
         self.res5a_branch2 = nn.Sequential(conv_bn(1024, 512, 1), conv_bn(512, 512, 3), conv_bn(512, 1024, 1, False))
         self.res5a_branch1 = conv_bn(1024, 1024, 1, relu=False)
         self.res5b = nn.Sequential(conv_bn(1024, 256, 1), conv_bn(256, 128, 3), conv_bn(128, 256, 1))
