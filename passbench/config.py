@@ -25,12 +25,13 @@ from typing import Any, Union
 
 import yaml
 
+from passbench.errors import UserError
 from passbench.paths import REPO_ROOT
 
 CONFIGS = REPO_ROOT / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override is invalid; the message names the key and where it came from."""
 
 
@@ -368,8 +369,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         The frozen :class:`ExperimentCfg`; ``name`` defaults to :func:`config_id` of ``path``.
 
     Raises:
-        ConfigError: unknown key, wrong type, bad YAML, missing file, ``_base_`` cycle; the message names
-            the key and the file (or ``override``) that set it.
+        ConfigError: unknown key, wrong type, bad YAML, missing file, ``_base_`` cycle, or a value outside
+            its range or set (``passbench.config_check``); the message names the key and the file (or
+            ``override``) that set it.
     """
     path = Path(path)
     sources: dict[str, str] = {}
@@ -382,7 +384,11 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
             sources.setdefault(".".join(parts[:i]), f"override {text!r}")
         _mark(value, key, f"override {text!r}", sources)
     tree.setdefault("name", config_id(path))
-    return _build(ExperimentCfg, tree, "", sources)
+    cfg = _build(ExperimentCfg, tree, "", sources)
+    from passbench.config_check import check_config  # noqa: PLC0415 - value checks need the registries
+
+    check_config(cfg, lambda key: sources.get(key) or _nearest_source(key, sources))
+    return cfg
 
 
 def from_dict(data: dict[str, Any], origin: str = "<dict>") -> ExperimentCfg:

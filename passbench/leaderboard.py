@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from passbench.config import CONFIGS, ExperimentCfg, load_config, to_dict
+from passbench.errors import UserError
 from passbench.paths import REPO_ROOT
 
 METHODS = ("dense", "skipconv", "pass_p", "pass_f")
@@ -42,7 +43,7 @@ RECIPE = CONFIG_DIR / "_base_" / "train.yaml"
 PLAN = "plan.json"
 
 
-class LeaderboardError(ValueError):
+class LeaderboardError(UserError, ValueError):
     """The command cannot go on; the message says why and what to change."""
 
 

@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from passbench.errors import UserError
 from passbench.paths import REPO_ROOT
 
 GOLDEN = REPO_ROOT / "results" / "golden" / "regress.json"
@@ -114,7 +115,7 @@ TASK_METRICS: dict[str, tuple[Metric, ...]] = {
 }
 
 
-class RegressError(ValueError):
+class RegressError(UserError, ValueError):
     """Bad use of ``regress`` (unknown case, missing reason, unreadable golden file)."""
 
 
@@ -132,11 +133,16 @@ def _get(rec: dict[str, Any], path: str) -> Any:
 def measure(case: Case, overrides: list[str] | tuple[str, ...] = (), data_root: Any = None,
             progress: bool | None = None) -> dict[str, Any]:
     """Run one case (nothing written to the records) and return its record (or skip marker)."""
-    from passbench.config import load_config  # noqa: PLC0415
     from passbench.runner import run  # noqa: PLC0415
 
-    cfg = load_config(REPO_ROOT / case.config, list(case.overrides) + list(overrides))
-    return run(cfg, data_root=data_root, write=False, progress=progress)
+    return run(case_config(case, overrides), data_root=data_root, write=False, progress=progress)
+
+
+def case_config(case: Case, overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """The case's resolved config (``ConfigError`` for a bad override: the user's, exit 2)."""
+    from passbench.config import load_config  # noqa: PLC0415
+
+    return load_config(REPO_ROOT / case.config, list(case.overrides) + list(overrides))
 
 
 def values_of(rec: dict[str, Any], task: str) -> dict[str, float | int | None]:
@@ -301,6 +307,8 @@ def main(cases: list[str] | None = None, overrides: list[str] | None = None, upd
     except RegressError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for case in chosen:  # a bad override fails here (ConfigError, exit 2), before any case runs
+        case_config(case, overrides)
     rows: list[Row] = []
     problems: list[str] = []
     measured: dict[str, tuple[Case, dict[str, Any]]] = {}

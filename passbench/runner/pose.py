@@ -34,11 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from passbench.config import ExperimentCfg
+from passbench.config import ConfigError, ExperimentCfg
 from passbench.paths import DataRoot, DataRootError
 from passbench.records import new_record
-from passbench.runner.core import (SkipRow, _absent, _cost, _data_root, _dense_gmacs, _load_weights, _measure_speed,
-                                   _need, _operating_point, _progress_bar, _reset, _sha256, _weights_path)
+from passbench.runner.core import (SkipRow, _absent, _build_model, _cost, _data_root, _dense_gmacs, _load_weights,
+                                   _measure_speed, _need, _operating_point, _progress_bar, _reset, _sha256,
+                                   _weights_path)
 
 SYNTHETIC_DEFAULT = "synthetic:table2"  # the preset reproduce falls back to (passbench.datasets.synthetic_h36m)
 POSE_TIMED_REGION = "model forward, 1 frame, box crop already on device (no decode / crop / back-projection)"
@@ -68,7 +69,10 @@ def _pose_root(cfg: ExperimentCfg, data_root: Any) -> DataRoot:
 
     given = data_root if data_root is not None else cfg.dataset.data_root
     if is_synthetic_root(given):
-        return DataRoot(resolve_root(given).resolve(), str(given), default=True)
+        try:
+            return DataRoot(resolve_root(given).resolve(), str(given), default=True)
+        except KeyError as e:  # an unknown preset (the message lists the known ones)
+            raise DataRootError(f"data root {given}: {e.args[0] if e.args else e}") from None
     root = _data_root(cfg, data_root)
     if not (root.path / "Human36M").is_dir():
         raise _absent(root, "no Human3.6M: Human36M/", cfg.requires or "Human3.6M")
@@ -206,7 +210,8 @@ def _run_streams(cfg: ExperimentCfg, model: Any, skippable: bool, data: Any, spe
         if frames:
             scores.add(np.stack(coords).astype(np.float64), frames, spec, st.moving)
     if not any(scores.protocol):
-        raise ValueError(f"{cfg.name}: no scored frame (protocol {data.protocol.name}, frames {cfg.dataset.frames})")
+        raise ConfigError(f"{cfg.name}: no scored frame (protocol {data.protocol.name}, dataset.frames "
+                          f"{cfg.dataset.frames}): the protocol scores none of the frames selected")
     return scores, stats, n_run, no_box
 
 
@@ -270,10 +275,10 @@ def _run_pose(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = F
     torch.set_num_threads(cfg.speed.threads)
     torch.manual_seed(cfg.train.seed)
     w, h = cfg.model.input_wh
-    model = _need("passbench.models", "build_model")(cfg.model.name, pretrained=False, **cfg.model.kwargs).eval()
+    model = _build_model(cfg)
     spec = MapSpec.of(model)
     if spec.input_hw != (h, w):
-        raise ValueError(f"{cfg.name}: model.input_wh {w}x{h} but {cfg.model.name} takes "
+        raise ConfigError(f"{cfg.name}: model.input_wh {w}x{h} but {cfg.model.name} takes "
                          f"{spec.input_hw[1]}x{spec.input_hw[0]} (set model.input_wh or model.kwargs.input_hw)")
     gmacs_dense = _dense_gmacs(cfg, model, torch.zeros(1, 3, h, w))
     if weights is None:

@@ -16,7 +16,7 @@ import dataclasses
 import os
 from typing import Any
 
-from passbench.config import ExperimentCfg, to_dict
+from passbench.config import ConfigError, ExperimentCfg, to_dict
 from passbench.records import append_record, speed_record
 from passbench.runner.core import SkipRow, _data_root, _measure_speed, _need, _sha256, _weights_path, records_file
 
@@ -36,7 +36,7 @@ def run_speed(cfg: ExperimentCfg, *, device: str | None = None, precision: str =
     Raises:
         NotImplementedError: a pose row (its streams are timed by ``run`` only, for now).
         SkipRow: the row is over the CPU budget and ``device`` is the CPU.
-        ValueError: ``device`` is CUDA and no CUDA device is available.
+        ConfigError: ``device`` is CUDA and no CUDA device is available (exit 2 from the CLI).
     """
     if cfg.task != "mot":
         raise NotImplementedError(f"{cfg.name}: passbench speed times MOT rows only (task {cfg.task!r})")
@@ -44,7 +44,7 @@ def run_speed(cfg: ExperimentCfg, *, device: str | None = None, precision: str =
 
     dev = str(device or cfg.speed.device)
     if dev.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"{cfg.name}: --device {dev}: no CUDA device is available here")
+        raise ConfigError(f"{cfg.name}: --device {dev}: no CUDA device is available here")
     cfg = dataclasses.replace(cfg, speed=dataclasses.replace(cfg.speed, device=dev, enabled=True,
                                                              threads=threads or cfg.speed.threads))
     from passbench.runner.mot import _mot_sequences, _prepare_model, _timing_inputs  # noqa: PLC0415
