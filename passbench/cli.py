@@ -1,8 +1,8 @@
 """``passbench`` command line (argparse).
 
     passbench models [--glob PATTERN]
-    passbench run CONFIG [key=value ...] [--data-root DIR] [--no-write]
-    passbench reproduce N [--data-root DIR] [--force] [--format md|csv|latex]
+    passbench run CONFIG [key=value ...] [--data-root DIR] [--no-write] [--on-corrupt-frame error|skip]
+    passbench reproduce N [--data-root DIR] [--force] [--format md|csv|latex] [--on-corrupt-frame error|skip]
     passbench table N [--format md|csv|latex] [--no-write]
     passbench figure N [--metric idf1] [--run]
     passbench regress [--case NAME ...] [key=value ...] [--update --reason TEXT]
@@ -19,8 +19,9 @@ Output: a tqdm bar per row while it tracks (only when stderr is a terminal; ``--
 
 Exit codes: 0 success (skip markers, "not runnable here", are fine); 1 a row failed or is not
 implemented (``run``, ``reproduce``, ``figure --run``, listing them), or ``regress`` found drift;
-2 a usage error (bad config or override, a data root or weights file that does not exist, a broken
-record file), with nothing written.
+2 bad input: any ``passbench.errors.UserError`` (a bad config value or override, a data root,
+sequence, frame, gt row, weights file or records file the checks refuse), with nothing written and
+``error: <message naming the file and the key, field or line>``.
 """
 
 from __future__ import annotations

@@ -387,7 +387,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     cfg = _build(ExperimentCfg, tree, "", sources)
     from passbench.config_check import check_config  # noqa: PLC0415 - value checks need the registries
 
-    check_config(cfg, lambda key: sources.get(key) or _nearest_source(key, sources))
+    check_config(cfg, lambda key: sources.get(key.split("[")[0]) or _nearest_source(key.split("[")[0], sources))
     return cfg
 
 

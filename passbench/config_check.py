@@ -198,11 +198,27 @@ def _keyword_params(fn: Callable[..., Any], drop: tuple[str, ...]) -> tuple[dict
 
 
 def _check_method(c: _Checker, cfg: ExperimentCfg) -> None:
-    from passbench.skip import METHODS, make_skippable  # noqa: PLC0415
+    from passbench.skip import METHODS  # noqa: PLC0415
 
-    name, params = cfg.method.name, dict(cfg.method.params)
+    name = cfg.method.name
     if name not in METHODS:
         raise c.fail("method.name", f"{name!r} is not one of: {', '.join(METHODS.names())}")
+    _check_params(c, name, dict(cfg.method.params), complete=False)
+
+
+def check_method_params(method: str, params: dict[str, Any], where: str) -> None:
+    """Check the parameters a skipping method is built with after the weights' stored gate spec was merged
+    under the config's (``passbench.runner.core``): what the config alone could not show, e.g. a threshold
+    outside [0, 1] for the Gumbel gate a ``skipconv`` checkpoint names. Raises ``ConfigError`` (``where``)."""
+    _check_params(_Checker(lambda key: where), method, dict(params), complete=True)
+
+
+def _check_params(c: _Checker, name: str, params: dict[str, Any], complete: bool) -> None:
+    """``complete``: ``params`` are all the method gets. Otherwise (the config alone) a builder that
+    dispatches on its own arguments (``**kwargs``, e.g. ``skipconv``'s ``gate``) is dry-built only when
+    those are set: a checkpoint may supply them (checked again, complete, when the weights load)."""
+    from passbench.skip import METHODS, make_skippable  # noqa: PLC0415
+
     wrapper, _ = _keyword_params(make_skippable, _WRAPPER_ONLY)
     builder, builder_var_kw = _keyword_params(METHODS.get(name), _BUILDER_FIXED)
     known = {**wrapper, **builder}
@@ -219,7 +235,9 @@ def _check_method(c: _Checker, cfg: ExperimentCfg) -> None:
     _check_wrapper_params(c, {k: v for k, v in params.items() if k in wrapper})
     if "operating_point" in params:
         _check_operating_point(c, name, params["operating_point"])
-    _dry_build(c, name, {k: v for k, v in params.items() if k not in wrapper and k not in _RUNNER_KEYS})
+    gate_params = {k: v for k, v in params.items() if k not in wrapper and k not in _RUNNER_KEYS}
+    if complete or not builder_var_kw or set(builder) <= set(gate_params):
+        _dry_build(c, name, gate_params)
 
 
 def _same_type(c: _Checker, key: str, v: Any, default: Any) -> None:

@@ -284,8 +284,9 @@ def add(model: str, *, budget_minutes: float = 30.0, out: str | Path | None = No
     out = Path(out) if out is not None else REPO_ROOT / "runs" / "leaderboard" / model.replace(":", "_").replace("/", "_")
     overrides = dict(train_overrides or {})
     wh = tuple(overrides.get("input_wh", recipe["common"]["input_wh"]))
-    # Refuse before training what the runner would refuse after it (dense MACs over the CPU cap).
-    probe_cfg = row_config("dense", model, out / "task" / "final.pt", wh, eval_overrides)
+    # Refuse before training what the runner would refuse after it (a bad override for any row's config,
+    # dense MACs over the CPU cap).
+    probe_cfg = [row_config(m, model, out / "task" / "final.pt", wh, eval_overrides) for m in METHODS][0]
     gmacs = measure_model(model, wh, "meta")[1]
     if probe_cfg.max_cpu_gmacs is not None and probe_cfg.speed.device == "cpu" and gmacs > probe_cfg.max_cpu_gmacs:
         raise LeaderboardError(f"{model} costs {gmacs:.1f} GMACs/frame at {wh[0]}x{wh[1]}, over the CPU cap "

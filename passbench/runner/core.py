@@ -173,6 +173,9 @@ def _load_weights(model: Any, weights: Path | None, cfg: ExperimentCfg) -> tuple
 def _make_skippable(model: Any, method: str, params: dict[str, Any], name: str = "") -> Any:
     """``make_skippable`` with the row's parameters; what only the model can refute (a ``layers`` glob that
     matches no conv, one ``rates`` / ``thresholds`` entry per gated layer) is a ``ConfigError``."""
+    from passbench.config_check import check_method_params  # noqa: PLC0415
+
+    check_method_params(method, params, f"{name}: method.params with the weights' gate parameters {params}")
     params = {k: v for k, v in params.items() if k != "operating_point"}  # not a make_skippable argument
     try:
         res = _need("passbench.skip", "make_skippable")(model, method, **params)
