@@ -324,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the config's speed.device)")
     sp.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
                     help="fp16 / bf16: every timed forward under torch.autocast (default fp32)")
-    sp.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: the config's speed.threads)")
+    sp.add_argument("--threads", type=_positive_int, default=None,
+                    help="torch threads (default: the config's speed.threads)")
     sp.add_argument("--data-root", default=None, help="data root (default: $PASSBENCH_DATA or the sample data)")
     sp.add_argument("--no-write", action="store_true", help="do not append the speed record")
     sp.set_defaults(fn=_cmd_speed)

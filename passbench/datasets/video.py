@@ -121,9 +121,9 @@ def check_size(rgb: np.ndarray, size: tuple[int, int] | None, what: str, where: 
 
 
 # How a complete file ends: a JPEG with its EOI marker (it cannot occur inside the entropy-coded data,
-# where 0xFF is stuffed as FF 00), a PNG with its IEND chunk. OpenCV decodes a cut file into a partial
-# image (the missing rows grey) without an error: ``imread`` returns None only when it cannot decode
-# at all, so the end is checked first.
+# where 0xFF is stuffed as FF 00), a PNG with its IEND chunk. OpenCV's ``imread`` decodes a cut JPEG
+# into a partial image (the missing rows grey) with only a libjpeg warning on stderr; ``imdecode`` of
+# this build refuses some cut files, but no OpenCV API promises either, so the end is checked first.
 _COMPLETE = ((b"\xff\xd8", b"\xff\xd9", "JPEG end-of-image marker FF D9"),
              (b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82", "PNG IEND chunk"))
 
@@ -174,7 +174,8 @@ def iter_image_frames(folder: Path, ext: str, start: int, stop: int, size: tuple
         except FrameDecodeError as e:
             if skip_bad is None:
                 raise
-            warnings.warn(f"skipping a bad frame: {e}", stacklevel=2)
-            skip_bad.append(f)
+            if f not in skip_bad:  # a second pass over the frames (timing, then tracking) lists it once
+                warnings.warn(f"skipping a bad frame: {e}", stacklevel=2)
+                skip_bad.append(f)
             continue
         yield f, rgb

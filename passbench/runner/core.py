@@ -96,7 +96,8 @@ def _build_model(cfg: ExperimentCfg) -> Any:
     except TypeError as e:
         if not cfg.model.kwargs:
             raise
-        raise ConfigError(f"{cfg.name}: model.kwargs {dict(cfg.model.kwargs)} do not fit {cfg.model.name}: {e}") from None
+        raise ConfigError(f"{cfg.name}: model.kwargs {dict(cfg.model.kwargs)} do not fit {cfg.model.name}: "
+                          f"{e}") from None
     return model.eval()
 
 

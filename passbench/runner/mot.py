@@ -51,15 +51,25 @@ def corrupt_frame_policy() -> str:
 
 def _mot_sequences(cfg: ExperimentCfg, root: DataRoot) -> list[Path]:
     """The folders of ``dataset.sequences``. A name the dataset folder does not hold is the user's error
-    (listing the names it holds), under any root; a root without the dataset folder at all is "not
-    runnable here" under the default root (``core._absent``)."""
-    from passbench.datasets.mot import SequenceError  # noqa: PLC0415
+    (listing the names it holds), under any root, and so is a split folder the dataset does not have or,
+    under the default root, a dataset name that is neither there nor a MOTChallenge benchmark; only a
+    benchmark absent from the default root is "not runnable here" (``core._absent``)."""
+    from passbench.datasets.mot import BENCHMARK_DIRS, SequenceError  # noqa: PLC0415
 
     if not cfg.dataset.sequences:
         raise ConfigError(f"{cfg.name}: dataset.sequences is empty")
     where = f"{cfg.dataset.name}/{cfg.dataset.split}"
     folder = root.path / where
     known = sorted(p.name for p in folder.iterdir() if (p / "seqinfo.ini").is_file()) if folder.is_dir() else []
+    if not folder.is_dir() and (root.path / cfg.dataset.name).is_dir():
+        splits = sorted(p.name for p in (root.path / cfg.dataset.name).iterdir() if p.is_dir())
+        raise SequenceError(f"{cfg.name}: dataset.split: {cfg.dataset.name} under {root.describe()} has no split "
+                            f"{cfg.dataset.split!r} (it has: {', '.join(splits) or 'none'})")
+    if not folder.is_dir() and root.default and cfg.dataset.name not in BENCHMARK_DIRS:
+        there = sorted(p.name for p in root.path.iterdir() if p.is_dir())
+        raise SequenceError(f"{cfg.name}: dataset.name: {cfg.dataset.name!r} is neither a dataset under "
+                            f"{root.describe()} (it holds: {', '.join(there)}) nor a MOTChallenge benchmark "
+                            f"({', '.join(BENCHMARK_DIRS)})")
     out = []
     for s in cfg.dataset.sequences:
         p = folder / s
