@@ -1,9 +1,9 @@
 """``passbench`` command line (argparse).
 
     passbench models [--glob PATTERN]
-    passbench run CONFIG [key=value ...] [--data-root DIR] [--no-write]
+    passbench run CONFIG [key=value ...] [--data-root DIR] [--no-write] [--on-corrupt-frame error|skip]
     passbench reproduce N|FOLDER [--data-root DIR] [--force] [--format md|csv|latex] [--executor local|ray]
-                                                  (FOLDER: e.g. paper/table3)
+                     [--on-corrupt-frame error|skip]                      (FOLDER: e.g. paper/table3)
     passbench table N [--format md|csv|latex] [--no-write]
     passbench figure N [--metric idf1] [--run] [--executor local|ray]
     passbench regress [--case NAME ...] [key=value ...] [--update --reason TEXT] [--executor local|ray]
@@ -30,8 +30,9 @@ Output: a tqdm bar per row while it tracks (only when stderr is a terminal; ``--
 
 Exit codes: 0 success (skip markers, "not runnable here", are fine); 1 a row failed or is not
 implemented (``run``, ``reproduce``, ``figure --run``, listing them), or ``regress`` found drift;
-2 a usage error (bad config or override, a data root or weights file that does not exist, a broken
-record file), with nothing written.
+2 bad input: any ``passbench.errors.UserError`` (a bad config value or override, a data root,
+sequence, frame, gt row, weights file or records file the checks refuse), with nothing written and
+``error: <message naming the file and the key, field or line>``.
 """
 
 from __future__ import annotations
@@ -66,9 +67,12 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from passbench.config import load_config
-    from passbench.runner import run
+    from passbench.records import check_file
+    from passbench.runner import records_file, run
 
     cfg = load_config(args.config, args.overrides)
+    if not args.no_write:
+        check_file(records_file(cfg, args.results_dir))  # a corrupted records file: refused before the run
     try:
         rec = run(cfg, data_root=args.data_root, results=args.results_dir, write=not args.no_write,
                   progress=args.progress)
@@ -93,16 +97,18 @@ class _Outcome:
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     not_implemented: list[str] = field(default_factory=list)
+    bad_input: list[str] = field(default_factory=list)  # stopped by a passbench.errors.UserError (nothing written)
 
     def report(self, what: str) -> int:
-        """Print the tally to stderr; 1 when a row failed or is not implemented, else 0."""
+        """Print the tally to stderr; 2 when a row stopped on bad input (data, weights), else 1 when a row
+        failed or is not implemented, else 0."""
         print(f"{what}: {len(self.ran)} ran, {len(self.skipped)} not runnable here, {len(self.failed)} failed, "
-              f"{len(self.not_implemented)} not implemented", file=sys.stderr)
+              f"{len(self.not_implemented)} not implemented, {len(self.bad_input)} bad input", file=sys.stderr)
         for label, names in (("not runnable here (skip markers)", self.skipped), ("FAILED", self.failed),
-                             ("NOT IMPLEMENTED", self.not_implemented)):
+                             ("NOT IMPLEMENTED", self.not_implemented), ("BAD INPUT", self.bad_input)):
             if names:
                 print(f"  {label}: {', '.join(names)}", file=sys.stderr)
-        return 1 if self.failed or self.not_implemented else 0
+        return 2 if self.bad_input else 1 if self.failed or self.not_implemented else 0
 
 
 def _check_data_root(args: argparse.Namespace) -> None:
@@ -124,6 +130,7 @@ def _run_missing(paths: list, args: argparse.Namespace) -> _Outcome:
     """Run every config in ``paths`` without a run record (all with ``--force``), going on after a
     failing row; returns what happened to each."""
     from passbench.config import load_config
+    from passbench.errors import UserError
     from passbench.records import read_records, records_dir
     from passbench.records import append_record
     from passbench.runner import records_file, reuse, run
@@ -134,8 +141,8 @@ def _run_missing(paths: list, args: argparse.Namespace) -> _Outcome:
     runs = read_records(rdir, kind="run") if rdir.is_dir() else []
     done = {r["experiment"] for r in runs}
     out = _Outcome()
-    for path in paths:
-        cfg = load_config(path, args.overrides)
+    cfgs = [load_config(path, args.overrides) for path in paths]  # a bad config / override: exit 2 before any row
+    for cfg in cfgs:
         if cfg.name in done and not args.force:
             print(f"{cfg.name}: record exists (use --force to re-run)")
             continue
@@ -154,6 +161,10 @@ def _run_missing(paths: list, args: argparse.Namespace) -> _Outcome:
         except NotImplementedError as e:  # a pipeline piece is missing: say so, write nothing, go on
             print(f"{cfg.name}: NOT IMPLEMENTED: {e}", flush=True)
             out.not_implemented.append(cfg.name)
+            continue
+        except UserError as e:  # bad data or weights for this row: named, nothing written, the others go on
+            print(f"{cfg.name}: error: {e}", flush=True)
+            out.bad_input.append(cfg.name)
             continue
         except Exception as e:  # noqa: BLE001 - one failing row must not hide the others; listed and exit 1
             print(f"{cfg.name}: FAILED: {type(e).__name__}: {e}", flush=True)
@@ -238,9 +249,13 @@ def _cmd_figure(args: argparse.Namespace) -> int:
 
 def _cmd_speed(args: argparse.Namespace) -> int:
     from passbench.config import load_config
+    from passbench.records import check_file
+    from passbench.runner import records_file
     from passbench.runner.speed import SkipRow, run_speed
 
     cfg = load_config(args.config, args.overrides)
+    if not args.no_write:
+        check_file(records_file(cfg, args.results_dir))
     try:
         from passbench.device import requested  # noqa: PLC0415
 
@@ -252,9 +267,6 @@ def _cmd_speed(args: argparse.Namespace) -> int:
     except SkipRow as e:
         print(f"{cfg.name}: not runnable here: {e}", file=sys.stderr)
         return 0
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     sp = rec["speed"]
     print(f"{cfg.name} [{sp['device']}, {sp['precision']}, {sp['threads']} threads]: {sp['fps']:.1f} FPS "
           f"(dense twin {sp['fps_dense']:.1f}, {sp['speedup']:.2f}x), p50 {sp['latency_ms_p50']:.2f} ms, "
@@ -282,6 +294,17 @@ def _cmd_regress(args: argparse.Namespace) -> int:
                         executor=args.executor, ray_address=args.ray_address)
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``--threads 0`` is a usage error, not "the config's value")."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {n}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     from passbench.sched.executor import add_executor_options  # --executor local|ray, --ray-address
 
@@ -297,19 +320,23 @@ def build_parser() -> argparse.ArgumentParser:
     from passbench.device import add_device_options  # --device / --precision
 
     add_device_options(out)
+    data = argparse.ArgumentParser(add_help=False)  # data options of the commands that evaluate rows
+    data.add_argument("--on-corrupt-frame", choices=("error", "skip"), default=None,
+                      help="a missing, truncated, undecodable or wrongly sized img1/ frame: an error (default), or "
+                           "left out of tracking and scoring, counted in the record (skip)")
 
     m = sub.add_parser("models", help="list registered models (params, GMACs when available)")
     m.add_argument("--glob", default=None, help="name pattern, e.g. 'hrnet*'")
     m.set_defaults(fn=_cmd_models)
 
-    r = sub.add_parser("run", parents=[out], help="run one config and append its record")
+    r = sub.add_parser("run", parents=[out, data], help="run one config and append its record")
     r.add_argument("config", type=Path)
     r.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. dataset.frames=[1,10]")
     r.add_argument("--data-root", default=None, help="data root (default: $PASSBENCH_DATA or the sample data)")
     r.add_argument("--no-write", action="store_true", help="do not append the record")
     r.set_defaults(fn=_cmd_run)
 
-    rp = sub.add_parser("reproduce", parents=[out],
+    rp = sub.add_parser("reproduce", parents=[out, data],
                         help="run a table's configs whose records are missing, then derive it")
     rp.add_argument("n", help="paper table 1-4 (configs/table<N>/) or a config folder, e.g. paper/table3")
     rp.add_argument("overrides", nargs="*", help="overrides applied to every config of the table")
@@ -325,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-write", action="store_true", help="print only; do not write results/tables/")
     t.set_defaults(fn=_cmd_table)
 
-    f = sub.add_parser("figure", parents=[out], help="draw a paper figure from the records (PNG + PDF)")
+    f = sub.add_parser("figure", parents=[out, data], help="draw a paper figure from the records (PNG + PDF)")
     f.add_argument("n", choices=("4", "5", "tradeoff"),
                    help="4, 5 (the paper's figures) or tradeoff (every method at matched skip rates, configs/tradeoff/)")
     f.add_argument("--metric", default=None, help="y metric (default: mpjpe_mm for 4, mota for 5), e.g. idf1")
@@ -352,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "speed record (tables: an FPS column per device)")
     sp.add_argument("config", type=Path)
     sp.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. speed.iters=60")
-    sp.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's speed.threads)")
+    sp.add_argument("--threads", type=_positive_int, default=None,
+                    help="torch threads (default: the config's speed.threads)")
     sp.add_argument("--data-root", default=None, help="data root (default: $PASSBENCH_DATA or the sample data)")
     sp.add_argument("--no-write", action="store_true", help="do not append the speed record")
     sp.set_defaults(fn=_cmd_speed)
@@ -371,11 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``passbench`` console script."""
-    from passbench.config import ConfigError
-    from passbench.paths import DataRootError
-    from passbench.records import RecordError
+    from passbench.datasets import CORRUPT_FRAME_ENV
+    from passbench.errors import UserError
     from passbench.report.claimfile import ClaimsError
-    from passbench.runner import WeightsNotFoundError
     from passbench.sched.executor import ExecutorError
 
     parser = build_parser()
@@ -388,15 +414,22 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides or []) + extra
     if args.results_dir is not None:
         os.environ["PASSBENCH_RESULTS"] = str(args.results_dir)
+    policy = getattr(args, "on_corrupt_frame", None)
+    saved = os.environ.get(CORRUPT_FRAME_ENV)
+    if policy:  # read where frames are loaded (passbench.runner.mot), also by rows run in other processes
+        os.environ[CORRUPT_FRAME_ENV] = policy
     try:
         if args.cmd != "speed" and hasattr(args, "device"):  # --device / --precision as config overrides
             from passbench.device import overrides  # noqa: PLC0415
 
             args.overrides = list(args.overrides or []) + overrides(args.device, args.precision)
         return args.fn(args)
-    except (ConfigError, RecordError, DataRootError, WeightsNotFoundError, ClaimsError, ExecutorError) as e:
+    except (UserError, ClaimsError, ExecutorError) as e:  # input checks derive from UserError (passbench.errors)
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if policy:
+            os.environ.pop(CORRUPT_FRAME_ENV, None) if saved is None else os.environ.update({CORRUPT_FRAME_ENV: saved})
 
 
 if __name__ == "__main__":

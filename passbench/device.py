@@ -17,15 +17,16 @@ import os
 import re
 from typing import Any
 
-from passbench.config import ConfigError
+from passbench.errors import UserError
 
 DEVICE_ENV = "PASSBENCH_DEVICE"
 PRECISIONS = ("fp32", "fp16", "bf16")
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
-class DeviceError(ConfigError):
-    """A device or precision that is malformed or not available here (a usage error: exit 2)."""
+class DeviceError(UserError, ValueError):
+    """A device or precision that is malformed or not available here (a usage error: exit 2; a
+    ``ValueError`` like ``passbench.config.ConfigError``)."""
 
 
 def add_device_options(parser: Any) -> None:

@@ -1,9 +1,7 @@
 """``passbench leaderboard add MODEL``: a backbone's four leaderboard rows in one command.
 
-1. train the dense task model on the sample training split (``passbench.train.task.train_task``),
-   then PASS-P gates (``pass_p.train_pass_p``), PASS-F fine-tuning (``pass_f.train_pass_f``) and
-   Skip-Conv norm thresholds (``skipconv.train_skipconv``), with the recipe in
-   ``configs/leaderboard/_base_/train.yaml`` (that of ``scripts/train_sample.sh``);
+1. train the task model, PASS-P gates, PASS-F and Skip-Conv thresholds (``passbench.train``) on the sample
+   training split with the recipe ``configs/leaderboard/_base_/train.yaml`` (``scripts/train_sample.sh``'s);
 2. run dense, Skip-Conv, PASS-P and PASS-F on the sample eval split with ``passbench.runner.run``
    (templates ``configs/leaderboard/<method>.yaml``: Table 3's protocol) and append the records to
    ``results/records/leaderboard.jsonl``.
@@ -27,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from passbench.config import CONFIGS, ExperimentCfg, load_config, normalized, to_dict
+from passbench.errors import UserError
 from passbench.paths import REPO_ROOT
 
 METHODS = ("dense", "skipconv", "pass_p", "pass_f")
@@ -41,7 +40,7 @@ RECIPE = CONFIG_DIR / "_base_" / "train.yaml"
 PLAN = "plan.json"
 
 
-class LeaderboardError(ValueError):
+class LeaderboardError(UserError, ValueError):
     """The command cannot go on; the message says why and what to change."""
 
 
@@ -290,8 +289,9 @@ def prepare(model: str, *, out: str | Path | None = None, layers: Sequence[str] 
     out = out_dir(model, out)
     overrides = dict(train_overrides or {})
     wh = tuple(overrides.get("input_wh", recipe["common"]["input_wh"]))
-    # Refuse before training what the runner would refuse after it (dense MACs over the CPU cap).
-    probe_cfg = row_config("dense", model, out / "task" / "final.pt", wh, eval_overrides)
+    # Refuse before training what the runner would refuse after it (a bad override for any row's config,
+    # dense MACs over the CPU cap).
+    probe_cfg = [row_config(m, model, out / "task" / "final.pt", wh, eval_overrides) for m in METHODS][0]
     gmacs = measure_model(model, wh, "meta")[1]
     if probe_cfg.max_cpu_gmacs is not None and probe_cfg.speed.device == "cpu" and gmacs > probe_cfg.max_cpu_gmacs:
         raise LeaderboardError(f"{model} costs {gmacs:.1f} GMACs/frame at {wh[0]}x{wh[1]}, over the CPU cap "

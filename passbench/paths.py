@@ -18,13 +18,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from passbench.errors import UserError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = (REPO_ROOT / ".." / "shared" / "data").resolve()
 SAMPLE_DATA_LABEL = "../shared/data"  # SAMPLE_DATA as records name it (relative to the checkout)
 RESULTS = REPO_ROOT / "results"
 
 
-class DataRootError(FileNotFoundError):
+class DataRootError(UserError, FileNotFoundError):
     """No usable data root: a given one does not exist (``given`` True), or none was found."""
 
     def __init__(self, message: str, given: bool = True) -> None:

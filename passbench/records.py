@@ -28,7 +28,10 @@ from the paper.
 
 Writes are atomic: the whole file is rewritten to a temp file in the same folder and renamed over
 the old one under an exclusive ``fcntl`` lock, so a reader never sees a half-written line and a
-crashed write leaves the previous file intact.
+crashed write leaves the previous file intact. The rewritten file keeps the old one's permission
+bits (a new file gets ``0o666`` less the umask: 0644 as the repository's files), not the temp file's
+0600. An append validates every line already in the file first: a file that ``table`` /
+``reproduce`` would refuse (``RecordError`` naming the line) is never appended to.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from passbench.errors import UserError
 from passbench.metrics.load import load_warning
 from passbench.paths import REPO_ROOT, RESULTS
 
@@ -69,7 +73,7 @@ _FRACTION_KEYS = ("patch_skip_rate", "mac_reduction", "mota", "idf1", "idp", "id
 _AT_MOST_ONE = ("mota", "mac_reduction")
 
 
-class RecordError(ValueError):
+class RecordError(UserError, ValueError):
     """A record is malformed; the message names the file and line when read from disk."""
 
 
@@ -281,12 +285,21 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _new_file_mode() -> int:
+    """What ``open(path, "w")`` would give a new file: 0o666 less the process umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_write(path: Path, text: str) -> None:
+    mode = path.stat().st_mode & 0o7777 if path.exists() else _new_file_mode()  # mkstemp's file is 0600
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
             fh.flush()
+            os.fchmod(fh.fileno(), mode)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -295,20 +308,34 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def append_record(path: str | os.PathLike[str], rec: dict[str, Any]) -> Path:
-    """Validate ``rec`` and append it as one line to ``path`` atomically (rewrite-to-temp + rename).
+    """Validate ``rec`` and append it as one line to ``path`` atomically (rewrite-to-temp + rename, the
+    file's permission bits kept).
 
     Returns:
         The path written.
+
+    Raises:
+        RecordError: ``rec`` is malformed, or a line already in ``path`` is (``<file>:<line>: ...``, as
+            :func:`read_records` says it); nothing is written then.
     """
     validate_record(rec)
     line = json.dumps(rec, sort_keys=True, allow_nan=False)
     path = Path(path)
     with _locked(path):
         old = path.read_text() if path.exists() else ""
+        _check_lines(path, old)
         if old and not old.endswith("\n"):
             old += "\n"
         _atomic_write(path, old + line + "\n")
     return path
+
+
+def check_file(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`RecordError` (``<file>:<line>: ...``) if an existing records file holds a bad line:
+    what a command that will append to it checks before any work (``append_record`` checks again)."""
+    p = Path(path)
+    if p.is_file():
+        _check_lines(p, p.read_text())
 
 
 def read_records(paths: str | os.PathLike[str] | list[Any] | None = None, kind: str | None = None) -> list[dict[str, Any]]:
@@ -331,19 +358,29 @@ def read_records(paths: str | os.PathLike[str] | list[Any] | None = None, kind: 
         files = [Path(x) for x in paths]
     out: list[dict[str, Any]] = []
     for f in files:
-        for lineno, line in enumerate(f.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RecordError(f"{f}:{lineno}: not valid JSON: {e.msg} (column {e.colno})") from None
-            try:
-                validate_record(rec)
-            except RecordError as e:
-                raise RecordError(f"{f}:{lineno}: {e}") from None
-            if kind is None or rec["kind"] == kind:
-                out.append(rec)
+        out += [rec for rec in _check_lines(f, f.read_text()) if kind is None or rec["kind"] == kind]
+    return out
+
+
+def _check_lines(path: Path, text: str) -> list[dict[str, Any]]:
+    """The records of a file's ``text``, each line parsed and validated (blank lines skipped).
+
+    Raises:
+        RecordError: ``<file>:<line>: <what is wrong>`` for the first bad line.
+    """
+    out = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise RecordError(f"{path}:{lineno}: not valid JSON: {e.msg} (column {e.colno})") from None
+        try:
+            validate_record(rec)
+        except RecordError as e:
+            raise RecordError(f"{path}:{lineno}: {e}") from None
+        out.append(rec)
     return out
 
 

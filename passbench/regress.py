@@ -75,6 +75,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from passbench.errors import UserError
 from passbench.paths import REPO_ROOT
 
 GOLDEN = REPO_ROOT / "results" / "golden" / "regress.json"
@@ -148,7 +149,7 @@ TASK_METRICS: dict[str, tuple[Metric, ...]] = {
 }
 
 
-class RegressError(ValueError):
+class RegressError(UserError, ValueError):
     """Bad use of ``regress`` (unknown case, missing reason, unreadable golden file)."""
 
 
@@ -171,11 +172,16 @@ def measure(case: Case, overrides: list[str] | tuple[str, ...] = (), data_root: 
 
         return {"kind": "run", "experiment": "regress/tables", "values": tg.table_cells(REPO_ROOT / case.config),
                 "model": {"weights_sha256": tg.records_digest(REPO_ROOT / case.config)}, "config": {}}
-    from passbench.config import load_config  # noqa: PLC0415
     from passbench.runner import run  # noqa: PLC0415
 
-    cfg = load_config(REPO_ROOT / case.config, list(case.overrides) + list(overrides))
-    return run(cfg, data_root=data_root, write=False, progress=progress)
+    return run(case_config(case, overrides), data_root=data_root, write=False, progress=progress)
+
+
+def case_config(case: Case, overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """The case's resolved config (``ConfigError`` for a bad override: the user's, exit 2)."""
+    from passbench.config import load_config  # noqa: PLC0415
+
+    return load_config(REPO_ROOT / case.config, list(case.overrides) + list(overrides))
 
 
 def tasks_of_root(data_root: Any) -> set[str]:
@@ -382,6 +388,9 @@ def main(cases: list[str] | None = None, overrides: list[str] | None = None, upd
     except RegressError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for case in chosen:  # a bad override fails here (ConfigError, exit 2), before any case runs
+        if case.task != "tables":  # the tables case reads records, no config
+            case_config(case, overrides)
     rows: list[Row] = []
     problems: list[str] = []
     measured: dict[str, tuple[Case, dict[str, Any]]] = {}

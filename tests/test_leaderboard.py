@@ -114,12 +114,10 @@ def test_rows_use_table3_protocol(method):
 
 
 def test_template_alone_measures_nothing():
-    from passbench.models import build_model
+    from passbench.config import ConfigError
 
-    cfg = load_config(CONFIGS / "leaderboard" / "dense.yaml")
-    assert cfg.model.name == "" and cfg.model.weights is None
-    with pytest.raises(KeyError):
-        build_model(cfg.model.name)
+    with pytest.raises(ConfigError, match=r"row.yaml: key 'model.name': must not be empty"):
+        load_config(CONFIGS / "leaderboard" / "dense.yaml")  # refused when resolved, before any work
 
 
 @pytest.mark.parametrize("name", ["timm:resnet18", "timm:efficientnet_b0", "timm:regnetx_002", "fairmot_mbv2"])

@@ -28,8 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from passbench.datasets.motio import read_mot_txt
+from passbench.datasets import ON_CORRUPT_FRAME
+from passbench.datasets.motio import read_mot_table
 from passbench.datasets.video import count_video_frames, iter_image_frames, iter_video_frames, read_image
+from passbench.errors import UserError
 from passbench.paths import resolve_data_root
 
 BENCHMARK_DIRS = ("MOT15", "MOT16", "MOT17", "MOT20", "MOT17-mini")
@@ -39,7 +41,7 @@ _INI_FIELDS = {"name": str, "imDir": str, "frameRate": float, "seqLength": int, 
                "imExt": str}
 
 
-class SequenceError(FileNotFoundError):
+class SequenceError(UserError, FileNotFoundError):
     """A sequence cannot be found or its files are incomplete."""
 
 
@@ -108,9 +110,21 @@ class MOTSequence:
         num_frames: frames present (``<= seq_length``; smaller for cut sequences such as MOT17-mini).
         frame_rate: frames/s from ``seqinfo.ini``.
         video: the video file when frames come from one, else None.
+        on_corrupt_frame: ``"error"`` (default): a frame that is missing, cut short, undecodable or not
+            ``seqinfo.ini``'s size raises ``FrameDecodeError`` naming the file. ``"skip"``: such an
+            ``img1/`` frame is left out of :meth:`frames` and its number appended to ``skipped_frames``
+            (a bad video frame still raises: a stream cannot be resumed past it).
+        skipped_frames: MOT frames left out so far (``on_corrupt_frame="skip"`` only).
+        dropped_rows: ``{"gt" | "det": [line, ...]}`` rows of non-positive size that MOTChallenge's
+            evaluator does not score, dropped when the file was read (``passbench.datasets.motio``).
     """
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], on_corrupt_frame: str = "error"):
+        if on_corrupt_frame not in ON_CORRUPT_FRAME:
+            raise ValueError(f"on_corrupt_frame must be one of {ON_CORRUPT_FRAME}, got {on_corrupt_frame!r}")
+        self.on_corrupt_frame = on_corrupt_frame
+        self.skipped_frames: list[int] = []
+        self.dropped_rows: dict[str, list[int]] = {}
         self.path = Path(path)
         self.info = read_seqinfo(self.path / "seqinfo.ini")
         self.name = self.info.name
@@ -168,28 +182,38 @@ class MOTSequence:
 
         Raises:
             ValueError: the range lies outside the frames present.
-            passbench.datasets.video.FrameDecodeError: a frame is missing or undecodable (names file + frame).
+            passbench.datasets.video.FrameDecodeError: a frame is missing, cut short, undecodable or not
+                ``seqinfo.ini``'s imWidth x imHeight (names file + frame); with ``on_corrupt_frame="skip"``
+                an ``img1/`` frame is left out instead (``skipped_frames``).
         """
         stop = self.num_frames + 1 if stop is None else int(stop)
         if not 1 <= start <= self.num_frames or not start <= stop <= self.num_frames + 1:
             raise ValueError(f"sequence {self.name}: frames [{start}, {stop}) outside the {self.num_frames} present")
+        size, where = (self.width, self.height), str(self.path / "seqinfo.ini")
         if self.video is not None:
-            return iter_video_frames(self.video, start, stop, expected=self.num_frames)
-        return iter_image_frames(self.img_dir, self.info.im_ext, start, stop)
+            return iter_video_frames(self.video, start, stop, expected=self.num_frames, size=size, where=where)
+        skip = self.skipped_frames if self.on_corrupt_frame == "skip" else None
+        return iter_image_frames(self.img_dir, self.info.im_ext, start, stop, size=size, where=where, skip_bad=skip)
 
     def frame(self, i: int) -> np.ndarray:
-        """Frame ``i`` (1-based) as (height, width, 3) uint8 RGB."""
+        """Frame ``i`` (1-based) as (height, width, 3) uint8 RGB (a bad frame always raises)."""
         if self.video is None:
             if not 1 <= i <= self.num_frames:
                 raise ValueError(f"sequence {self.name}: frame {i} outside 1..{self.num_frames}")
-            return read_image(self.img_dir / f"{i:06d}{self.info.im_ext}", i)
+            return read_image(self.img_dir / f"{i:06d}{self.info.im_ext}", i, (self.width, self.height),
+                              str(self.path / "seqinfo.ini"))
         return next(self.frames(i, i + 1))[1]
 
     def _table(self, sub: str, kind: str) -> pd.DataFrame | None:
         p = self.path / sub / f"{sub}.txt"
         if not p.is_file():
             return None
-        df = read_mot_txt(p, kind)
+        df, dropped = read_mot_table(p, kind)
+        if dropped:
+            self.dropped_rows[sub] = list(dropped)
+            warnings.warn(f"{p}: dropped {len(dropped)} {kind} rows of non-positive size that MOTChallenge's "
+                          f"evaluator does not score (lines {', '.join(map(str, dropped[:5]))}"
+                          f"{', ...' if len(dropped) > 5 else ''})", stacklevel=3)
         late = df["frame"] > self.seq_length
         if late.any():
             raise SequenceError(f"{p}: frame {int(df.loc[late, 'frame'].iloc[0])} beyond seqLength {self.seq_length}")
@@ -250,14 +274,16 @@ def find_sequence(name_or_path: str | os.PathLike[str], data_root: str | os.Path
                         f"{'/'.join(SPLITS)})")
 
 
-def load_sequence(name_or_path: str | os.PathLike[str], data_root: str | os.PathLike[str] | None = None) -> MOTSequence:
-    """Open a sequence (see :func:`find_sequence` for the accepted names).
+def load_sequence(name_or_path: str | os.PathLike[str], data_root: str | os.PathLike[str] | None = None,
+                  on_corrupt_frame: str = "error") -> MOTSequence:
+    """Open a sequence (see :func:`find_sequence` for the accepted names; ``on_corrupt_frame``: see
+    :class:`MOTSequence`).
 
     Raises:
         passbench.paths.DataRootError: no data root.
         SequenceError: the sequence or its ``seqinfo.ini`` / frames are missing.
     """
-    return MOTSequence(find_sequence(name_or_path, data_root))
+    return MOTSequence(find_sequence(name_or_path, data_root), on_corrupt_frame)
 
 
 def list_sequences(benchmark: str, split: str = "train", data_root: str | os.PathLike[str] | None = None) -> list[str]:

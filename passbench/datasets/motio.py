@@ -11,6 +11,17 @@ det       7 or 10  frame, id (-1), x, y, w, h, score[, wx, wy, wz]  (MOT17-FRCNN
 results   6 to 10  frame, id, x, y, w, h[, conf[, class or wx, ...]]
 ========  =======  ===============================================================
 
+Row checks (each an error naming ``file:line``): column count, numbers, every field finite, integer
+frame / id / class, frame >= 1, and for gt / det a box of positive width and height. A gt row with a
+non-positive width or height is dropped (counted, :func:`read_mot_table`) only where MOTChallenge's
+own evaluator never scores it, i.e. where TrackEval drops the row anyway (consider flag 0, or for
+9-column MOT16/17/20 gt a class other than 1 pedestrian; ``mot_challenge_2d_box.py``
+``get_preprocessed_seq_data``). Every other such gt row is an error: TrackEval keeps it as ground
+truth and gives it IoU 0 with every box (``_calculate_box_ious`` zeroes empty areas; a negative
+width *and* height has a positive area but no overlap either), so each one silently adds a false
+negative. Results rows are not size-checked: TrackEval scores an empty tracker box as a false
+positive, and so does ``passbench.metrics.mot``.
+
 Every kind is returned with the same normalised columns ``frame, id, x, y, w, h, conf, cls, vis``
 (:data:`COLUMNS`): boxes in pixels (top-left x, y, width, height), ``frame`` 1-based. MOT15 gt gets
 ``cls = 1`` (all pedestrians) and ``vis = 1`` and keeps its conf column as the consider flag, as
@@ -24,10 +35,14 @@ import math
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+
+from passbench.errors import UserError
 
 COLUMNS = ("frame", "id", "x", "y", "w", "h", "conf", "cls", "vis")
 DTYPES = {"frame": "int64", "id": "int64", "x": "float64", "y": "float64", "w": "float64", "h": "float64",
@@ -36,7 +51,7 @@ _ALLOWED = {"gt": (9, 10), "det": (7, 10), "results": (6, 7, 8, 9, 10)}
 _SPLIT = re.compile(r"\s*,\s*|\s+")
 
 
-class MOTFormatError(ValueError):
+class MOTFormatError(UserError, ValueError):
     """A MOT txt file does not follow the format; the message names the file and 1-based line."""
 
 
@@ -51,7 +66,25 @@ def _as_int(v: float, path: Path, line: int, field: str) -> int:
     return int(v)
 
 
+class MOTTable(NamedTuple):
+    """A parsed MOT txt file: the table and the 1-based lines of rows dropped (module docstring)."""
+
+    df: pd.DataFrame
+    dropped: tuple[int, ...]
+
+
 def read_mot_txt(path: str | os.PathLike[str], kind: str = "gt") -> pd.DataFrame:
+    """Parse a MOTChallenge gt / det / results txt file (:func:`read_mot_table` without the dropped lines;
+    a warning says how many were dropped)."""
+    table = read_mot_table(path, kind)
+    if table.dropped:
+        warnings.warn(f"{path}: dropped {len(table.dropped)} gt rows of non-positive size that MOTChallenge's "
+                      f"evaluator does not score (lines {', '.join(map(str, table.dropped[:5]))}"
+                      f"{', ...' if len(table.dropped) > 5 else ''})", stacklevel=2)
+    return table.df
+
+
+def read_mot_table(path: str | os.PathLike[str], kind: str = "gt") -> MOTTable:
     """Parse a MOTChallenge gt / det / results txt file.
 
     Args:
@@ -59,12 +92,14 @@ def read_mot_txt(path: str | os.PathLike[str], kind: str = "gt") -> pd.DataFrame
         kind: ``"gt"`` (9 or 10 columns), ``"det"`` (7 or 10) or ``"results"`` (6 to 10).
 
     Returns:
-        DataFrame with columns :data:`COLUMNS` and dtypes :data:`DTYPES`, in file order.
+        ``MOTTable(df, dropped)``: ``df`` with columns :data:`COLUMNS` and dtypes :data:`DTYPES`, in file
+        order; ``dropped`` the lines of gt rows of non-positive size that the evaluator never scores.
 
     Raises:
         FileNotFoundError: the file does not exist.
         MOTFormatError: a row has a wrong or inconsistent column count, a non-numeric or non-finite
-            field, a non-integer frame / id, or a frame < 1; the message is ``file:line: why``.
+            field, a non-integer frame / id / class, a frame < 1, or (gt / det) a box of non-positive
+            width or height that would be scored (module docstring); the message is ``file:line: why``.
             Nothing is returned in that case (no partial table).
     """
     if kind not in _ALLOWED:
@@ -74,6 +109,7 @@ def read_mot_txt(path: str | os.PathLike[str], kind: str = "gt") -> pd.DataFrame
         raise FileNotFoundError(f"MOT {kind} file not found: {path}")
     allowed = _ALLOWED[kind]
     rows: list[list[float]] = []
+    dropped: list[int] = []
     ncols = None
     with open(path, encoding="utf-8") as fh:
         for lineno, raw in enumerate(fh, start=1):
@@ -92,7 +128,7 @@ def read_mot_txt(path: str | os.PathLike[str], kind: str = "gt") -> pd.DataFrame
                 vals = [float(f) for f in fields]
             except ValueError:
                 raise MOTFormatError(f"{path}:{lineno}: non-numeric field in {text!r}") from None
-            bad = [i for i, v in enumerate(vals[:7]) if not math.isfinite(v)]
+            bad = [i for i, v in enumerate(vals) if not math.isfinite(v)]
             if bad:
                 raise MOTFormatError(f"{path}:{lineno}: column {bad[0] + 1} is not finite in {text!r}")
             if _as_int(vals[0], path, lineno, "frame") < 1:
@@ -102,9 +138,16 @@ def read_mot_txt(path: str | os.PathLike[str], kind: str = "gt") -> pd.DataFrame
                 if not math.isfinite(vals[7]):
                     raise MOTFormatError(f"{path}:{lineno}: class column is not finite in {text!r}")
                 _as_int(vals[7], path, lineno, "class")
+            if kind != "results" and not (vals[4] > 0 and vals[5] > 0):
+                if kind == "gt" and not _scored(vals, ncols):
+                    dropped.append(lineno)
+                    continue
+                raise MOTFormatError(f"{path}:{lineno}: box width {fields[4]} / height {fields[5]} must both be > 0"
+                                     + (" (the evaluator would count this considered gt box as a false negative "
+                                        "that no box can match)" if kind == "gt" else "") + f": {text!r}")
             rows.append(vals)
     if not rows:
-        return empty_frame()
+        return MOTTable(empty_frame(), tuple(dropped))
     a = np.asarray(rows, dtype=np.float64)  # (N, ncols)
     n = len(a)
     conf = a[:, 6] if a.shape[1] > 6 else np.ones(n)
@@ -119,7 +162,13 @@ def read_mot_txt(path: str | os.PathLike[str], kind: str = "gt") -> pd.DataFrame
         vis = -np.ones(n)
     df = pd.DataFrame({"frame": a[:, 0], "id": a[:, 1], "x": a[:, 2], "y": a[:, 3], "w": a[:, 4], "h": a[:, 5],
                        "conf": conf, "cls": cls, "vis": vis})
-    return df.astype(DTYPES)
+    return MOTTable(df.astype(DTYPES), tuple(dropped))
+
+
+def _scored(vals: list[float], ncols: int) -> bool:
+    """Whether TrackEval scores this gt row: consider flag int(column 7) != 0 and, for 9-column
+    MOT16/17/20 gt, class 1 (``get_preprocessed_seq_data``; MOT15's 10 columns have no class)."""
+    return int(vals[6]) != 0 and (ncols != 9 or int(vals[7]) == 1)
 
 
 def _fmt(v: float) -> str:

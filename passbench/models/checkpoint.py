@@ -30,7 +30,10 @@ Keys are matched by name and shape. Documented exceptions:
   checkpoint key ``<layer>.weight`` loads into ``<layer>.conv.weight``.
 
 Anything else (a missing model key, an unexpected checkpoint key, a shape mismatch) raises
-``CheckpointMismatchError`` naming the source and the first offending keys and shapes.
+``CheckpointMismatchError`` naming the source and the first offending keys and shapes. A file is
+read through ``passbench.models.integrity.load_weights_file``: checked against the ``SHA256SUMS`` of
+its folder when that lists it, and a file ``torch.load`` cannot read is a ``WeightsFileError`` naming
+it and its size.
 
 The way back: ``export_fairmot_state_dict`` / ``save_fairmot_checkpoint`` write a passbench
 ``fairmot_dla34`` / ``fairmot_dla34_conv`` in the official key layout, dead keys included, so the
@@ -47,6 +50,9 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
+from passbench.errors import UserError
+from passbench.models.integrity import load_weights_file
+
 __all__ = ["ALLOWED_MISSING", "EXPECTED_UNUSED", "CheckpointMismatchError", "LoadReport", "export_fairmot_state_dict",
            "load_checkpoint", "read_state_dict", "save_fairmot_checkpoint"]
 
@@ -56,7 +62,7 @@ ALLOWED_MISSING: tuple[str, ...] = ("*num_batches_tracked", "*.gate.*", "gate.*"
 _SHOW = 10  # offending keys listed per category in an error
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError, ValueError):
     """The checkpoint's tensors do not fit the model (message names the source, keys and shapes)."""
 
 
@@ -82,6 +88,7 @@ def read_state_dict(src: str | Path | Mapping[str, Any]) -> tuple[dict[str, torc
 
     Raises:
         CheckpointMismatchError: the object holds no tensor dict.
+        passbench.models.integrity.WeightsFileError: the file is not its ``SHA256SUMS`` line, or unreadable.
     """
     name = "<state_dict>"
     obj: Any = src
@@ -89,7 +96,7 @@ def read_state_dict(src: str | Path | Mapping[str, Any]) -> tuple[dict[str, torc
         name = str(src)
         if not Path(src).is_file():
             raise FileNotFoundError(f"checkpoint {src} does not exist")
-        obj = torch.load(src, map_location="cpu", weights_only=False)
+        obj = load_weights_file(src)  # SHA256SUMS-checked; a truncated / garbage file names itself and its size
     if isinstance(obj, Mapping):
         for wrap in ("state_dict", "model", "network"):  # FairMOT, passbench.train, 3DMPPE / MHP snapshots
             if wrap in obj and isinstance(obj[wrap], Mapping):

@@ -3,7 +3,9 @@
 * data root: ``row_data_root`` / ``missing_data`` (a given root lacking data is the user's error; the
   default root lacking it makes the row "not runnable here");
 * weights: ``weights_path``, ``load_weights`` (``passbench.train`` ``final.pt`` with its gates, delta
-  chain merged; or ``passbench.models.checkpoint``);
+  chain merged; or ``passbench.models.checkpoint``); every file hash-checked against
+  its folder's ``SHA256SUMS`` and refused when unreadable or of another model, naming the file and the
+  first offending key (``passbench.models.integrity``);
 * dense cost and the CPU cap: ``dense_gmacs``;
 * operating point: ``operating_point`` (``method.params.operating_point: {rate}``);
 * speed: ``measure_speed`` (the dense twin, ``passbench.skip.dense_twin``, vs skipped, alternating rounds,
@@ -19,7 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from passbench.config import ExperimentCfg
+from passbench.config import ConfigError, ExperimentCfg
+from passbench.errors import UserError
 from passbench.paths import REPO_ROOT, DataRoot, DataRootError, find_data_root
 from passbench.records import records_dir
 
@@ -28,7 +31,7 @@ class SkipRow(Exception):
     """This row cannot run here; the message is the reason stored in the skip marker."""
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(UserError, FileNotFoundError):
     """A configured weights file does not exist (a user's error, not a skip)."""
 
 
@@ -84,6 +87,19 @@ def weights_path(cfg: ExperimentCfg) -> Path | None:
     return p
 
 
+def build_row_model(cfg: ExperimentCfg) -> Any:
+    """``build_model(model.name, pretrained=False, **model.kwargs)`` in eval mode; a keyword the builder does
+    not take is a ``ConfigError`` naming ``model.kwargs`` (builders take ``**kw``: only building can tell)."""
+    try:
+        model = need("passbench.models", "build_model")(cfg.model.name, pretrained=False, **cfg.model.kwargs)
+    except TypeError as e:
+        if not cfg.model.kwargs:
+            raise
+        raise ConfigError(f"{cfg.name}: model.kwargs {dict(cfg.model.kwargs)} do not fit {cfg.model.name}: "
+                          f"{e}") from None
+    return model.eval()
+
+
 def progress_bar(show: bool, total: int, desc: str) -> Any:
     """A tqdm bar on stderr over ``total`` frames (a disabled one when ``show`` is False)."""
     from tqdm.auto import tqdm  # noqa: PLC0415
@@ -112,26 +128,38 @@ def load_weights(model: Any, weights: Path | None, cfg: ExperimentCfg) -> tuple[
     the weights: the model is wrapped with its ``skip`` spec (config ``method.params`` on top) before
     the strict load. Other files go through ``passbench.models.checkpoint.load_checkpoint``.
     """
-    import torch  # noqa: PLC0415
+    from passbench.models.checkpoint import CheckpointMismatchError  # noqa: PLC0415
+    from passbench.models.integrity import first_mismatch, load_checked  # noqa: PLC0415
 
     method = cfg.method.name
     if weights is not None:
-        ck = torch.load(weights, map_location="cpu", weights_only=False)
+        ck = load_checked(weights)  # SHA256SUMS of the file and its base chain; a readable checkpoint
         if isinstance(ck, dict) and ck.get("base"):  # a passbench.train delta checkpoint: merge its base chain
-            ck = need("passbench.train.common", "read_final")(weights)
+            from passbench.train.common import CheckpointMismatchError as BaseMismatch  # noqa: PLC0415
+
+            try:
+                ck = need("passbench.train.common", "read_final")(weights)
+            except BaseMismatch as e:  # the base holds other weights than the delta was made on
+                raise CheckpointMismatchError(str(e)) from None
         if isinstance(ck, dict) and "model" in ck and "model_name" in ck:
             if ck["model_name"] != cfg.model.name:
-                raise ValueError(f"{weights}: weights of model {ck['model_name']!r}, config says {cfg.model.name!r}")
+                raise CheckpointMismatchError(f"{weights}: weights of model {ck['model_name']!r}, but model.name is "
+                                              f"{cfg.model.name!r}")
             spec = ck.get("skip")
             if spec:
                 if spec["method"] != method:
-                    raise ValueError(f"{weights}: gates of method {spec['method']!r}, config says {method!r}")
-                model = _make_skippable(model, method, {**spec.get("params", {}), **cfg.method.params})
+                    raise CheckpointMismatchError(f"{weights}: gates of method {spec['method']!r}, but method.name is "
+                                                  f"{method!r}")
+                model = _make_skippable(model, method, {**spec.get("params", {}), **cfg.method.params}, cfg.name)
             elif method in ("pass_p", "pass_f"):
                 raise SkipRow(f"{weights} holds no {method} gates (train them: python -m passbench.train {method})")
+            bad = first_mismatch(model.state_dict(), ck["model"])
+            if bad:
+                raise CheckpointMismatchError(f"{weights} does not fit {cfg.model.name} (model.kwargs "
+                                              f"{dict(cfg.model.kwargs)}): {bad}")
             model.load_state_dict(ck["model"], strict=True)
             if not spec and method != "dense":  # gates without trained state (fixed masks, given thresholds)
-                return _make_skippable(model, method, dict(cfg.method.params)).eval(), True
+                return _make_skippable(model, method, dict(cfg.method.params), cfg.name).eval(), True
             return model.eval(), bool(spec)
         need("passbench.models.checkpoint", "load_checkpoint")(model, weights)
     if method == "dense":
@@ -139,12 +167,20 @@ def load_weights(model: Any, weights: Path | None, cfg: ExperimentCfg) -> tuple[
     if method in ("pass_p", "pass_f"):
         # Untrained PASS gates are not PASS: never report numbers for them.
         raise SkipRow(f"{method} needs trained gates: set model.weights to a passbench.train {method} final.pt")
-    return _make_skippable(model, method, dict(cfg.method.params)).eval(), True
+    return _make_skippable(model, method, dict(cfg.method.params), cfg.name).eval(), True
 
 
-def _make_skippable(model: Any, method: str, params: dict[str, Any]) -> Any:
+def _make_skippable(model: Any, method: str, params: dict[str, Any], name: str = "") -> Any:
+    """``make_skippable`` with the row's parameters; what only the model can refute (a ``layers`` glob that
+    matches no conv, one ``rates`` / ``thresholds`` entry per gated layer) is a ``ConfigError``."""
+    from passbench.config.check import check_method_params  # noqa: PLC0415
+
+    check_method_params(method, params, f"{name}: method.params with the weights' gate parameters {params}")
     params = {k: v for k, v in params.items() if k != "operating_point"}  # not a make_skippable argument
-    res = need("passbench.skip", "make_skippable")(model, method, **params)
+    try:
+        res = need("passbench.skip", "make_skippable")(model, method, **params)
+    except (TypeError, ValueError) as e:  # make_skippable raises these for its arguments only (its docstring)
+        raise ConfigError(f"{name}: method.params {params}: {e}") from None
     return res if res is not None else model  # in-place wrappers may return None
 
 
@@ -161,15 +197,21 @@ def operating_point(cfg: ExperimentCfg, model: Any, training_pairs: Callable[[in
     if not op:
         return None
     if not isinstance(op, dict) or "rate" not in op or set(op) - {"rate", "pairs", "allocation"}:
-        raise ValueError(f"{cfg.name}: method.params.operating_point must be "
-                         f"{{rate: r[, pairs: n][, allocation: learned|uniform]}}, got {op!r}")
+        raise ConfigError(f"{cfg.name}: method.params.operating_point must be "
+                          f"{{rate: r[, pairs: n][, allocation: learned|uniform]}}, got {op!r}")
     mod = "passbench.train.operating_point"
-    kind = need(mod, "knob_kind")(cfg.method.name, dict(cfg.method.params), model)
+    try:  # ValueError: a knob this method / these gates do not have (the message says which)
+        kind = need(mod, "knob_kind")(cfg.method.name, dict(cfg.method.params), model)
+    except ValueError as e:
+        raise ConfigError(f"{cfg.name}: method.params.operating_point {op}: {e}") from None
     pairs = None
     if kind in ("norm", "gumbel"):  # content-adaptive gates: calibrated on the training split
         pairs = training_pairs(int(op.get("pairs", 16)))
-    return need(mod, "set_operating_point")(model, cfg.method.name, dict(cfg.method.params), float(op["rate"]), pairs,
-                                             allocation=str(op.get("allocation", "learned")))
+    try:
+        return need(mod, "set_operating_point")(model, cfg.method.name, dict(cfg.method.params), float(op["rate"]),
+                                                 pairs, allocation=str(op.get("allocation", "learned")))
+    except ValueError as e:
+        raise ConfigError(f"{cfg.name}: method.params.operating_point {op}: {e}") from None
 
 
 MOT_TIMED_REGION = "model forward, 1 frame, input letterboxed on device (no decode / tracking)"

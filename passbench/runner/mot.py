@@ -3,9 +3,15 @@
 1. check the row can run here (dense MACs under the CPU cap, its dataset under the *default* data
    root); otherwise a skip marker with the reason (no numbers, nothing from the paper). A user's
    mistake is an error that writes nothing: a given data root (``--data-root``, ``PASSBENCH_DATA``,
-   ``dataset.data_root``) that does not exist or lacks the row's data, or a configured weights file
-   that does not exist;
-2. build the model (``passbench.models.build_model``, ``pretrained=False``: the weights come next), load the
+   ``dataset.data_root``) that does not exist or lacks the row's data, a sequence name in
+   ``dataset.sequences`` / ``dataset.halves`` that the dataset folder does not hold (under any root:
+   the error lists the ones it holds), ``dataset.frames`` outside a sequence's frames, a malformed or
+   missing ``gt/gt.txt`` (checked before the model is built), or a configured weights file that does
+   not exist or fails its checks (``passbench.models.integrity``). Every frame is checked as it is
+   decoded (complete file, ``seqinfo.ini``'s size): a bad one is an error naming the file, or, with
+   ``PASSBENCH_ON_CORRUPT_FRAME=skip`` (``passbench run --on-corrupt-frame skip``), is left out of
+   tracking and scoring and listed in the record (``dataset.corrupt_frames``);
+2. build the model (``passbench.models.build_model``, ``pretrained=False``: no downloads), load the
    configured weights (``core.load_weights``);
 3. time the dense forward, then apply the method (``passbench.skip.make_skippable``; ``dense`` leaves
    the model untouched) and time it on the same consecutive frames in the same process;
@@ -19,26 +25,70 @@
 
 from __future__ import annotations
 
+import difflib
+import os
 from pathlib import Path
 from typing import Any
 
-from passbench.config import ExperimentCfg
+from passbench.config import ConfigError, ExperimentCfg
 from passbench.paths import DataRoot
 from passbench.records import file_sha256, new_record
-from passbench.runner.core import (cost_from_stats, dense_gmacs, load_weights, measure_speed, missing_data, need,
-                                   operating_point, progress_bar, reset_streams, row_data_root, weights_path)
+from passbench.runner.core import (build_row_model, cost_from_stats, dense_gmacs, load_weights, measure_speed,
+                                   missing_data, need, operating_point, progress_bar, reset_streams, row_data_root,
+                                   weights_path)
+
+
+def corrupt_frame_policy() -> str:
+    """What a bad frame does (``$PASSBENCH_ON_CORRUPT_FRAME``, set by ``--on-corrupt-frame``): ``error``
+    (default) or ``skip`` (``passbench.datasets.mot.MOTSequence``)."""
+    from passbench.datasets import CORRUPT_FRAME_ENV, ON_CORRUPT_FRAME  # noqa: PLC0415
+
+    policy = os.environ.get(CORRUPT_FRAME_ENV) or "error"
+    if policy not in ON_CORRUPT_FRAME:
+        raise ConfigError(f"{CORRUPT_FRAME_ENV}={policy!r} is not one of: {', '.join(ON_CORRUPT_FRAME)}")
+    return policy
 
 
 def mot_sequences(cfg: ExperimentCfg, root: DataRoot) -> list[Path]:
+    """The folders of ``dataset.sequences``. A name the dataset folder does not hold is the user's error
+    (listing the names it holds), under any root, and so is a split folder the dataset does not have or,
+    under the default root, a dataset name that is neither there nor a MOTChallenge benchmark; only a
+    benchmark absent from the default root is "not runnable here" (``core.missing_data``)."""
+    from passbench.datasets.mot import BENCHMARK_DIRS, SequenceError  # noqa: PLC0415
+
     if not cfg.dataset.sequences:
-        raise ValueError(f"{cfg.name}: dataset.sequences is empty")
+        raise ConfigError(f"{cfg.name}: dataset.sequences is empty")
+    where = f"{cfg.dataset.name}/{cfg.dataset.split}"
+    folder = root.path / where
+    known = sorted(p.name for p in folder.iterdir() if (p / "seqinfo.ini").is_file()) if folder.is_dir() else []
+    if not folder.is_dir() and (root.path / cfg.dataset.name).is_dir():
+        splits = sorted(p.name for p in (root.path / cfg.dataset.name).iterdir() if p.is_dir())
+        raise SequenceError(f"{cfg.name}: dataset.split: {cfg.dataset.name} under {root.describe()} has no split "
+                            f"{cfg.dataset.split!r} (it has: {', '.join(splits) or 'none'})")
+    if not folder.is_dir() and root.default and cfg.dataset.name not in BENCHMARK_DIRS:
+        there = sorted(p.name for p in root.path.iterdir() if p.is_dir())
+        raise SequenceError(f"{cfg.name}: dataset.name: {cfg.dataset.name!r} is neither a dataset under "
+                            f"{root.describe()} (it holds: {', '.join(there)}) nor a MOTChallenge benchmark "
+                            f"({', '.join(BENCHMARK_DIRS)})")
     out = []
     for s in cfg.dataset.sequences:
-        p = root.path / cfg.dataset.name / cfg.dataset.split / s
+        p = folder / s
         if not p.is_dir():
-            raise missing_data(root, f"sequence {cfg.dataset.name}/{cfg.dataset.split}/{s}")
+            if not known:
+                raise missing_data(root, f"sequence {where}/{s}")
+            raise SequenceError(f"{cfg.name}: dataset.sequences: {s!r} is not a sequence of {where} under "
+                                f"{root.describe()}{_close(s, known)} (it holds: {', '.join(known)})")
         out.append(p)
+    for s in cfg.dataset.halves:  # a misspelt name here would run that sequence whole, training half included
+        if known and s not in known:
+            raise SequenceError(f"{cfg.name}: dataset.halves: {s!r} is not a sequence of {where} under "
+                                f"{root.describe()}{_close(s, known)} (it holds: {', '.join(known)})")
     return out
+
+
+def _close(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=2)
+    return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
 
 
 def _training_pairs(cfg: ExperimentCfg, root: DataRoot, n: int) -> list[Any]:
@@ -64,7 +114,7 @@ def prepare_model(cfg: ExperimentCfg, root: DataRoot, weights: Any) -> tuple[Any
     torch.set_num_threads(cfg.speed.threads)
     torch.manual_seed(cfg.train.seed)
     w, h = cfg.model.input_wh
-    model = need("passbench.models", "build_model")(cfg.model.name, pretrained=False, **cfg.model.kwargs).eval()
+    model = build_row_model(cfg)
     # MACs of the dense network at the configured input (FlopCounterMode / 2, REFERENCE.md 4).
     model = to_device(model, dev)  # gates made later follow the convs' device; the weights are copied in
     gmacs_dense = dense_gmacs(cfg, model, torch.zeros(1, 3, h, w, device=dev))
@@ -78,18 +128,32 @@ def prepare_model(cfg: ExperimentCfg, root: DataRoot, weights: Any) -> tuple[Any
     return model, skippable, knob, gmacs_dense
 
 
+def _load_checked(cfg: ExperimentCfg, seq_dirs: list[Path], policy: str) -> tuple[list[Any], dict[str, Any]]:
+    """The sequences and their frame ranges, checked before any work: ``dataset.frames`` inside every
+    sequence, ``gt/gt.txt`` present and well-formed (``MOTFormatError`` names file and line)."""
+    from passbench.datasets.mot import SequenceError  # noqa: PLC0415
+
+    sequences = [need("passbench.datasets.mot", "load_sequence")(str(p), on_corrupt_frame=policy) for p in seq_dirs]
+    seq_frames = {seq.name: frames_for(cfg, seq) for seq in sequences}
+    for seq in sequences:
+        if seq.gt is None:
+            raise SequenceError(f"{cfg.name}: sequence {seq.name} has no ground truth ({seq.path / 'gt' / 'gt.txt'} "
+                                "is missing): it cannot be scored")
+    return sequences, seq_frames
+
+
 def run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = False) -> dict[str, Any]:
     from passbench.device import autocast, run_env  # noqa: PLC0415
 
     if cfg.eval.flip_test:
-        raise ValueError(f"{cfg.name}: eval.flip_test is a pose evaluation option (MOT rows track one view)")
+        raise ConfigError(f"{cfg.name}: eval.flip_test is a pose evaluation option (MOT rows track one view)")
     root = row_data_root(cfg, data_root)
     seq_dirs = mot_sequences(cfg, root)
     weights = weights_path(cfg)
+    policy = corrupt_frame_policy()
+    sequences, seq_frames = _load_checked(cfg, seq_dirs, policy)
     model, skippable, knob, gmacs_dense = prepare_model(cfg, root, weights)
 
-    sequences = [need("passbench.datasets.mot", "load_sequence")(str(p)) for p in seq_dirs]
-    seq_frames = {seq.name: frames_for(cfg, seq) for seq in sequences}
     n_frames = sum(len(r) if r is not None else seq.num_frames for seq, r in zip(sequences, seq_frames.values()))
     track_sequence = need("passbench.tracking.infer", "track_sequence")
     evaluate_sequences = need("passbench.metrics.mot", "evaluate_sequences")
@@ -109,16 +173,23 @@ def run_mot(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = Fal
             if skippable:
                 stats.append(need("passbench.skip", "collect_stats")(model))
         bar.set_postfix_str("evaluating")
+        scored = {s.name: _scored_frames(s, seq_frames[s.name]) for s in sequences}  # bad frames left out (skip)
         scores = evaluate_sequences({s.name: s for s in sequences}, results, iou_threshold=cfg.eval.iou_threshold,
-                                    backend=cfg.eval.backend, frames=seq_frames)
+                                    backend=cfg.eval.backend, frames=scored)
     cost = cost_from_stats(stats, skippable, gmacs_dense)
+    dataset = {"name": cfg.dataset.name, "split": cfg.dataset.split, "protocol": cfg.dataset.protocol,
+               "frames": list(cfg.dataset.frames) if cfg.dataset.frames else None,
+               "sequences": list(cfg.dataset.sequences), "synthetic": False, "data_root": root.label,
+               "frames_used": {n: [r.start, r.stop - 1] if r is not None else None for n, r in seq_frames.items()}}
+    dropped = {s.name: len(s.dropped_rows["gt"]) for s in sequences if s.dropped_rows.get("gt")}
+    if dropped:  # gt rows of non-positive size the evaluator never scores (passbench.datasets.motio)
+        dataset["gt_rows_dropped"] = dropped
+    if policy != "error":  # frames left out of tracking and scoring, on the user's request
+        dataset["corrupt_frames"] = {"policy": policy, "skipped": {s.name: sorted(s.skipped_frames) for s in sequences}}
     return new_record(
         experiment=cfg.name,
         task="mot",
-        dataset={"name": cfg.dataset.name, "split": cfg.dataset.split, "protocol": cfg.dataset.protocol,
-                 "frames": list(cfg.dataset.frames) if cfg.dataset.frames else None,
-                 "sequences": list(cfg.dataset.sequences), "synthetic": False, "data_root": root.label,
-                 "frames_used": {n: [r.start, r.stop - 1] if r is not None else None for n, r in seq_frames.items()}},
+        dataset=dataset,
         model={"name": cfg.model.name, "tag": "trained" if weights else "init",
                "weights_sha256": file_sha256(weights) if weights else None},
         method={"name": cfg.method.name, "params": dict(cfg.method.params), "knob": knob},
@@ -145,16 +216,32 @@ def timing_inputs(cfg: ExperimentCfg, seq: Any) -> list[Any]:
 
 
 def frames_for(cfg: ExperimentCfg, seq: Any) -> range | None:
-    """The contiguous MOT frames of ``seq`` this row tracks and scores (``dataset.halves`` / ``frames``)."""
+    """The contiguous MOT frames of ``seq`` this row tracks and scores (``dataset.halves`` / ``frames``).
+
+    Raises:
+        ConfigError: ``dataset.frames`` reaches outside the frames present in ``seq``.
+    """
     half = cfg.dataset.halves.get(seq.name)
     if half is not None:
         if half not in ("train", "val"):
-            raise ValueError(f"{cfg.name}: dataset.halves.{seq.name} must be 'train' or 'val', got {half!r}")
+            raise ConfigError(f"{cfg.name}: dataset.halves.{seq.name} must be 'train' or 'val', got {half!r}")
         tr, va = need("passbench.datasets.mot", "half_split")(seq)
         return va if half == "val" else tr
     if cfg.dataset.frames:
-        return range(cfg.dataset.frames[0], cfg.dataset.frames[1] + 1)
+        first, last = cfg.dataset.frames
+        if not 1 <= first <= last <= seq.num_frames:
+            raise ConfigError(f"{cfg.name}: dataset.frames [{first}, {last}] is outside sequence {seq.name}, which has "
+                              f"frames 1..{seq.num_frames} ({seq.path / 'seqinfo.ini'}: seqLength {seq.seq_length})")
+        return range(first, last + 1)
     return None
+
+
+def _scored_frames(seq: Any, frames: range | None) -> Any:
+    """The frames scored: ``frames`` (None: the whole sequence) minus those the loader left out."""
+    if not seq.skipped_frames:
+        return frames
+    bad = set(seq.skipped_frames)
+    return [f for f in (frames if frames is not None else range(1, seq.num_frames + 1)) if f not in bad]
 
 
 def _mot_metrics(scores: dict[str, Any]) -> dict[str, Any]:

@@ -38,11 +38,12 @@ from typing import Any
 
 import numpy as np
 
-from passbench.config import ExperimentCfg
+from passbench.config import ConfigError, ExperimentCfg
 from passbench.paths import DataRoot, DataRootError
 from passbench.records import file_sha256, new_record
-from passbench.runner.core import (SkipRow, cost_from_stats, dense_gmacs, load_weights, measure_speed, missing_data,
-                                   need, operating_point, progress_bar, reset_streams, row_data_root, weights_path)
+from passbench.runner.core import (SkipRow, build_row_model, cost_from_stats, dense_gmacs, load_weights,
+                                   measure_speed, missing_data, need, operating_point, progress_bar, reset_streams,
+                                   row_data_root, weights_path)
 
 SYNTHETIC_DEFAULT = "synthetic:table2"  # the preset reproduce falls back to (passbench.datasets.synthetic_h36m)
 POSE_TIMED_REGION = "model forward, 1 frame, box crop already on device (no decode / crop / back-projection)"
@@ -72,7 +73,10 @@ def _pose_root(cfg: ExperimentCfg, data_root: Any) -> DataRoot:
 
     given = data_root if data_root is not None else cfg.dataset.data_root
     if is_synthetic_root(given):
-        return DataRoot(resolve_root(given).resolve(), str(given), default=True)
+        try:
+            return DataRoot(resolve_root(given).resolve(), str(given), default=True)
+        except KeyError as e:  # an unknown preset (the message lists the known ones)
+            raise DataRootError(f"data root {given}: {e.args[0] if e.args else e}") from None
     root = row_data_root(cfg, data_root)
     if not (root.path / "Human36M").is_dir():
         raise missing_data(root, "no Human3.6M: Human36M/", cfg.requires or "Human3.6M")
@@ -222,7 +226,8 @@ def _run_streams(cfg: ExperimentCfg, model: Any, skippable: bool, data: Any, spe
         if frames:
             scores.add(np.stack(coords).astype(np.float64), frames, spec, st.moving)
     if not any(scores.protocol):
-        raise ValueError(f"{cfg.name}: no scored frame (protocol {data.protocol.name}, frames {cfg.dataset.frames})")
+        raise ConfigError(f"{cfg.name}: no scored frame (protocol {data.protocol.name}, dataset.frames "
+                          f"{cfg.dataset.frames}): the protocol scores none of the frames selected")
     return scores, stats, n_run, no_box
 
 
@@ -289,11 +294,10 @@ def run_pose(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = Fa
     torch.set_num_threads(cfg.speed.threads)
     torch.manual_seed(cfg.train.seed)
     w, h = cfg.model.input_wh
-    model = need("passbench.models", "build_model")(cfg.model.name, pretrained=False, **cfg.model.kwargs).eval()
-    model = to_device(model, dev)
+    model = to_device(build_row_model(cfg), dev)
     spec = MapSpec.of(model)
     if spec.input_hw != (h, w):
-        raise ValueError(f"{cfg.name}: model.input_wh {w}x{h} but {cfg.model.name} takes "
+        raise ConfigError(f"{cfg.name}: model.input_wh {w}x{h} but {cfg.model.name} takes "
                          f"{spec.input_hw[1]}x{spec.input_hw[0]} (set model.input_wh or model.kwargs.input_hw)")
     gmacs_dense = dense_gmacs(cfg, model, torch.zeros(1, 3, h, w, device=dev))  # one view, one forward
     if weights is None:

@@ -16,7 +16,7 @@ import dataclasses
 import os
 from typing import Any
 
-from passbench.config import ExperimentCfg, to_dict
+from passbench.config import ConfigError, ExperimentCfg, to_dict
 from passbench.records import append_record, file_sha256, speed_record
 from passbench.runner.core import SkipRow, measure_speed, need, records_file, row_data_root, weights_path
 
@@ -36,7 +36,7 @@ def run_speed(cfg: ExperimentCfg, *, device: str | None = None, precision: str |
     Raises:
         NotImplementedError: a pose row (its streams are timed by ``run`` only, for now).
         SkipRow: the row is over the CPU budget and ``device`` is the CPU.
-        ValueError: ``device`` is CUDA and no CUDA device is available.
+        ConfigError: ``device`` is CUDA and no CUDA device is available (exit 2 from the CLI).
     """
     if cfg.task != "mot":
         raise NotImplementedError(f"{cfg.name}: passbench speed times MOT rows only (task {cfg.task!r})")
@@ -50,7 +50,7 @@ def run_speed(cfg: ExperimentCfg, *, device: str | None = None, precision: str |
     try:
         check(cfg)
     except DeviceError as e:
-        raise ValueError(str(e)) from None
+        raise ConfigError(str(e)) from None
     from passbench.runner.mot import mot_sequences, prepare_model, timing_inputs  # noqa: PLC0415
 
     root = row_data_root(cfg, data_root)

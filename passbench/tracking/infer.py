@@ -136,6 +136,9 @@ def track_sequence(
         info.append((frame, len(dets), len(online), (t2 - t1) * 1e3, (t3 - t0) * 1e3))
         if on_frame is not None:
             on_frame(FrameEvent(frame, x, out, dets, online))
+    skipped = set(getattr(seq, "skipped_frames", ()))  # left out by the loader (on_corrupt_frame="skip")
+    while last is not None and last in skipped:
+        last -= 1
     if not info or (last is not None and info[-1][0] != last):
         got = f"frames {info[0][0]}-{info[-1][0]}" if info else "no frames"
         raise ValueError(f"sequence {getattr(seq, 'name', seq)!r} yielded {got}; frames={frames!r} was asked for")
@@ -145,8 +148,10 @@ def track_sequence(
 
 
 def _iter_frames(seq: Any, start: int, last: int | None):
-    """Frames ``start..last`` (inclusive, 1-based), in order, checked for gaps."""
+    """Frames ``start..last`` (inclusive, 1-based), in order, checked for gaps (a frame the loader
+    reports in ``seq.skipped_frames``, a bad frame left out on request, is not a gap)."""
     expected = start
+    skipped = getattr(seq, "skipped_frames", [])
     # Ask the loader for one frame past ``last`` so either stop convention covers it; cut here.
     for frame, rgb in seq.frames(start=start, stop=None if last is None else last + 1):
         frame = int(frame)
@@ -154,9 +159,9 @@ def _iter_frames(seq: Any, start: int, last: int | None):
             break
         if frame < start:
             continue
-        if frame != expected:
+        if frame != expected and not all(f in skipped for f in range(expected, frame)):
             raise ValueError(f"sequence {getattr(seq, 'name', seq)!r}: expected frame {expected}, got {frame}")
-        expected += 1
+        expected = frame + 1
         yield frame, np.asarray(rgb)
 
 

@@ -99,6 +99,9 @@ def gumbel_threshold(model: nn.Module, pairs: Pairs, rate: float, iters: int = 3
     return t
 
 
+ALLOCATIONS = ("learned", "uniform")  # PASS: the trained per-layer rates scaled, or one rate on every layer
+
+
 def set_operating_point(model: nn.Module, method: str, params: dict[str, Any], rate: float,
                         pairs: Pairs | None, allocation: str = "learned") -> dict[str, Any]:
     """Set the method's knob so that it skips a ``rate`` fraction of gated patches; returns the knob
@@ -114,8 +117,8 @@ def set_operating_point(model: nn.Module, method: str, params: dict[str, Any], r
     """
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"operating_point: rate must be in [0, 1], got {rate}")
-    if allocation not in ("learned", "uniform"):
-        raise ValueError(f"operating_point: allocation must be 'learned' or 'uniform', got {allocation!r}")
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"operating_point: allocation must be one of {ALLOCATIONS}, got {allocation!r}")
     kind = knob_kind(method, params, model)
     model.eval()
     if kind == "pass":
