@@ -410,6 +410,17 @@ def _pct(v: Any) -> str:
     return "-" if v is None else f"{100 * v:.1f} %"
 
 
+def timing_applies(speed_rec: dict[str, Any] | None, run_rec: dict[str, Any]) -> bool:
+    """Whether a speed record (``passbench speed``) times the model of a run record: the same weights
+    (``model.weights_sha256``) and the same method parameters. A speed record of gates or a backbone since
+    retrained, or of another operating point, says nothing about the run's model (tables leave it out)."""
+    if not speed_rec:
+        return False
+    a, b = speed_rec.get("model") or {}, run_rec.get("model") or {}
+    pa, pb = (speed_rec.get("method") or {}).get("params"), (run_rec.get("method") or {}).get("params")
+    return a.get("weights_sha256") == b.get("weights_sha256") and (pa or {}) == (pb or {})
+
+
 def summary_line(rec: dict[str, Any]) -> str:
     """One line per finished row: experiment, the task's headline metrics, executed GMACs, patch skip
     rate, FPS and its ratio to the dense twin timed in the same process (or why it did not run), and a

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from passbench.records import latest_by_experiment
+from passbench.records import latest_by_experiment, timing_applies
 
 __all__ = ["BOARD_TABLES", "BOARD_COLUMNS", "leaderboard", "board", "pareto_front", "plot_board"]
 
@@ -90,7 +90,7 @@ def board(records: list[dict[str, Any]], tables: tuple[str, ...] = BOARD_TABLES)
         wh = r["config"].get("model", {}).get("input_wh")
         sp, co, me = r["speed"], r["cost"], r["metrics"]
         t = timed.get(r["experiment"])
-        if t is not None and (not _ratio(sp) or str(t["created_utc"]) > str(r["created_utc"])):
+        if timing_applies(t, r) and (not _ratio(sp) or str(t["created_utc"]) > str(r["created_utc"])):
             sp = t["speed"]  # accuracy run untimed, or re-timed later (`passbench speed`): the speed record
         rows.append(dict(backbone=r["model"]["name"], method=_method_label(r), mota=me.get("mota"),
                          idf1=me.get("idf1"), gmacs_executed=co.get("gmacs_executed"), gate_gmacs=co.get("gate_gmacs"),

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from passbench.records import latest_by_experiment
+from passbench.records import latest_by_experiment, timing_applies
 from passbench.report.paper import load_paper
 from passbench.report.tables import paper_with_twins, smoke_reason
 
@@ -219,6 +219,9 @@ class Context:
         """FPS over the dense twin's: the newest speed record of ``e``, else the run's own timing; per-round
         ratios as variants, and notes on the machine load."""
         sp_rec = self.speed.get(e)
+        latest = self.latest.get(e)
+        if sp_rec is not None and latest is not None and latest["kind"] == "run" and not timing_applies(sp_rec, latest):
+            raise Unmeasured(e, "its speed record timed other weights or another operating point; re-time it")
         rec = sp_rec
         if rec is None:
             rec = self.run(e)

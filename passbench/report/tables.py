@@ -20,7 +20,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from passbench.datasets.h36m import PAPER_TABLE2
-from passbench.records import latest_by_experiment, read_records, records_dir, results_dir
+from passbench.records import latest_by_experiment, read_records, records_dir, results_dir, timing_applies
 from passbench.report.claimfile import claim_links
 from passbench.report.paper import load_paper
 
@@ -253,6 +253,7 @@ def build_table(n: int, records: list[dict] | None = None, paper_dir: str | Path
         _add_paper(row, cols, paper, None if smoke else prow)  # a smoke row sits beside no paper value
         for lab in labels:
             sp = timed.get((exp, lab))
+            sp = sp if rec["kind"] != "run" or timing_applies(sp, rec) else None  # timed another model
             row[f"fps@{lab}"] = _get("speed.fps")(sp) if sp else None
             row[f"fps_ratio_to_dense@{lab}"] = _fps_ratio(sp) if sp else None
             row[f"fps_dense@{lab}"] = _get("speed.fps_dense")(sp) if sp else None

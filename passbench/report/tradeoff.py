@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from passbench.records import latest_by_experiment, read_records, results_dir
+from passbench.records import latest_by_experiment, read_records, results_dir, timing_applies
 from passbench.report.claimfile import claim_links
 from passbench.report.tradeoff_names import LABELS, ORDER
 
@@ -41,7 +41,7 @@ def points(records: list[dict[str, Any]], table: str = TABLE) -> pd.DataFrame:
             continue
         cost, met, speed = r.get("cost") or {}, r.get("metrics") or {}, r.get("speed") or {}
         fps, fps_d = speed.get("fps"), speed.get("fps_dense")
-        if not (fps and fps_d) and r["experiment"] in timed:  # accuracy run untimed: its speed-only record
+        if not (fps and fps_d) and timing_applies(timed.get(r["experiment"]), r):  # untimed run: its speed record
             speed = timed[r["experiment"]].get("speed") or {}
             fps, fps_d = speed.get("fps"), speed.get("fps_dense")
         rows.append(dict(
