@@ -44,7 +44,7 @@ def _sample_chain() -> dict[str, dict]:
     common = dict(t.split("=", 1) for t in shlex.split(re.search(r"^COMMON=\((.*)\)$", sh, re.M).group(1)))
     out = {}
     for stage, body in re.findall(r"^\s+(\w+)\)(.*?);;", sh, re.M | re.S):
-        toks = [t for t in shlex.split(body.replace("\\\n", " ").replace("$LAYERS", layers)) if "=" in t]
+        toks = [t for t in shlex.split(body.replace("\\\n", " ").replace("$LAYERS", layers), comments=True) if "=" in t]
         kv = {**common, **dict(t.split("=", 1) for t in toks if not t.startswith(("base=", "half=")))}
         out[stage] = {k: _value(yaml.safe_load(v)) for k, v in kv.items()}
     return out
