@@ -401,8 +401,6 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``passbench`` console script."""
     from passbench.datasets import CORRUPT_FRAME_ENV
     from passbench.errors import UserError
-    from passbench.report.claimfile import ClaimsError
-    from passbench.sched.executor import ExecutorError
 
     parser = build_parser()
     # key=value overrides may follow options (`figure 4 --run speed.threads=1`): argparse has already
@@ -424,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
 
             args.overrides = list(args.overrides or []) + overrides(args.device, args.precision)
         return args.fn(args)
-    except (UserError, ClaimsError, ExecutorError) as e:  # input checks derive from UserError (passbench.errors)
+    except UserError as e:  # every input check derives from it (passbench.errors): exit 2, nothing written
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:

@@ -85,7 +85,7 @@ def fake_rows(monkeypatch, tmp_path):
     paths = []
     for i in range(5):
         p = cfg_dir / f"r{i}.yaml"
-        p.write_text(f"name: t/r{i}\ntable: t\nspeed: {{enabled: false}}\n")
+        p.write_text(f"name: t/r{i}\ntable: t\nmodel: {{name: fairmot_mbv2}}\ndataset: {{sequences: [TUD-Campus]}}\nspeed: {{enabled: false}}\n")
         paths.append(p)
     state = {"fail": {"t/r2"}, "ran": []}
 
@@ -151,9 +151,9 @@ def test_timed_rows_run_accuracy_untimed_in_parallel_then_timing_alone(fake_rows
     paths, state = fake_rows
     state["fail"].clear()
     timed = paths[0].parent / "timed.yaml"
-    timed.write_text("name: t/timed\ntable: t\nspeed: {enabled: true, threads: 2}\n")
+    timed.write_text("name: t/timed\ntable: t\nmodel: {name: fairmot_mbv2}\ndataset: {sequences: [TUD-Campus]}\nspeed: {enabled: true, threads: 2}\n")
     pose = paths[0].parent / "pose.yaml"
-    pose.write_text("name: t/pose\ntable: t\ntask: pose\nspeed: {enabled: true}\n")
+    pose.write_text("name: t/pose\ntable: t\ntask: pose\nmodel: {name: mhp_lpski_w05}\ndataset: {name: Human36M, protocol: mhp-p2, sequences: [S9]}\nspeed: {enabled: true}\n")
     timings = []
 
     def fake_speed(cfg, data_root=None, write=True, **kw):

@@ -1,5 +1,7 @@
 """Operating points: every method's knob moves it to the target skip rate (matched-rate comparisons)."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -101,6 +103,23 @@ def test_pass_knob_keeps_the_learned_allocation():
     assert sum(r) / 3 == pytest.approx(0.2)
     hi = scaled_rates([0.2, 0.4, 0.6], 0.8)  # the largest caps at 1, the others take up the rest
     assert max(hi) == pytest.approx(1.0) and sum(hi) / 3 == pytest.approx(0.8, abs=1e-6) and hi[0] < hi[1]
+
+
+def test_pass_logit_allocation_keeps_the_order_and_never_saturates():
+    from passbench.train.operating_point import logit_shifted_rates
+
+    trained = [0.47, 0.21, 0.0, 0.68, 0.41]  # the zero layer (a grid the gate never decides on) stays 0
+    for target in (0.2, 0.64, 0.9):
+        r = logit_shifted_rates(trained, target)
+        live = [x for x in r if x > 0]
+        assert r[2] == 0.0 and sum(live) / 4 == pytest.approx(target, abs=1e-6)
+        assert r[3] > r[0] > r[4] > r[1] and max(r) < 1.0  # learned order kept, none skips every patch
+        # one shift in logit space: the logit differences between layers are those of the trained rates
+        lg = [math.log(x / (1 - x)) for x in (r[0], r[3])]
+        assert lg[1] - lg[0] == pytest.approx(math.log(0.68 / 0.32) - math.log(0.47 / 0.53), abs=1e-6)
+    m = _model("pass_p", embed_dim=8, hidden=8, rates=[0.1, 0.3, 0.8])
+    knob = set_operating_point(m, "pass_p", {}, 0.6, None, allocation="logit")
+    assert knob["allocation"] == "logit" and max(knob["value"]) < 1.0
 
 
 def test_pass_uniform_allocation_overrides_the_trained_rates():

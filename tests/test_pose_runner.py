@@ -139,7 +139,7 @@ def test_a_frame_range_and_an_action_subset(syn, weights):
 def test_another_models_checkpoint_and_a_nan_prediction_write_nothing(syn, weights, tmp_path):
     other = _weights(tmp_path / "lpski_w1.pt", name="mhp_lpski")
     cfg = _cfg("table1/mhp.yaml", *FAST, *SMALL_MODEL, f"model.weights={other}", "dataset.sequences=[S9]")
-    with pytest.raises(ValueError, match=r"lpski_w1\.pt: weights of model 'mhp_lpski', config says 'mhp_lpski_w05'"):
+    with pytest.raises(ValueError, match=r"lpski_w1\.pt: weights of model 'mhp_lpski', but model.name is 'mhp_lpski_w05'"):
         run(cfg, data_root=syn, results=tmp_path / "res")
     bad = _weights(tmp_path / "nan.pt", nan=True)
     cfg = _cfg("table1/mhp.yaml", *FAST, *SMALL_MODEL, f"model.weights={bad}", "dataset.sequences=[S9]")
@@ -169,14 +169,15 @@ def test_reproduce_falls_back_to_the_synthetic_preset_only_without_human36m(tmp_
     assert reproduce_root(None) is None
 
 
-def test_reproduce_exits_1_listing_failed_pose_rows_and_keeps_the_skip_markers(tmp_path, capsys):
-    """A root the user named that lacks an action: every runnable pose row fails (listed, exit 1), nothing
-    is recorded for them; the rows that cannot run here still get their skip markers."""
+def test_reproduce_exits_2_listing_pose_rows_with_bad_input_and_keeps_the_skip_markers(tmp_path, capsys):
+    """A root the user named that lacks a file: every runnable pose row is refused as bad input (listed,
+    exit 2: the user's mistake, passbench.errors), nothing is recorded for them; the rows that cannot run
+    here still get their skip markers."""
     root = _real_layout(tmp_path / "partial", actions=tuple(range(2, 16)))
     res = tmp_path / "res"
-    assert main(["--results-dir", str(res), "reproduce", "1", *FAST, "--data-root", str(root)]) == 1
+    assert main(["--results-dir", str(res), "reproduce", "1", *FAST, "--data-root", str(root)]) == 2
     err = capsys.readouterr().err
-    failed = err.split("FAILED: ")[1].splitlines()[0]
+    failed = err.split("BAD INPUT: ")[1].splitlines()[0]
     assert {"table1/mhp", "table1/pass_f", "table1/pass_p", "table1/skipconv"} <= set(failed.split(", "))
     recs = R.read_records(res / "records")
     assert {r["experiment"] for r in recs} == {"table1/posenet", "table1/vnect", "table1/movnect"}

@@ -35,9 +35,9 @@ def test_sample_split_frames() -> None:
         def __init__(self, name, n):
             self.name, self.num_frames = name, n
 
-    assert runner.frames_for(cfg, Seq("PETS09-S2L1", 795)) == range(398, 796)
-    assert runner.frames_for(cfg, Seq("TUD-Stadtmitte", 179)) == range(90, 180)
-    assert runner.frames_for(cfg, Seq("TUD-Campus", 71)) is None
+    assert frames_for(cfg, Seq("PETS09-S2L1", 795)) == range(398, 796)
+    assert frames_for(cfg, Seq("TUD-Stadtmitte", 179)) == range(90, 180)
+    assert frames_for(cfg, Seq("TUD-Campus", 71)) is None
     with pytest.raises(ValueError, match="halves.TUD-Campus"):  # refused when the config is resolved
         _cfg("table3/dense_light.yaml", "dataset.halves={TUD-Campus: second}")
 

@@ -154,7 +154,7 @@ def _check_model(c: _Checker, cfg: ExperimentCfg) -> None:
 
 
 def _check_eval(c: _Checker, cfg: ExperimentCfg) -> None:
-    from passbench.metrics.mot import BACKENDS  # noqa: PLC0415
+    from passbench.metrics.mot_backends import BACKENDS  # noqa: PLC0415 - no pandas / scipy
 
     c.number("eval.iou_threshold", cfg.eval.iou_threshold, 0, 1, lo_open=True, what=" (IoU of a match)")
     c.number("eval.conf_threshold", cfg.eval.conf_threshold, 0, 1, what=" (detection score)")

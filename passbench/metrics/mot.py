@@ -47,11 +47,12 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
+from passbench.metrics.mot_backends import BACKENDS  # noqa: F401 - re-exported
+
 DISTRACTOR_CLASSES = (2, 7, 8, 12)  # person_on_vehicle, static_person, distractor, reflection
 MOT20_EXTRA_DISTRACTORS = (6,)  # non_mot_vehicle
 VALID_GT_CLASSES = tuple(range(1, 14))  # 1 pedestrian .. 13 crowd (mot_challenge_2d_box.py)
 BENCHMARKS = ("MOT15", "MOT16", "MOT17", "MOT20")
-BACKENDS = ("trackeval", "motmetrics")
 KEYS = ("mota", "motp", "idf1", "idp", "idr", "idsw", "fp", "fn", "mt", "ml", "frag", "hota", "deta", "assa",
         "num_gt", "num_frames")
 _EPS = np.finfo("float").eps

@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from passbench.errors import UserError
 from passbench.paths import RESULTS
 
 CLAIMS = RESULTS / "claims.yaml"
@@ -50,7 +51,7 @@ _FIELDS = {"id", "group", "kind", "source", "quote", "claim", "condition", "pape
 _CHECK_FIELDS = {"under", "measure", "expect", "tol", "fmt"}
 
 
-class ClaimsError(ValueError):
+class ClaimsError(UserError, ValueError):
     """``claims.yaml`` is malformed; the message names the file, the line and the field."""
 
 

@@ -30,6 +30,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from passbench.errors import UserError
 from passbench.paths import REPO_ROOT
 
 EXECUTORS = ("local", "ray")
@@ -38,7 +39,7 @@ EXECUTORS = ("local", "ray")
 LOCAL_OBJECT_STORE_BYTES = 256 * 2**20
 
 
-class ExecutorError(RuntimeError):
+class ExecutorError(UserError, RuntimeError):
     """The executor cannot start (Ray not installed, cluster unreachable): a usage error, nothing run."""
 
 

@@ -7,7 +7,9 @@ has one knob, set here from a target ``rate`` (fraction of gated patches to skip
   per-layer rates training measured, scaled by one factor so that their mean is the target (the learned
   allocation across layers is kept, ``scaled_rates``); exact per layer, no data needed. With
   ``allocation="uniform"`` every deciding layer gets the target rate instead (the control that tells
-  whether the learned allocation helps: on the sample it does not, docs/training.md).
+  whether the learned allocation helps); with ``allocation="logit"`` the trained rates are shifted by one
+  constant in logit space (``logit_shifted_rates``): the layers keep their order and no layer reaches 1
+  below a target of 1, where the linear scaling sends the most-skipping layer to 1 (never recomputed).
 * Skip-Conv norm gates (``skipconv`` with ``gate: norm``, ``skipconv_norm``): per-layer thresholds
   calibrated front to back on training pairs (``skipconv.calibrate_norm_thresholds``).
 * Skip-Conv Gumbel gates (``skipconv`` with ``gate: gumbel``, ``skipconv_gumbel``): one inference
@@ -77,6 +79,28 @@ def scaled_rates(trained: list[float], rate: float, iters: int = 60) -> list[flo
     return [min(1.0, r * f) for r in trained]
 
 
+def logit_shifted_rates(trained: list[float], rate: float, iters: int = 60) -> list[float]:
+    """PASS's per-layer top-k rates moved to mean ``rate`` over the deciding layers by one shift ``c`` in
+    logit space, ``sigmoid(logit(r) + c)``: the learned order of the layers is kept and, unlike
+    ``scaled_rates``, no layer is pushed to 1 (a layer skipping every patch is never recomputed) while the
+    target is below 1. Layers whose trained rate is 0 stay 0. Bisection on ``c``.
+    """
+    live = [min(max(r, 1e-4), 1 - 1e-4) for r in trained if r > 0]
+    if not live or rate <= 0.0 or rate >= 1.0:
+        return [(rate if r > 0 else 0.0) for r in trained]
+    logits = [float(np.log(r / (1 - r))) for r in live]
+
+    def shifted(c: float) -> list[float]:
+        return [float(1.0 / (1.0 + np.exp(-(z + c)))) for z in logits]
+
+    lo, hi = -40.0, 40.0
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if sum(shifted(mid)) / len(live) < rate else (lo, mid)
+    it = iter(shifted(0.5 * (lo + hi)))
+    return [next(it) if r > 0 else 0.0 for r in trained]
+
+
 @torch.no_grad()
 def gumbel_threshold(model: nn.Module, pairs: Pairs, rate: float, iters: int = 30) -> float:
     """One Gumbel-gate inference threshold (skip where skip probability > t, every layer) such that a
@@ -99,7 +123,7 @@ def gumbel_threshold(model: nn.Module, pairs: Pairs, rate: float, iters: int = 3
     return t
 
 
-ALLOCATIONS = ("learned", "uniform")  # PASS: the trained per-layer rates scaled, or one rate on every layer
+ALLOCATIONS = ("learned", "uniform", "logit")  # PASS: trained rates scaled / one rate / trained rates logit-shifted
 
 
 def set_operating_point(model: nn.Module, method: str, params: dict[str, Any], rate: float,
@@ -112,8 +136,9 @@ def set_operating_point(model: nn.Module, method: str, params: dict[str, Any], r
         method, params: the method name and its ``make_skippable`` parameters (to tell gate kinds apart).
         rate: target patch-skip fraction in [0, 1].
         pairs: ``(x_prev, x)`` training batches; needed for the norm and Gumbel knobs.
-        allocation: PASS only: ``"learned"`` (the trained per-layer rates scaled to the target) or
-            ``"uniform"`` (the target rate on every deciding layer).
+        allocation: PASS only: ``"learned"`` (the trained per-layer rates scaled to the target),
+            ``"uniform"`` (the target rate on every deciding layer) or ``"logit"`` (the trained rates shifted
+            in logit space, ``logit_shifted_rates``).
     """
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"operating_point: rate must be in [0, 1], got {rate}")
@@ -123,10 +148,13 @@ def set_operating_point(model: nn.Module, method: str, params: dict[str, Any], r
     model.eval()
     if kind == "pass":
         layers = sk.pass_layers(model)
+        trained = [float(m.gate.rate) if m.gate.rate is not None else rate for m in layers]
         if allocation == "uniform":
             rates = [float(rate)] * len(layers)
+        elif allocation == "logit":
+            rates = logit_shifted_rates(trained, rate)
         else:
-            rates = scaled_rates([float(m.gate.rate) if m.gate.rate is not None else rate for m in layers], rate)
+            rates = scaled_rates(trained, rate)
         sk.set_rates(model, rates)
         return {"knob": "rates", "value": rates, "allocation": allocation}
     if allocation != "learned":
