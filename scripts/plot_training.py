@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             ax.plot(step, ln, color="C1", alpha=0.35)
             ax.plot(step, rolling(lp), color="C0", label="L_p (anchor-positive)")
             ax.plot(step, rolling(ln), color="C1", label="L_n (anchor-negative)")
-            ax.set_ylabel("relative MSE of the heads")
+            ax.set_ylabel("head distance (balanced: over the untrained-gate distance; mse: over the anchor)")
         else:
             loss = [r["loss"] for r in log]
             ax.plot(step, loss, color="C0", alpha=0.35)

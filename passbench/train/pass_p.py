@@ -21,7 +21,9 @@ softmax distribution, which the soft-argmax integrates, and ``coords`` raw), eac
 
 Loss (Eq. 6, "we employ the Triplet-Margin-Loss"):
 
-* ``distance="mse"`` (default): per head ``d_h = MSE(H_h, A_h) / mean(A_h^2)`` (the anchor's scale,
+* ``distance="balanced"`` (the default; below, ``pass_p_loss``): each head's distances in the unit of its
+  distance under untrained (random-mask) gates, one hinge per head.
+* ``distance="mse"`` (the earlier default): per head ``d_h = MSE(H_h, A_h) / mean(A_h^2)`` (the anchor's scale,
   so that each head weighs alike whatever its units), ``d = mean_h d_h``, then
   ``mean_b max(d_p - d_n + margin, 0)``: Eq. 6's ``min L_p + max L_n`` while the hinge is active.
 * ``distance="l2"``: ``torch.nn.TripletMarginLoss(margin)`` (p=2) on the concatenated heads, each
