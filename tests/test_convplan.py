@@ -108,3 +108,19 @@ def test_resnet18_fairmot_plan_at_the_sample_input():
     for s in plan.gated():  # stride-4 / 8 maps at patch 8, stride-16 maps at patch 4
         assert s.patch == (4 if s.in_hw[0] // s.stride <= 14 else 8), s.name
     assert 0.7 < plan.gated_mac_share() < 0.8
+
+
+def test_engine_hooks_take_named_convs_and_per_layer_patches():
+    from passbench.bench import attach_engine_hooks
+
+    torch.manual_seed(0)
+    net = Tiny().eval()
+    x0, x1 = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        dense = net(x1)
+        counters = attach_engine_hooks(net, 1.0, {"b": 4, "*": 8}, names=["a", "b"])
+        net(x0)
+        out = net(x1)
+    assert len(counters) == 2  # only the named convs
+    assert [c["patches"] for c in counters] == [4 * 4, 4 * 4]  # a: 32x32 at patch 8, b: 16x16 at patch 4
+    torch.testing.assert_close(out, dense)  # keep 1: every patch computed
