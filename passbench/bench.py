@@ -307,7 +307,8 @@ def fold_bn(net: nn.Module) -> nn.Module:
     return net
 
 
-def attach_engine_hooks(net: nn.Module, keep: float, patch: int, seed: int = 0, recompute: bool = False) -> list[dict]:
+def attach_engine_hooks(net: nn.Module, keep: float, patch: int | dict[str, int], seed: int = 0, recompute: bool = False,
+                        names: list[str] | None = None) -> list[dict]:
     """Minimal skipping without ``passbench.skip.make_skippable``: every Conv2d keeps its previous
     output and, from the second frame on, computes a random ``keep`` fraction of its output patches
     with ``sparse_conv2d(inplace=True)`` when ``choose_path`` says so (else dense conv +
@@ -317,15 +318,20 @@ def attach_engine_hooks(net: nn.Module, keep: float, patch: int, seed: int = 0, 
     safe here because torchvision's ResNet-18 / MobileNetV2 never modify a conv output in place (a
     BatchNorm always follows). ``recompute``: where the dispatcher says dense, run the plain conv
     and keep its output on every patch (exact dense output, no blend; executed MACs = dense).
-    Returns per-conv counters ``{dense_macs, executed_macs, patches, skipped}``.
+    ``patch``: one size, or ``{glob: size}`` per conv name as ``make_skippable`` takes it; ``names``: hook
+    only these convs (default: every Conv2d). Returns per-conv counters ``{dense_macs, executed_macs,
+    patches, skipped}``.
     """
+    from passbench.skip.make import patch_for
+
     counters = []
-    for i, conv in enumerate(m for m in net.modules() if isinstance(m, nn.Conv2d)):
+    convs = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Conv2d) and (names is None or n in names)]
+    for i, (cname, conv) in enumerate(convs):
         st = {"prev": None, "gen": torch.Generator().manual_seed(seed + i), "dense_macs": 0, "executed_macs": 0,
               "patches": 0, "skipped": 0}
         counters.append(st)
 
-        def fwd(x, conv=conv, st=st):
+        def fwd(x, conv=conv, st=st, patch=patch_for(cname, patch)):
             if st["prev"] is None:
                 y = conv._conv_forward(x, conv.weight, conv.bias)
                 st["prev"] = y

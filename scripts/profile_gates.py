@@ -4,30 +4,39 @@
     .venv/bin/python scripts/profile_gates.py --light pass_p [--rate 0.5] [--layers heads|all|GLOB ...]
     .venv/bin/python scripts/profile_gates.py --light skipconv_norm --quantile 0.5
     .venv/bin/python scripts/profile_gates.py --light fixed --keep 0.25 --layers all
+    .venv/bin/python scripts/profile_gates.py --model timm:resnet18 --light pass_p --layers everyconv \\
+        --variants engine=eager engine=fast patches=8+4                 # one process, one row per variant
 
-``CONFIG`` builds the model exactly as the runner does (weights, BN folded, channels-last). ``--light``
-builds the light model ``fairmot_mbv2`` at 384x224 with the sample backbone ``weights/sample/task.pt``
-and wraps it with METHOD: ``pass_p`` with *untrained* gates of the sample's size (embed 16, hidden 64,
-top-k ``--rate``; the timing does not depend on the gate weights), ``skipconv_norm`` (per-layer
-thresholds at the ``--quantile`` of the frame 0 -> 1 residual norms) or ``fixed`` (random masks at
-``--keep``). ``--layers heads`` (default) gates the sample's layers (neck + head 3x3 / id 1x1, as
-``scripts/train_sample.sh``), ``all`` every conv (the paper's scheme).
+``CONFIG`` builds the model exactly as the runner does (weights, BN folded, channels-last). ``--light
+METHOD`` builds ``--model`` (default the light model ``fairmot_mbv2``) at 384x224 and wraps it with
+METHOD: ``pass_p`` with *untrained* gates of the committed size (embed 16, hidden 64, top-k ``--rate``;
+the timing does not depend on the gate weights), ``skipconv_norm`` (per-layer thresholds at the
+``--quantile`` of the frame 0 -> 1 residual norms), ``fixed`` (random masks at ``--keep``) or ``hooks``
+(the same random masks through minimal forward hooks calling the kernel, no wrapper:
+``passbench.bench.attach_engine_hooks``; the wrapper's overhead is the gap between ``fixed`` and
+``hooks``). Weights: ``--weights PATH``, default ``weights/sample/task.pt`` for ``fairmot_mbv2`` and a
+seeded random init for any other model (timing does not depend on them; the skip masks of norm gates
+do). ``--layers heads`` (default) gates the sample's layers (neck + head 3x3 / id 1x1, as
+``scripts/train_sample.sh``), ``all`` every conv, ``everyconv`` every conv but the stem and the convs
+whose grid is under 16 patches at the largest of ``--patches`` that reaches 16 (``passbench.skip.convplan``).
 
-Streams ``--frames`` consecutive PETS09-S2L1 frames (letterboxed); frame 0 is dense, every later frame
-gated (no refresh, so every timed frame is a *skipped* frame). Timed region: one model forward under
-``torch.inference_mode``; the skipping model and its dense twin (every ``SkipConv2d`` replaced by its
-conv) run alternately per frame in this process; per-frame medians over frames 2.. (frame 1 holds the
+``--variants``: several models in the same rounds, each the base settings with ``key=value[,key=value]``
+on top; keys: ``engine`` (PASS gate engine: eager, fast, compiled), ``patches`` (candidate patch sizes
+of ``everyconv``, ``+``-separated: ``8+4``), ``rate``, ``keep``, ``quantile``, ``method`` and ``execution``. Streams
+``--frames`` consecutive PETS09-S2L1 frames (letterboxed); frame 0 is dense, every later frame gated
+(no refresh, so every timed frame is a *skipped* frame). Timed region: one model forward under
+``torch.inference_mode``; the variants and the dense twin (every ``SkipConv2d`` replaced by its conv)
+run round-robin per frame in this process; per-frame medians over frames 2.. (frame 1 holds the
 dispatcher's one-off calibration). Gate and layer times come from forward hooks (gate module, wrapped
-layer), summed per frame, medians reported; ``--per-layer`` lists them per layer. ``--engines`` times the
-skipping model under several gate engines (``passbench.skip.set_gate_engine``) in the same rounds.
-Prints the load average (``os.getloadavg``) before and after: this machine is shared.
+layer), summed per frame, medians reported; ``--per-layer`` lists them per layer. ``mac_red`` = the
+network's dense MACs / (executed + gate MACs) over the timed frames (unwrapped layers at their dense
+MACs), ``ratio`` = speedup / mac_red. Prints the load average (``os.getloadavg``) before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import copy
 import os
 import statistics
 import sys
@@ -39,30 +48,62 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from passbench.bench import norm_thresholds  # noqa: E402  (per-layer quantile of frame 0 -> 1 residual norms)
-from passbench.skip import (dense_twin, fold_batchnorm, make_skippable, reset, set_thresholds,  # noqa: E402
-                            skippable_layers)
+from passbench.bench import attach_engine_hooks, norm_thresholds  # noqa: E402
+from passbench.skip import (collect_stats, dense_twin, fold_batchnorm, make_skippable, reset,  # noqa: E402
+                            set_gate_engine, set_thresholds, skippable_layers)
+from passbench.skip.convplan import every_conv  # noqa: E402
 
 LIGHT_LAYERS = ["neck.*", "hm.0", "wh.0", "reg.0", "id.0", "id.2"]  # scripts/train_sample.sh
 LIGHT_WH = (384, 224)
+METHODS = ("pass_p", "skipconv_norm", "fixed", "hooks")
+KEYS = ("engine", "patches", "rate", "keep", "quantile", "method", "execution")
 
 
-def light_model(method: str, layers, rate: float, keep: float) -> torch.nn.Module:
-    """fairmot_mbv2 with the sample backbone, wrapped with ``method`` (untrained PASS gates)."""
+def base_model(name: str, weights: str | None) -> torch.nn.Module:
+    """``name`` with ``weights`` (a passbench final.pt / state dict), or a seeded random init."""
     from passbench.models import build_model
+    from passbench.models.checkpoint import load_checkpoint
 
-    model = build_model("fairmot_mbv2", pretrained=False).eval()
-    ck = torch.load(ROOT / "weights/sample/task.pt", map_location="cpu", weights_only=False)
-    model.load_state_dict(ck["model"])
-    params: dict = {}
-    if method in ("pass", "pass_p", "pass_f"):
+    torch.manual_seed(0)
+    model = build_model(name, pretrained=False).eval()
+    if weights is None and name == "fairmot_mbv2":
+        weights = str(ROOT / "weights/sample/task.pt")
+    if weights:
+        load_checkpoint(model, weights)
+    return model
+
+
+def layer_params(model, layers: list[str], wh: tuple[int, int], patches: tuple[int, ...]) -> dict:
+    """make_skippable's ``layers`` / ``exclude`` / ``patch_size`` for ``--layers``."""
+    if layers == ["everyconv"]:
+        return every_conv(model, (3, wh[1], wh[0]), patches).params()
+    sel = {"heads": LIGHT_LAYERS, "all": None}.get(layers[0], layers) if len(layers) == 1 else layers
+    return {"layers": sel, "patch_size": patches[0]}
+
+
+def wrap(model, opts: dict, layers: list[str], wh: tuple[int, int], frames: list[torch.Tensor]):
+    """``model`` made skippable as ``opts`` says (method, rate, keep, quantile, patches, engine)."""
+    method = opts["method"]
+    params = layer_params(model, layers, wh, opts["patches"])
+    if method == "hooks":  # kernel-only: random masks through forward hooks on the same layers, no wrapper
+        names = [s.name for s in every_conv(model, (3, wh[1], wh[0]), opts["patches"]).gated()] \
+            if layers == ["everyconv"] else None
+        patch = params["patch_size"]
+        return model, attach_engine_hooks(model, opts["keep"], patch, names=names)
+    if method == "pass_p":
         torch.manual_seed(0)
-        params = dict(embed_dim=16, hidden=64, rates=rate)
+        kw = dict(embed_dim=16, hidden=64, rates=opts["rate"])
+        make_skippable(model, method, **params, **kw)
     elif method == "fixed":
-        params = dict(keep=keep)
-    elif method != "skipconv_norm":
-        raise SystemExit(f"--light: method must be pass_p, skipconv_norm or fixed, got {method!r}")
-    return make_skippable(model, method, patch_size=8, layers=layers, **params).eval()
+        make_skippable(model, method, keep=opts["keep"], **params)
+    elif method == "skipconv_norm":
+        make_skippable(model, method, **params)
+    else:
+        raise SystemExit(f"method must be one of {METHODS}, got {method!r}")
+    model.eval()
+    if opts.get("engine"):
+        set_gate_engine(model, opts["engine"])
+    return model, None
 
 
 def config_model(config: str):
@@ -126,64 +167,113 @@ class Clock:
                 self.per_frame[k].append(v)
         self.acc.clear()
 
+    def median(self, key: str) -> float:
+        v = self.per_frame.get(key)
+        return statistics.median(v) * 1e3 if v else 0.0
+
+
+def parse_variant(spec: str, base: dict) -> dict:
+    """``"engine=eager,patches=8+4"`` on top of ``base`` (typed like the command-line options)."""
+    out = dict(base)
+    for item in filter(None, spec.split(",")):
+        k, sep, v = item.partition("=")
+        if not sep or k not in KEYS:
+            raise SystemExit(f"--variants {spec!r}: expected key=value with key in {KEYS}")
+        out[k] = (tuple(int(p) for p in v.split("+")) if k == "patches" else float(v) if k in ("rate", "keep",
+                  "quantile") else v)
+    return out
+
+
+def _macs(m, counters) -> tuple[int, int]:
+    """(dense, executed + gate) MACs of the wrapped / hooked layers so far."""
+    if counters is not None:
+        return sum(c["dense_macs"] for c in counters), sum(c["executed_macs"] for c in counters)
+    st = collect_stats(m)
+    return st["dense_macs"], st["executed_macs"] + st["gate_macs"]
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("config", nargs="?", help="a Table 3 config (default: --light pass_p)")
-    ap.add_argument("--light", metavar="METHOD", help="pass_p | skipconv_norm | fixed on fairmot_mbv2 384x224")
-    ap.add_argument("--layers", nargs="+", default=["heads"], help="heads (the sample's), all, or globs")
+    ap.add_argument("--light", metavar="METHOD", help=f"one of {METHODS} on --model at 384x224")
+    ap.add_argument("--model", default="fairmot_mbv2", help="with --light: the network (fairmot_mbv2, timm:resnet18, ...)")
+    ap.add_argument("--weights", default=None, help="with --light: weights file (default: see the docstring)")
+    ap.add_argument("--layers", nargs="+", default=["heads"], help="heads (the sample's), all, everyconv, or globs")
+    ap.add_argument("--patches", type=int, nargs="+", default=[8], help="patch size (everyconv: candidates)")
     ap.add_argument("--rate", type=float, default=0.5, help="pass_p: top-k skip rate of every gate")
-    ap.add_argument("--keep", type=float, default=0.5, help="fixed: compute fraction")
+    ap.add_argument("--keep", type=float, default=0.5, help="fixed / hooks: compute fraction")
     ap.add_argument("--quantile", type=float, default=0.5, help="skipconv_norm: threshold quantile")
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--execution", default="auto", choices=("auto", "sparse"))
-    ap.add_argument("--engines", nargs="+", default=None, help="gate engines to compare (eager, fast, compiled)")
+    ap.add_argument("--engines", nargs="+", default=None, help="gate engines to compare (= --variants engine=...)")
+    ap.add_argument("--variants", nargs="+", default=None, help="key=value[,key=value] per variant (docstring)")
     ap.add_argument("--per-layer", action="store_true", help="gate and layer medians per wrapped layer")
     ap.add_argument("--profiler", action="store_true", help="also print the torch profiler's top ops")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     load0 = os.getloadavg()
+    from passbench.datasets.mot import load_sequence
+    from passbench.metrics.cost import count_macs
+    from passbench.paths import resolve_data_root
+
+    specs = args.variants or ([f"engine={e}" for e in args.engines] if args.engines else [""])
     if args.config:
         model, seq, wh = config_model(args.config)
         what = args.config
+        frames = letterboxed(seq, wh, args.frames)
+        fold_batchnorm(model)
+        built = {"skip[config]": (model.to(memory_format=torch.channels_last), None)}
     else:
-        from passbench.datasets.mot import load_sequence
-        from passbench.paths import resolve_data_root
-
-        method = args.light or "pass_p"
-        layers = {"heads": LIGHT_LAYERS, "all": None}.get(args.layers[0], args.layers) if len(args.layers) == 1 \
-            else args.layers
-        model = light_model(method, layers, args.rate, args.keep)
+        base = dict(method=args.light or "pass_p", rate=args.rate, keep=args.keep, quantile=args.quantile,
+                    patches=tuple(args.patches), engine=None, execution=args.execution)
         seq = load_sequence(str(resolve_data_root(None) / "MOT15/train/PETS09-S2L1"))
         wh = LIGHT_WH
-        what = f"fairmot_mbv2 {wh[0]}x{wh[1]} {method} layers={args.layers} rate={args.rate} keep={args.keep}"
-    fold_batchnorm(model)
-    model = model.to(memory_format=torch.channels_last)
-    frames = letterboxed(seq, wh, args.frames)
-    if args.light == "skipconv_norm":
-        set_thresholds(model, norm_thresholds(model, frames, args.quantile))
-    for _, layer in skippable_layers(model):
-        layer.refresh_every = None  # every frame after the first is gated
-        layer.execution = args.execution
-    twin = dense_twin(model)
-    engines = args.engines or [None]
-    wrapped = [name for name, _ in skippable_layers(model)]
-    variants = {"dense twin": (twin, Clock(twin, wrapped))}
-    for eng in engines:
-        m = copy.deepcopy(model) if len(engines) > 1 else model
-        if eng is not None:
-            from passbench.skip import set_gate_engine
-
-            set_gate_engine(m, eng)
-        variants[f"skip[{eng or 'default'}]"] = (m, Clock(m))
+        frames = letterboxed(seq, wh, args.frames)
+        what = (f"{args.model} {wh[0]}x{wh[1]} {base['method']} layers={args.layers} patches={args.patches} "
+                f"rate={args.rate} keep={args.keep} weights={args.weights or 'default'}")
+        built = {}
+        for spec in specs:
+            opts = parse_variant(spec, base)
+            m = base_model(args.model, args.weights)
+            fold_batchnorm(m)
+            m = m.to(memory_format=torch.channels_last)
+            m, counters = wrap(m, opts, args.layers, wh, frames)
+            if opts["method"] == "skipconv_norm":
+                set_thresholds(m, norm_thresholds(m, frames, opts["quantile"]))
+            for _, layer in skippable_layers(m):
+                layer.execution = opts["execution"]
+            built[f"skip[{spec or 'default'}]"] = (m, counters)
+    for m, counters in built.values():
+        if counters is None:
+            for _, layer in skippable_layers(m):
+                layer.refresh_every = None  # every frame after the first is gated
+    wrapped_names = None
+    variants = {}
+    for name, (m, counters) in built.items():
+        if counters is None and wrapped_names is None:
+            twin = dense_twin(m)
+            wrapped_names = []
+        if counters is None:  # the twin times every conv some variant wraps
+            wrapped_names += [n for n, _ in skippable_layers(m) if n not in wrapped_names]
+        variants[name] = (m, Clock(m) if counters is None else Clock(m, []), counters)
+    if wrapped_names is None:  # only hook variants: the twin is the unhooked network
+        twin = base_model(args.model, args.weights)
+        fold_batchnorm(twin)
+        twin = twin.to(memory_format=torch.channels_last)
+        wrapped_names = []
+    variants = {"dense twin": (twin, Clock(twin, wrapped_names), None), **variants}
+    net_macs = count_macs(twin, frames[0])  # the whole network's dense MACs per frame
     times: dict[str, list[float]] = {k: [] for k in variants}
+    macs0: dict[str, tuple[int, int]] = {}
     with torch.inference_mode():
-        for name, (m, _) in variants.items():
-            if name != "dense twin":
+        for name, (m, _, counters) in variants.items():
+            if name != "dense twin" and counters is None:
                 reset(m)
         for t, x in enumerate(frames):
-            for name, (m, clk) in variants.items():
+            for name, (m, clk, counters) in variants.items():
+                if t == 2 and name != "dense twin":
+                    macs0[name] = _macs(m, counters)
                 t0 = time.perf_counter()
                 m(x)
                 dt = time.perf_counter() - t0
@@ -192,29 +282,28 @@ def main(argv: list[str] | None = None) -> int:
                     times[name].append(dt)
     load1 = os.getloadavg()
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-    print(f"{what}: {args.threads} threads, {len(frames) - 2} timed gated frames (medians), load average "
+    n_t = len(frames) - 2
+    print(f"{what}: {args.threads} threads, {n_t} timed gated frames (medians), load average "
           f"{load0[0]:.1f} -> {load1[0]:.1f} on {os.cpu_count()} cores")
     d = med["dense twin"]
     tclk = variants["dense twin"][1]
-    print(f"  dense twin                 {d:7.2f} ms  (the wrapped layers' convs: "
-          f"{statistics.median(tclk.per_frame['layer']) * 1e3:.2f} ms)")
-    for name, (m, clk) in variants.items():
+    print(f"  dense twin                 {d:7.2f} ms  (the convs any variant wraps: {tclk.median('layer'):.2f} ms; "
+          f"network {net_macs / 1e9:.3f} GMACs)")
+    for name, (m, clk, counters) in variants.items():
         if name == "dense twin":
             continue
-        g = statistics.median(clk.per_frame["gate"]) * 1e3 if clk.per_frame["gate"] else 0.0
-        lay = statistics.median(clk.per_frame["layer"]) * 1e3
+        (d0, e0), (d1, e1) = macs0[name], _macs(m, counters)
+        exe = net_macs * n_t - (d1 - d0) + (e1 - e0)  # unwrapped layers dense, wrapped as executed (+ gates)
+        red = net_macs * n_t / max(exe, 1)
+        g, lay = clk.median("gate"), clk.median("layer")
         print(f"  {name:26} {med[name]:7.2f} ms  ({d / med[name]:.2f}x dense)  gates {g:6.2f} ms "
-              f"({100 * g / med[name]:.0f} % of the frame)  wrapped layers incl. gates {lay:6.2f} ms")
-        if args.per_layer:
+              f"({100 * g / med[name]:.0f} % of the frame)  wrapped layers incl. gates {lay:6.2f} ms  "
+              f"mac_red {red:.2f}  ratio {d / med[name] / red:.2f}")
+        if args.per_layer and counters is None:
             for lname, layer in skippable_layers(m):
-                gl = clk.per_frame.get(f"gate:{lname}")
-                ll = clk.per_frame.get(f"layer:{lname}")
-                dl = tclk.per_frame.get(f"layer:{lname}")
-                gm = statistics.median(gl) * 1e3 if gl else 0.0
-                lm = statistics.median(ll) * 1e3 if ll else 0.0
-                dm = statistics.median(dl) * 1e3 if dl else 0.0
-                print(f"    {lname:18} gate {gm:6.3f} ms  layer {lm:6.3f} ms  dense conv {dm:6.3f} ms  "
-                      f"path {layer.last_path}")
+                print(f"    {lname:30} gate {clk.median('gate:' + lname):6.3f} ms  layer "
+                      f"{clk.median('layer:' + lname):6.3f} ms  dense conv {tclk.median('layer:' + lname):6.3f} ms  "
+                      f"path {layer.last_path}  patch {layer.patch_size}")
     if args.profiler:
         m = next(v[0] for k, v in variants.items() if k != "dense twin")
         with torch.inference_mode():
@@ -224,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             with torch.profiler.profile() as prof:
                 for x in frames[4:8]:
                     m(x)
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
     return 0
 
 

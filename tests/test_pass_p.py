@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from passbench import skip
+from passbench.skip.convplan import every_conv
 from passbench.train import skiputil as sk
 from passbench.train.common import CheckpointMismatchError, make_cfg, read_final, rebase_final
 from passbench.train.pass_f import train_pass_f
@@ -82,8 +83,15 @@ def _gated_model(name, layers, input_wh, patch=8):
 
     torch.manual_seed(0)
     model = build_model(name, pretrained=False).eval()
-    skip.make_skippable(model, "pass_p", patch_size=patch, layers=layers, execution="reference", embed_dim=8,
-                        hidden=16, min_patches=16)
+    kw = {"patch_size": patch, "layers": layers}
+    if layers == "everyconv":  # the every-conv plan at this input (configs/everyconv/, scripts/train_everyconv.sh)
+        kw = every_conv(model, (3, input_wh[1], input_wh[0]), (8, 4)).params()
+        # timm zero-initialises the last BN of every residual block (zero_init_last): at random init the
+        # block's convs do not reach the output and their gates get no gradient; a trained model's do.
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                nn.init.uniform_(m.weight, 0.5, 1.5)
+    skip.make_skippable(model, "pass_p", execution="reference", embed_dim=8, hidden=16, min_patches=16, **kw)
     w, h = input_wh
     g = torch.Generator().manual_seed(1)
     x_prev = torch.rand(2, 3, h, w, generator=g)
@@ -110,6 +118,8 @@ def _triplet_grads(model, batch, heads):
 @pytest.mark.parametrize("name,layers,input_wh,n_active", [
     ("fairmot_mbv2", LIGHT_LAYERS, (192, 128), 7),  # stride-4 convs on a 6x4 grid; coarser levels < 16 patches
     ("fairmot_dla34_conv", ["ida_up.*", "hm.0", "wh.0", "reg.0", "id.0", "id.2"], (256, 128), 7),
+    # every conv of the plain-conv FairMOT but the stem and the stride-32 level (docs/everyconv.md)
+    pytest.param("timm:resnet18", "everyconv", (384, 224), 28, marks=pytest.mark.slow),
 ])
 def test_every_deciding_gate_gets_a_triplet_gradient(name, layers, input_wh, n_active):
     model, batch = _gated_model(name, layers, input_wh)

@@ -230,6 +230,8 @@ def _check_params(c: _Checker, name: str, params: dict[str, Any], complete: bool
             raise c.fail(key, f"method {name!r} takes no parameter {k!r} (it takes: "
                               f"{', '.join(sorted([*known, *_RUNNER_KEYS]))})")
         default = known.get(k, inspect.Parameter.empty)
+        if k == "patch_size" and isinstance(v, dict):  # {glob: patch} per layer (skip/convplan.py): checked below
+            continue
         if default is not inspect.Parameter.empty and default is not None:
             _same_type(c, key, v, default)
     _check_wrapper_params(c, {k: v for k, v in params.items() if k in wrapper})
@@ -262,8 +264,16 @@ def _check_wrapper_params(c: _Checker, p: dict[str, Any]) -> None:
 
     from passbench.skip import SkipConv2d  # noqa: PLC0415
 
-    if "patch_size" in p:
-        c.integer("method.params.patch_size", p["patch_size"], 1)
+    ps = p.get("patch_size")
+    if isinstance(ps, dict):  # one patch size per layer glob (make_skippable; the every-conv plan)
+        if not ps:
+            raise c.fail("method.params.patch_size", "an empty mapping (give an integer or {glob: patch})")
+        for g, v in ps.items():
+            if not isinstance(g, str) or not g:
+                raise c.fail("method.params.patch_size", f"keys must be layer globs, got {g!r}")
+            c.integer(f"method.params.patch_size.{g}", v, 1)
+    elif "patch_size" in p:
+        c.integer("method.params.patch_size", ps, 1)
     for k in ("layers", "exclude"):
         v = p.get(k)
         if v is not None and not (isinstance(v, str) or (isinstance(v, list) and v and all(isinstance(g, str) and g

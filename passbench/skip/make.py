@@ -19,10 +19,11 @@ from passbench.skip.methods import METHODS
 from passbench.skip.stacking import ForwardClock
 from passbench.skip.wrapper import SkipConv2d
 
-__all__ = ["make_skippable"]
+__all__ = ["make_skippable", "patch_for"]
 
 
-def make_skippable(model: nn.Module, method: str, *, patch_size: int = 8, layers: list[str] | str | None = None,
+def make_skippable(model: nn.Module, method: str, *, patch_size: int | dict[str, int] = 8,
+                   layers: list[str] | str | None = None,
                    exclude: list[str] | str | None = None, execution: str = "auto", refresh_every: int | None = None,
                    reference: str = "previous",
                    input_shape: tuple[int, ...] | None = None, thresholds: float | list[float] | None = None,
@@ -33,8 +34,11 @@ def make_skippable(model: nn.Module, method: str, *, patch_size: int = 8, layers
         model: any nn.Module holding nn.Conv2d layers (timm, torchvision, passbench.models).
         method: a name in ``METHODS`` (dense, pass, pass_p, pass_f, skipconv, skipconv_norm,
             skipconv_gumbel, fixed).
-        patch_size: output patch size p in output pixels, per layer (the gate's input patch is
-            p * stride input pixels). Maps smaller than p are one (partial) patch.
+        patch_size: output patch size p in output pixels (the gate's input patch is p * stride input
+            pixels); one int for every layer, or a mapping ``{glob: p}`` over qualified layer names
+            (first matching glob wins; every wrapped layer must match one), e.g. a smaller patch on
+            the coarse maps whose grid is too small at the fine maps' patch. Maps smaller than p are
+            one (partial) patch.
         layers: glob(s) over qualified module names to wrap (default: every Conv2d).
         exclude: glob(s) of names not to wrap.
         execution: "reference", "sparse" or "auto" (see ``skip.wrapper``).
@@ -59,8 +63,7 @@ def make_skippable(model: nn.Module, method: str, *, patch_size: int = 8, layers
         TypeError: a parameter the method does not take.
     """
     builder = METHODS.get(method)
-    if patch_size < 1:
-        raise ValueError(f"make_skippable: patch_size must be >= 1, got {patch_size}")
+    _check_patch_sizes(patch_size)
     if skippable_layers(model):
         raise ValueError(f"make_skippable: {type(model).__name__} already has SkipConv2d layers")
     convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
@@ -78,24 +81,25 @@ def make_skippable(model: nn.Module, method: str, *, patch_size: int = 8, layers
     # leaves the model exactly as it was (modules, state-dict keys, hooks), so a retry can follow.
     wrappers = []
     for i, (name, conv) in enumerate(chosen):
+        patch = patch_for(name, patch_size)
         sh, sw = conv.stride
         if sh != sw:
             raise ValueError(f"make_skippable: layer '{name}' has a non-square stride {conv.stride}; leave it "
                              f"dense with exclude=['{name}']")
         try:
-            probe = SkipConv2d(conv, None, patch_size, False, execution, refresh_every, name, reference=reference)
+            probe = SkipConv2d(conv, None, patch, False, execution, refresh_every, name, reference=reference)
         except ValueError as e:
             raise ValueError(f"make_skippable: layer '{name}' cannot be made skippable: {e}; leave it dense with "
                              f"make_skippable(..., exclude=['{name}'])") from None
         grid = None
         if id(conv) in in_hw:
             ho, wo = out_hw(probe.conv, *in_hw[id(conv)])  # probe.conv: integer padding
-            grid = (math.ceil(ho / patch_size), math.ceil(wo / patch_size))
+            grid = (math.ceil(ho / patch), math.ceil(wo / patch))
         try:
-            plan = builder(conv, patch_in=patch_size * sh, patch_out=patch_size, grid=grid, index=i, **gate_params)
+            plan = builder(conv, patch_in=patch * sh, patch_out=patch, grid=grid, index=i, **gate_params)
         except TypeError as e:
             raise TypeError(f"make_skippable(method={method!r}): {e}") from None
-        wrapped = SkipConv2d(conv, plan.gate, patch_size, plan.residual, execution, refresh_every, name,
+        wrapped = SkipConv2d(conv, plan.gate, patch, plan.residual, execution, refresh_every, name,
                              reference=reference)
         wrapped.to(device=conv.weight.device).train(conv.training)  # a new gate follows the model's mode
         wrappers.append((name, wrapped))
@@ -109,6 +113,28 @@ def make_skippable(model: nn.Module, method: str, *, patch_size: int = 8, layers
     model.register_forward_pre_hook(clock.enter)
     model.register_forward_hook(clock.leave, always_call=True)  # also after an exception inside the forward
     return model
+
+
+def _check_patch_sizes(patch_size) -> None:
+    sizes = patch_size.values() if isinstance(patch_size, dict) else [patch_size]
+    if isinstance(patch_size, dict) and not patch_size:
+        raise ValueError("make_skippable: patch_size mapping is empty")
+    for p in sizes:
+        if isinstance(p, bool) or not isinstance(p, int) or p < 1:
+            raise ValueError(f"make_skippable: patch_size must be an integer >= 1 (or a mapping glob -> such "
+                             f"an integer), got {patch_size!r}")
+
+
+def patch_for(name: str, patch_size: int | dict[str, int]) -> int:
+    """The output patch size of layer ``name``: ``patch_size`` itself, or the value of the first glob of
+    the mapping that matches ``name`` (ValueError naming the layer when none does)."""
+    if not isinstance(patch_size, dict):
+        return int(patch_size)
+    for glob, p in patch_size.items():
+        if fnmatch.fnmatch(name, glob):
+            return int(p)
+    raise ValueError(f"make_skippable: layer '{name}' matches no glob of patch_size {patch_size!r}; add one "
+                     "(e.g. '*': 8 last) or exclude the layer")
 
 
 @torch.no_grad()

@@ -29,7 +29,8 @@ class StageCfg:
         steps, batch_size, lr, lr_drop_at, weight_decay: optimisation (Adam; lr x0.1 after
             ``lr_drop_at * steps`` steps, FairMOT's step schedule).
         flip, scale_jitter: augmentation (horizontal flip p=0.5; isotropic scale in 1 +- jitter).
-        method, patch_size, skip_params: how ``passbench.skip.make_skippable`` wraps the model.
+        method, patch_size, skip_params: how ``passbench.skip.make_skippable`` wraps the model (``patch_size``:
+            one int, or ``{glob: p}`` per layer, first match wins).
         heads, negative, margin, distance, target_rate, rate_weight: PASS-P objective (see ``pass_p.py``):
             the output heads compared, how the negative sample is built (``complement`` of each layer's
             positive mask, or ``inverted``: gates re-run, as the authors' code), the triplet margin and
@@ -70,7 +71,7 @@ class StageCfg:
     ckpt_every: int = 100
     threads: int = 0
     method: str = "pass_p"
-    patch_size: int = 8
+    patch_size: int | dict[str, int] = 8
     skip_params: dict[str, Any] = field(default_factory=dict)
     heads: tuple[str, ...] = ("hm", "wh", "reg", "id")
     negative: str = "complement"
