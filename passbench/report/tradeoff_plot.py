@@ -42,8 +42,8 @@ def seed_spreads(records: list[dict[str, Any]], experiments: list[str], y: str =
             v = ctx.field(e, f"metrics.{y}", e)
         except Unmeasured:
             continue
-        if len(v.variants) >= 2:
-            out[e] = (min(v.variants), max(v.variants))
+        if len(v.variants) >= 2:  # the point itself is one of its seeds (borrowed deviations may all lie on one side)
+            out[e] = (min(v.value, *v.variants), max(v.value, *v.variants))
     return out
 
 
