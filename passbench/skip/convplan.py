@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from passbench.skip.geometry import out_hw
+from passbench.skip.geometry import conv_input_sizes, out_hw
 from passbench.skip.macs import conv_dense_macs
 
 __all__ = ["ConvSite", "ConvPlan", "conv_sites", "every_conv"]
@@ -97,23 +97,9 @@ def conv_sites(model: nn.Module, input_shape: tuple[int, ...], patch_sizes: tupl
 
     A conv that is called more than once per forward keeps its first call; one never called is left out.
     """
-    shape = tuple(input_shape) if len(input_shape) == 4 else (1, *input_shape)
-    seen: dict[int, tuple[int, int]] = {}
     convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-
-    def record(m: nn.Module, args: tuple) -> None:
-        seen.setdefault(id(m), tuple(args[0].shape[-2:]))
-
-    hooks = [m.register_forward_pre_hook(record) for _, m in convs]
-    was = model.training
+    seen = conv_input_sizes(model, [m for _, m in convs], input_shape)
     p = next(model.parameters())
-    try:
-        model.eval()
-        model(torch.zeros(shape, device=p.device, dtype=p.dtype))
-    finally:
-        model.train(was)
-        for h in hooks:
-            h.remove()
     sites = []
     for name, m in convs:
         if id(m) not in seen:

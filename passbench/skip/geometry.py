@@ -12,7 +12,7 @@ from torch import nn
 
 from passbench.skip.sparse import conv_out_size
 
-__all__ = ["int_padding", "out_hw", "patch_area", "upsample"]
+__all__ = ["conv_input_sizes", "int_padding", "out_hw", "patch_area", "upsample"]
 
 
 def out_hw(conv: nn.Conv2d, h: int, w: int) -> tuple[int, int]:
@@ -67,3 +67,27 @@ def int_padding(conv: nn.Conv2d, name: str) -> nn.Conv2d:
                     conv.groups, bias=conv.bias is not None, device="meta")
     new.weight, new.bias = conv.weight, conv.bias  # the same Parameters: shared storage, same grads
     return new.train(conv.training)
+
+
+@torch.no_grad()
+def conv_input_sizes(model: nn.Module, convs: list[nn.Conv2d], input_shape) -> dict[int, tuple[int, int]]:
+    """Input (H, W) of each conv (keyed by ``id``) for one zero input of ``input_shape`` ((C, H, W) or
+    (B, C, H, W)), run in eval mode; a conv called more than once keeps its first call, one never called
+    is absent."""
+    shape = tuple(input_shape) if len(input_shape) == 4 else (1, *input_shape)
+    sizes: dict[int, tuple[int, int]] = {}
+
+    def record(m: nn.Module, args: tuple) -> None:  # a pre-hook must return None (else: new args)
+        sizes.setdefault(id(m), tuple(args[0].shape[-2:]))
+
+    hooks = [c.register_forward_pre_hook(record) for c in convs]
+    was = model.training
+    p = next(model.parameters())
+    try:
+        model.eval()
+        model(torch.zeros(shape, device=p.device, dtype=p.dtype))
+    finally:
+        model.train(was)
+        for h in hooks:
+            h.remove()
+    return sizes

@@ -10,11 +10,10 @@ from __future__ import annotations
 import fnmatch
 import math
 
-import torch
 from torch import nn
 
 from passbench.skip.control import set_thresholds, skippable_layers
-from passbench.skip.geometry import out_hw
+from passbench.skip.geometry import conv_input_sizes, out_hw
 from passbench.skip.methods import METHODS
 from passbench.skip.stacking import ForwardClock
 from passbench.skip.wrapper import SkipConv2d
@@ -76,7 +75,7 @@ def make_skippable(model: nn.Module, method: str, *, patch_size: int | dict[str,
     if not chosen:
         raise ValueError(f"make_skippable: layers={layers!r} / exclude={exclude!r} match no Conv2d "
                          f"(names look like: {', '.join(n for n, _ in convs[:5])}, ...)")
-    in_hw = _dry_run_sizes(model, [m for _, m in chosen], input_shape) if input_shape is not None else {}
+    in_hw = conv_input_sizes(model, [m for _, m in chosen], input_shape) if input_shape is not None else {}
     # Atomic: build and check every wrapper first, then swap them all in; any error above or here
     # leaves the model exactly as it was (modules, state-dict keys, hooks), so a retry can follow.
     wrappers = []
@@ -135,25 +134,3 @@ def patch_for(name: str, patch_size: int | dict[str, int]) -> int:
             return int(p)
     raise ValueError(f"make_skippable: layer '{name}' matches no glob of patch_size {patch_size!r}; add one "
                      "(e.g. '*': 8 last) or exclude the layer")
-
-
-@torch.no_grad()
-def _dry_run_sizes(model: nn.Module, convs: list[nn.Conv2d], input_shape) -> dict[int, tuple[int, int]]:
-    """Input (H, W) of each conv for one zero input of ``input_shape``."""
-    shape = tuple(input_shape) if len(input_shape) == 4 else (1, *input_shape)
-    sizes: dict[int, tuple[int, int]] = {}
-
-    def record(m: nn.Module, args: tuple) -> None:  # a pre-hook must return None (else: new args)
-        sizes.setdefault(id(m), tuple(args[0].shape[-2:]))
-
-    hooks = [c.register_forward_pre_hook(record) for c in convs]
-    was = model.training
-    p = next(model.parameters())
-    try:
-        model.eval()
-        model(torch.zeros(shape, device=p.device, dtype=p.dtype))
-    finally:
-        model.train(was)
-        for h in hooks:
-            h.remove()
-    return sizes
