@@ -24,7 +24,7 @@ an elementwise op before the first conv: ``(x * input_range - mean) / std``.
   Their ``data/dataset.py`` reads the image as float32 (``load_img``: ``img.astype(np.float32)``) and
   ``transforms.ToTensor()`` scales only uint8 input, so ``Normalize(pixel_mean, pixel_std)`` sees values
   of 0-255 and the network about -2 to 1110; the maintainer confirms the released snapshots expect this
-  (mks0601/3DMPPE_POSENET_RELEASE issue #69). An upstream snapshot needs ``input_range: 255``.
+  (https://github.com/mks0601/3DMPPE_POSENET_RELEASE/issues/69). An upstream snapshot needs ``input_range: 255``.
 
 z is mapped back as upstream 3DMPPE ``Human36M.evaluate``:
 ``Z_mm = (z / D * 2 - 1) * depth_range_mm / 2 + Z_root_mm``.
