@@ -3,6 +3,10 @@ only, and a whole skipping row under autocast (bf16 on the CPU: the code path fp
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -124,3 +128,20 @@ def test_train_on_the_device_asked_for(tmp_path, capsys):
             "sequences=[synthetic]", "steps=1", "batch_size=2", "input_wh=[64,48]", "pretrained=null"]
     assert train_main(argv) == 0
     assert (tmp_path / "t" / "final.pt").exists() and '"world": 1' in capsys.readouterr().out
+
+
+def test_set_threads_holds_every_blas_pool_the_tracker_uses():
+    # A fresh process: NumPy's and SciPy's own OpenBLAS (the tracker's Kalman filter) must both be held to
+    # the row's threads, else a row declared as 1 CPU busy-waits on every core (docs/logs/executor/threads.log).
+    code = (
+        "import json, threadpoolctl\n"
+        "from passbench.device import set_threads\n"
+        "set_threads(1)\n"
+        "import scipy.linalg, numpy\n"
+        "print(json.dumps([(i['internal_api'], i['filepath'], i['num_threads']) for i in threadpoolctl.threadpool_info()]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    pools = json.loads(out.splitlines()[-1])
+    blas = [p for p in pools if p[0] in ("openblas", "mkl", "blis")]
+    assert blas, pools
+    assert all(p[2] == 1 for p in pools), pools

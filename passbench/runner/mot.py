@@ -108,10 +108,10 @@ def prepare_model(cfg: ExperimentCfg, root: DataRoot, weights: Any) -> tuple[Any
     """
     import torch  # noqa: PLC0415 - heavy imports only when a row really runs
 
-    from passbench.device import check, to_device  # noqa: PLC0415
+    from passbench.device import check, set_threads, to_device  # noqa: PLC0415
 
     dev, _ = check(cfg)
-    torch.set_num_threads(cfg.speed.threads)
+    set_threads(cfg.speed.threads)
     torch.manual_seed(cfg.train.seed)
     w, h = cfg.model.input_wh
     model = build_row_model(cfg)

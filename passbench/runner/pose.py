@@ -287,11 +287,11 @@ def run_pose(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = Fa
     from passbench.pose.data import stream_boxes  # noqa: PLC0415
     from passbench.pose.decode import MapSpec  # noqa: PLC0415
 
-    from passbench.device import check, run_env, to_device  # noqa: PLC0415
+    from passbench.device import check, run_env, set_threads, to_device  # noqa: PLC0415
 
     protocol = get_protocol(cfg.dataset.protocol)
     dev, _ = check(cfg)
-    torch.set_num_threads(cfg.speed.threads)
+    set_threads(cfg.speed.threads)
     torch.manual_seed(cfg.train.seed)
     w, h = cfg.model.input_wh
     model = to_device(build_row_model(cfg), dev)
