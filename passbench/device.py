@@ -124,15 +124,17 @@ def set_threads(n: int) -> None:
     """Give the row ``n`` threads in every native pool: torch's intra-op pool and, through threadpoolctl,
     the BLAS (OpenBLAS / MKL) and OpenMP pools that NumPy and SciPy use (each bundles its own OpenBLAS).
 
-    ``torch.set_num_threads`` alone leaves NumPy's OpenBLAS at one thread per core: the tracker's small
+    ``torch.set_num_threads`` alone leaves SciPy's OpenBLAS at one thread per core: the tracker's small
     Kalman-filter products then busy-wait on every core. Measured on one trade-off row (2 cores, quiet
-    machine, ``docs/logs/executor/threads.log``): 36.0 s at 157 % CPU with OpenBLAS free, 31.3 s at 99 % with
+    machine, ``docs/logs/executor/threads.log``): 36.0 s at 157 % CPU with OpenBLAS free, 32.0 s at 100 % with
     it held to one thread, the same record. A row scheduled beside another (``--executor ray``) must use what
     it declared (``speed.threads``), not every core. The limit holds for the process until set again.
     """
-    import scipy.linalg  # noqa: F401, PLC0415 - SciPy ships its own OpenBLAS: load it so the limit reaches it
+    import importlib  # noqa: PLC0415
+
     import torch  # noqa: PLC0415
     from threadpoolctl import threadpool_limits  # noqa: PLC0415
 
+    importlib.import_module("scipy.linalg")  # SciPy ships its own OpenBLAS: load it so that the limit reaches it
     torch.set_num_threads(n)
     threadpool_limits(limits=n)  # the pools loaded now (threadpoolctl cannot reach a library loaded later)

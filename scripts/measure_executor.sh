@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Wall time of a sweep with --executor local (serial) and --executor ray, on this machine, with the load.
 #
-#   scripts/measure_executor.sh [--what tradeoff|table3|both] [--frames FIRST,LAST] [--set KEY=VALUE ...] [--out DIR]
+#   scripts/measure_executor.sh [--what tradeoff|table3|both] [--frames FIRST,LAST] [--set KEY=VALUE ...] [--out DIR] [--compare]
 #
 # tradeoff: `passbench figure tradeoff --run speed.enabled=false speed.threads=1` (the trade-off's and the
 #           refresh table's accuracy rows, as `invoke figure -n tradeoff` measured them; 2 workers of 1
@@ -14,17 +14,21 @@
 # each run are printed. --frames runs a slice (TUD-Campus frames FIRST..LAST only) and --set adds config
 # overrides to every row (e.g. --set speed.iters=2 --set speed.warmup=1): checks that the script works,
 # not a measurement. Run it on a quiet machine: the load average is printed so that a reader can tell.
+# --compare runs nothing: it compares the two runs already in DIR (and prints their ratio from DIR/times.txt).
+# The comparison names every field that differs; the auto dispatcher's executed MACs (cost.gmacs_executed,
+# cost.mac_reduction) come from a per-process timing calibration and differ between two serial runs too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-what=both frames="" out="" sets=()
+what=both frames="" out="" sets=() only_compare=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --what) what=$2; shift 2 ;;
     --frames) frames=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --set) sets+=("$2"); shift 2 ;;
-    *) echo "usage: $0 [--what tradeoff|table3|both] [--frames FIRST,LAST] [--set KEY=VALUE ...] [--out DIR]" >&2
+    --compare) only_compare=1; shift ;;
+    *) echo "usage: $0 [--what tradeoff|table3|both] [--frames FIRST,LAST] [--set KEY=VALUE ...] [--out DIR] [--compare]" >&2
        exit 2 ;;
   esac
 done
@@ -63,10 +67,35 @@ def strip(r):
 a, b = load(sys.argv[1]), load(sys.argv[2])
 if not a or not b:
     sys.exit(f"  records: none from the {'serial' if not a else 'ray'} run (see its log): nothing to compare")
-same = list(a) == list(b) and all([strip(r) for r in a[f]] == [strip(r) for r in b[f]] for f in a)
+
+def flat(d, p=""):
+    out = {}
+    for k, v in d.items():
+        out.update(flat(v, f"{p}{k}.") if isinstance(v, dict) else {p + k: v})
+    return out
+
+# Fields the auto dispatcher (passbench.skip.dispatch: a per-process timing calibration) decides: which layers
+# ran their sparse kernel, hence the executed MACs; they vary between two serial runs as a timing does.
+DISPATCH = {"cost.gmacs_executed", "cost.mac_reduction"}
 n = sum(len(v) for v in a.values())
-print(f"  records: {n} serial, {sum(len(v) for v in b.values())} ray; "
-      + ("identical apart from run ids / times (and timed numbers)" if same else "DIFFERENT"))
+print(f"  records: {n} serial, {sum(len(v) for v in b.values())} ray")
+if list(a) != list(b) or any([r["experiment"] for r in a[f]] != [r["experiment"] for r in b[f]] for f in a):
+    print("  DIFFERENT: not the same rows in the same order")
+    sys.exit(0)
+diff = {}
+for f in a:
+    for ra, rb in zip(a[f], b[f]):
+        fa, fb = flat(strip(ra)), flat(strip(rb))
+        for k in sorted(set(fa) | set(fb)):
+            if fa.get(k) != fb.get(k):
+                diff.setdefault(k, []).append(ra["experiment"])
+if not diff:
+    print("  identical apart from run ids / times (and timed numbers)")
+for k, rows in diff.items():
+    tag = "(dispatcher-decided)" if k in DISPATCH else "(code or environment)" if k.startswith("env.") else "DIFFERENT"
+    print(f"  {k}: differs on {len(rows)} rows {tag}, e.g. {', '.join(rows[:3])}")
+other = [k for k in diff if k not in DISPATCH and not k.startswith("env.")]
+print("  every other field identical, bit for bit" if not other else f"  {len(other)} other fields differ")
 EOF
 }
 
@@ -81,6 +110,13 @@ ratio() {  # ratio NAME (only when neither run stopped on a usage error, exit 2)
   echo "  ray / serial wall time: $(echo "scale=2; $r / $s" | bc)"
 }
 
+if [ -n "$only_compare" ]; then
+  for name in tradeoff table3; do
+    { [ "$what" = both ] || [ "$what" = "$name" ]; } && [ -d "$out/$name-local" ] || continue
+    echo "$name:"; compare "$name" || true; ratio "$name"
+  done
+  exit 0
+fi
 echo "passbench executor measurement: $(nproc) CPUs, $(git rev-parse --short HEAD), results in $out" | tee "$out/times.txt"
 for name in tradeoff table3; do
   [ "$what" = both ] || [ "$what" = "$name" ] || continue
