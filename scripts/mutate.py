@@ -47,7 +47,8 @@ MODULES: dict[str, list[str]] = {
                             "tests/test_macs.py"],
     "passbench/pose/evaluate.py": ["tests/test_pose_pipeline.py", "tests/test_pose_metrics.py"],
     "passbench/report/tables.py": ["tests/test_report.py", "tests/test_report_cells.py"],
-    "passbench/records.py": ["tests/test_records.py", "tests/test_records_lines.py", "tests/test_records_env.py", "tests/test_report_cells.py"],
+    "passbench/records.py": ["tests/test_records.py", "tests/test_records_lines.py", "tests/test_records_env.py",
+                            "tests/test_records_summary.py", "tests/test_report_cells.py"],
 }
 
 # Repository folders the tests read through passbench.paths.REPO_ROOT (the mutants/ tree stands in for it).
