@@ -48,7 +48,7 @@ MODULES: dict[str, list[str]] = {
     "passbench/pose/evaluate.py": ["tests/test_pose_pipeline.py", "tests/test_pose_metrics.py"],
     "passbench/report/tables.py": ["tests/test_report.py", "tests/test_report_cells.py"],
     "passbench/records.py": ["tests/test_records.py", "tests/test_records_lines.py", "tests/test_records_env.py",
-                            "tests/test_records_summary.py", "tests/test_report_cells.py"],
+                            "tests/test_records_summary.py", "tests/test_records_validate.py", "tests/test_report_cells.py"],
 }
 
 # Repository folders the tests read through passbench.paths.REPO_ROOT (the mutants/ tree stands in for it).
@@ -171,36 +171,49 @@ def _apply(root: Path, diff: str) -> bool:
     return True
 
 
+def _tests_in_copy(module: str, patch_text: str | None, keyword: str | None) -> int | None:
+    """pytest's exit code for the module's tests on a scratch copy of the sources with ``patch_text`` applied
+    (None: unchanged); None when the diff does not apply."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mutate-recheck-") as tmp:
+        t = Path(tmp)
+        shutil.copytree(REPO / "passbench", t / "passbench")
+        shutil.copytree(REPO / "tests", t / "tests")
+        shutil.copyfile(REPO / "pyproject.toml", t / "pyproject.toml")
+        for link in LINKED:
+            if (REPO / link).exists():
+                (t / link).symlink_to(REPO / link)
+        if patch_text is not None and not _apply(t, patch_text):
+            return None
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
+                   PASSBENCH_DATA=str((REPO.parent / "shared" / "data").resolve()))
+        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                               *(["-k", keyword] if keyword else []), *MODULES[module]], cwd=t, env=env,
+                              capture_output=True).returncode
+
+
 def recheck(module: str, diff_file: Path, keyword: str | None = None) -> dict:
     """Re-check recorded survivors against the current tests, without mutmut: apply each survivor's diff
     (``survivors.diff`` of an earlier run) to a scratch copy of the sources and run the module's tests there.
     A mutant is killed when the tests fail. ``keyword`` (pytest ``-k``) may restrict the run to the tests added
-    since: the recorded survivors already passed every other test. Writes ``runs/mutate/<module>/recheck.json``."""
-    import tempfile
-
+    since: the recorded survivors already passed every other test. The tests run first on the unchanged copy:
+    a test that fails there (one that needs the git checkout, say) would "kill" every mutant, so the recheck
+    stops instead. Writes ``runs/mutate/<module>/recheck.json``."""
+    rc = _tests_in_copy(module, None, keyword)
+    if rc not in (0, 5):
+        raise SystemExit(f"mutate: the tests fail on the unchanged scratch copy (pytest exit {rc}); narrow them "
+                         "with -k (tests that read the git checkout cannot run there)")
     blocks = [b for b in diff_file.read_text().split("\n# ") if "\n--- " in b]
     out = {"module": module, "tests": MODULES[module], "keyword": keyword, "from": str(diff_file.relative_to(REPO)),
            "date": date.today().isoformat(), "killed": [], "survived": [], "not applied": []}
     for b in blocks:
         name = b.lstrip("# ").split("\n", 1)[0].split(":")[0].strip()
-        patch_text = b[b.index("--- "):]
-        with tempfile.TemporaryDirectory(prefix="mutate-recheck-") as tmp:
-            t = Path(tmp)
-            shutil.copytree(REPO / "passbench", t / "passbench")
-            shutil.copytree(REPO / "tests", t / "tests")
-            shutil.copyfile(REPO / "pyproject.toml", t / "pyproject.toml")
-            for link in LINKED:
-                if (REPO / link).exists():
-                    (t / link).symlink_to(REPO / link)
-            if not _apply(t, patch_text):
-                out["not applied"].append(name)
-                continue
-            env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
-                       PASSBENCH_DATA=str((REPO.parent / "shared" / "data").resolve()))
-            rc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                                 *(["-k", keyword] if keyword else []), *MODULES[module]], cwd=t, env=env,
-                                capture_output=True).returncode
-            out["killed" if rc not in (0, 5) else "survived"].append(name)
+        rc = _tests_in_copy(module, b[b.index("--- "):], keyword)
+        if rc is None:
+            out["not applied"].append(name)
+            continue
+        out["killed" if rc not in (0, 5) else "survived"].append(name)
         print(f"{name}: {'killed' if name in out['killed'] else 'survived'}", flush=True)
     d = SCRATCH / slug(module)
     d.mkdir(parents=True, exist_ok=True)

@@ -128,10 +128,10 @@ def test_a_new_records_file_gets_the_umask_mode_and_an_existing_one_keeps_its_mo
     import os
 
     f = tmp_path / "r.jsonl"
-    old = os.umask(0o027)
+    old = os.umask(0o022)
     try:
         R.append_record(f, fixture_run())
-        assert f.stat().st_mode & 0o777 == 0o640
+        assert f.stat().st_mode & 0o777 == 0o644
         f.chmod(0o604)
         R.append_record(f, fixture_run())
         assert f.stat().st_mode & 0o777 == 0o604
@@ -155,3 +155,32 @@ def test_latest_of_two_records_with_the_same_stamp_is_the_later_line_for_runs_an
     run = dict(fixture_run("t/x"), created_utc="2025-01-01T00:00:00Z")
     assert R.latest_by_experiment([run, m1])["t/x"]["kind"] == "run"  # a finished run beats a later marker
     assert R.latest_by_experiment([m1, run])["t/x"]["kind"] == "run"
+
+
+def test_the_temporary_file_sits_beside_the_records_file_hidden_from_the_records_glob(tmp_path: Path, monkeypatch):
+    # os.replace is atomic only within one filesystem: the temporary file must be in the target's folder; and
+    # read_records globs records/*.jsonl, so a temporary file left by a crash must not look like a records file.
+    import os
+
+    seen = []
+    real = os.replace
+
+    def spy(src, dst):
+        seen.append((Path(src), Path(dst)))
+        return real(src, dst)
+
+    monkeypatch.setattr(R.os, "replace", spy)
+    f = tmp_path / "records" / "t.jsonl"
+    R.append_record(f, fixture_run())
+    ((src, dst),) = seen
+    assert dst == f and src.parent == f.parent
+    assert src.name.startswith(".") and not src.name.endswith(".jsonl") and f.name in src.name
+
+
+def test_an_absolute_data_root_is_refused_with_the_field_and_the_fix():
+    base = fixture_run()
+    sections = {k: base[k] for k in ("model", "method", "metrics", "cost", "speed", "config", "env")}
+    with pytest.raises(R.RecordError) as e:
+        R.new_record(experiment="e", task="mot", dataset={**base["dataset"], "data_root": "/data/MOT17"}, **sections)
+    assert str(e.value) == ("field 'dataset.data_root': '/data/MOT17' is this machine's absolute path; store the root "
+                            "as the user named it (passbench.paths.DataRoot.label)")
