@@ -60,3 +60,38 @@ def test_timing_applies_when_weights_and_params_agree_and_empty_params_match():
     assert not R.timing_applies({**spd, "model": {**run["model"], "weights_sha256": "x"}}, run)
     assert not R.timing_applies({**spd, "method": {"params": {"rates": 0.4}}}, run)
     assert R.timing_applies({"model": {}, "method": {}}, {"model": {}, "method": {}})
+
+
+def test_summary_line_ends_with_the_load_warning_of_a_loaded_timing_only():
+    rec = fixture_run("table3/pass_p")
+    rec["speed"].update(load_1m_before=3.1, load_1m_after=2.0, cpu_cores=2, loaded=True)
+    assert R.summary_line(rec) == ("table3/pass_p: MOTA 50.0 %  IDF1 60.0 %  IDs 3  GMACs 1.000 executed (dense "
+                                   "2.000)  skip 50.0 %  FPS 10.0 (1.25x dense)  WARNING: timed under load 3.1 > 2 "
+                                   "cores (1-min load average): other jobs shared the CPU, FPS and ratio not "
+                                   "reliable; re-time on a quiet machine")
+    rec["speed"].update(fps=None)  # nothing timed: the load of an untimed row is not a warning
+    assert "WARNING" not in R.summary_line(rec)
+
+
+def test_file_sha256_against_hashlib_across_read_chunks(tmp_path):
+    import hashlib
+
+    f = tmp_path / "w.pt"
+    data = bytes(range(256)) * (5 * 4096 + 7)  # 5 MiB and a bit: several 1 MiB chunks and a short last one
+    f.write_bytes(data)
+    assert R.file_sha256(f) == hashlib.sha256(data).hexdigest()
+    (tmp_path / "empty").write_bytes(b"")
+    assert R.file_sha256(str(tmp_path / "empty")) == hashlib.sha256(b"").hexdigest()
+
+
+def test_check_file_names_the_bad_line_and_accepts_a_missing_or_good_file(tmp_path):
+    import json
+
+    f = tmp_path / "t.jsonl"
+    R.check_file(f)  # not there yet: nothing to check
+    R.append_record(f, fixture_run())
+    R.check_file(str(f))
+    f.write_text(f.read_text() + json.dumps({"kind": "run"}) + "\n")
+    with pytest.raises(R.RecordError, match=f"^{f}:2: "):
+        R.check_file(f)
+    R.check_file(tmp_path)  # a folder is not a records file: nothing to check
