@@ -150,8 +150,8 @@ def run(module: str, fresh: bool, max_children: int) -> dict:
 
 
 def _apply(root: Path, diff: str) -> bool:
-    """Apply one mutant's unified diff (``mutmut show``: hunks numbered within the function) by replacing the
-    hunk's old lines with its new lines where they occur exactly once in the file."""
+    """Apply one mutant's unified diff (``mutmut show``: hunks numbered within the function, a method shown
+    dedented) by replacing the hunk's old lines with its new lines where they occur exactly once in the file."""
     lines = diff.splitlines()
     path = root / lines[0][4:].strip()
     old, new = [], []
@@ -164,11 +164,14 @@ def _apply(root: Path, diff: str) -> bool:
         if tag in (" ", "+"):
             new.append(body)
     text = path.read_text()
-    a, b = "\n".join(old) + "\n", "\n".join(new) + "\n"
-    if text.count(a) != 1:
-        return False
-    path.write_text(text.replace(a, b))
-    return True
+    # mutmut shows a method dedented to the left margin: try the hunk as shown, then one and two levels in
+    for pad in ("", "    ", "        "):
+        a = "\n".join(pad + ln if ln else ln for ln in old) + "\n"
+        b = "\n".join(pad + ln if ln else ln for ln in new) + "\n"
+        if text.count(a) == 1:
+            path.write_text(text.replace(a, b))
+            return True
+    return False
 
 
 def _tests_in_copy(module: str, patch_text: str | None, keyword: str | None) -> int | None:

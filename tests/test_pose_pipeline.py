@@ -260,6 +260,66 @@ def test_frames_with_an_empty_box_are_not_scored(syn):
     assert r.skipped_empty_box == 1 and r.frames == len(frames) - 1 and r.value_mm < 1e-3
 
 
+def test_a_non_square_input_pads_the_box_to_its_own_aspect_ratio(syn):
+    # A 256x192 (H x W) crop, as SimpleBaseline-style pose nets use: process_bbox pads each box to aspect 0.75,
+    # not to the square default; decoding through a square box misplaces the joints (5.7 mm here, after the
+    # root-centring removes the shared shift).
+    tall = MapSpec((256, 192), (64, 48), 64)
+    frames = _frames(syn)
+    coords = _encode(frames, tall)
+    assert evaluate(coords, frames, "mhp-p2", tall).value_mm < 1e-3
+    square = MapSpec((256, 256), (64, 64), 64)
+    assert evaluate(_encode(frames, square), frames, "mhp-p2", tall).value_mm > 1
+
+
+def test_result_fields_and_record_dict_worked_by_hand(syn):
+    # Unequal action counts (8 Discussion, 3 Walking) with 5 and 10 mm offsets: the per-(frame, joint) mean and
+    # the mean of the action means differ, so the protocol object's aggregation is what decides the value.
+    import torch
+    frames = _frames(syn)
+    walking = [i for i, fr in enumerate(frames) if fr.key.action == 14]
+    frames = [fr for i, fr in enumerate(frames) if i not in walking[3:]]
+    gt = np.stack([fr.joints_cam for fr in frames])
+    pred = gt.copy()
+    is_walk = np.array([fr.key.action == 14 for fr in frames])
+    pred[~is_walk, 1:17] += (3.0, 4.0, 0.0)
+    pred[is_walk, 1:17] += (6.0, 8.0, 0.0)
+    coords = _encode(frames, POSENET, pred)
+    d, w = 5.0 * 16 / 17, 10.0 * 16 / 17
+    base = H.get_protocol("mhp-p2")
+    by_action = dataclasses.replace(base, name="mhp-p2-by-action", aggregation="action")
+    r = evaluate(coords, frames, by_action, POSENET)  # a Protocol object, not a name: used as given
+    assert r.value_mm == pytest.approx((d + w) / 2, abs=1e-3)
+    assert r.protocol == "mhp-p2-by-action" and r.numbering == base.numbering
+    assert r.aggregation == "mean of per-action means"
+    f = evaluate(coords, frames, "mhp-p2", POSENET)
+    assert f.value_mm == pytest.approx((8 * d + 3 * w) / 11, abs=1e-3) and f.aggregation == "frame-weighted mean over (sample, joint)"
+    assert f.per_joint.shape == (11, 17)
+    np.testing.assert_allclose(f.per_joint[:, 1:], np.where(is_walk, 10.0, 5.0)[:, None] * np.ones((1, 16)), atol=1e-3)
+    np.testing.assert_allclose(f.per_joint[:, 0], 0.0, atol=1e-6)  # the root, after root-centring
+    m = f.as_metrics()
+    assert set(m) == {"mpjpe_mm", "per_action", "frames", "skipped_empty_box", "protocol", "numbering", "aggregation"}
+    assert (m["frames"], m["skipped_empty_box"], m["protocol"]) == (11, 0, "mhp-p2")
+    assert m["numbering"] == base.numbering and m["aggregation"] == f.aggregation
+    assert m["per_action"] == {"Discussion": {"mpjpe_mm": f.per_action["Discussion"], "frames": 8},
+                               "Walking": {"mpjpe_mm": f.per_action["Walking"], "frames": 3}}
+    # a torch tensor that still requires grad (a model's output outside no_grad) scores like its values
+    t = evaluate(torch.tensor(coords, requires_grad=True), frames, "mhp-p2", POSENET)
+    assert t.value_mm == f.value_mm
+
+
+def test_no_frame_to_score_returns_empty_joints_or_says_so(syn):
+    from passbench.pose.evaluate import camera_joints
+    pred, keep = camera_joints(np.zeros((0, 18, 3)), [], MHP)
+    assert pred.shape == (0, 18, 3) and keep.dtype == bool and keep.shape == (0,)
+    frames = [dataclasses.replace(fr, bbox=np.array([10.0, 10.0, 0.0, 40.0])) for fr in _frames(syn)[:2]]
+    pred, keep = camera_joints(np.zeros((2, 18, 3)), frames, MHP)
+    assert pred.shape == (0, 18, 3) and keep.tolist() == [False, False]
+    with pytest.raises(ValueError, match=r"none of the 2 frames can be scored \(no frames, or every processed box is "
+                                         r"empty\)"):
+        evaluate(np.zeros((2, 18, 3)), frames, "mhp-p2", MHP)
+
+
 def test_a_pose_model_runs_through_the_pipeline(syn):
     from passbench.models import build_model
     from passbench.pose.crop import crop_image
