@@ -139,3 +139,98 @@ def test_aggregation_frame_weighted_vs_mean_of_actions():
     assert fw.per_group == {"A": 1.0, "B": 5.0} and fw.counts == {"A": 3, "B": 1}
     with pytest.raises(ValueError, match="labels"):
         P.aggregate(err, groups[:3])
+
+
+def test_similarity_fit_is_per_sample_and_about_each_centroid():
+    # Each sample its own size, scale, rotation and a centroid far from the origin (5 m in z): a prediction that
+    # is an exact similarity transform of the gt scores 0 under p_mpjpe, but only when each sample is centred on
+    # its own centroid and normalised by its own norm (one norm over the batch, or a centroid added instead of
+    # subtracted, leaves mm-sized errors). The 3DMPPE rigid fit scores the scale error alone.
+    rng = np.random.default_rng(11)
+    sizes = np.array([0.5, 1.0, 3.0])[:, None, None]
+    gt = sizes * _skeleton(rng, n=3) + np.array([200.0, -100.0, 5000.0])
+    rot = Rotation.random(3, random_state=5).as_matrix()
+    scale = np.array([0.7, 1.0, 1.6])[:, None, None]
+    pred = scale * np.einsum("nij,nkj->nki", rot, gt) + np.array([[[30.0, 0.0, -80.0]], [[0.0, 0.0, 0.0]],
+                                                                   [[-500.0, 60.0, 900.0]]])
+    np.testing.assert_allclose(P.p_mpjpe(pred, gt).per_joint, 0.0, atol=1e-8)
+    np.testing.assert_allclose(P.procrustes_align(pred, gt), gt, atol=1e-8)
+    np.testing.assert_allclose(P.pa_mpjpe(pred, gt).per_sample, _kabsch_oracle(pred, gt, scale=False), rtol=1e-9,
+                               atol=1e-9)
+    assert P.pa_mpjpe(pred, gt).per_sample[1] == pytest.approx(0.0, abs=1e-8)  # scale 1: a rigid motion
+    # float32 input is computed in float64: the exact transform still scores 0 to 1e-9 mm
+    p32, g32 = pred.astype(np.float32), gt.astype(np.float32)
+    assert P.p_mpjpe(p32, g32).per_joint.max() < 1e-3 and P.p_mpjpe(p32, g32).per_joint.dtype == np.float64
+    want = P.p_mpjpe(p32.astype(np.float64), g32.astype(np.float64)).per_joint
+    np.testing.assert_array_equal(P.p_mpjpe(p32, g32).per_joint, want)
+
+
+def test_each_metric_names_itself_and_the_degenerate_inputs_say_why():
+    rng = np.random.default_rng(12)
+    gt = _skeleton(rng, n=2)
+    pred = gt + rng.normal(0, 20.0, gt.shape)
+    for name, fn in P.METRICS.items():
+        assert fn(pred, gt).metric == name
+    # a prediction (or gt) with every joint at one point has no scale to fit
+    point = np.broadcast_to(gt[:, :1], gt.shape).copy()
+    for p, g in ((point, gt), (gt, point)):
+        with pytest.raises(ValueError, match=r"^p_mpjpe: a sample has all joints at one point \(zero norm\); scale "
+                                             r"is undefined$"):
+            P.p_mpjpe(p, g)
+    with pytest.raises(ValueError, match=r"^n_mpjpe: a prediction is all zeros; scale is undefined$"):
+        P.n_mpjpe(np.zeros_like(gt), gt)
+    # which argument is bad is named
+    bad = gt.copy()
+    bad[1, 3, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^pred: contains NaN or inf$"):
+        P.mpjpe(bad, gt)
+    with pytest.raises(ValueError, match=r"^gt: contains NaN or inf$"):
+        P.mpjpe(gt, bad)
+    with pytest.raises(ValueError, match=r"^joints: expected shape \(N, J, 3\) in mm"):
+        P.root_align(np.zeros((17, 3)))
+
+
+def test_root_align_defaults_to_the_pelvis_and_empty_input_has_no_mean():
+    import warnings
+
+    rng = np.random.default_rng(13)
+    j = _skeleton(rng, n=2)
+    r = P.root_align(j)
+    np.testing.assert_array_equal(r[:, 0], 0.0)  # joint 0 (Pelvis) is the default root
+    np.testing.assert_allclose(r[:, 5], j[:, 5] - j[:, 0])
+    empty = np.zeros((0, 17, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "mean of empty slice" on the way
+        e = P.mpjpe(empty, empty)
+    assert e.per_joint.shape == (0, 17) and np.isnan(e.mean)
+
+
+def test_torch_input_that_requires_grad():
+    torch = pytest.importorskip("torch")
+    gt = torch.zeros(2, 17, 3)
+    pred = (gt + 1.0).requires_grad_(True)
+    assert P.mpjpe(pred, gt).mean == pytest.approx(np.sqrt(3.0))
+    assert P.root_align(pred)[0, 3].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_aggregate_default_inputs_messages_and_dict():
+    err = np.array([[1, 1], [1, 1], [1, 1], [5, 5]], dtype=float)
+    groups = ["A", "A", "A", "B"]
+    assert P.aggregate(err, groups).overall == pytest.approx(2.0)  # default: frame-weighted (3DMPPE tot_err)
+    # a PoseErrors is read through its per-joint errors
+    gt = np.zeros((4, 2, 3))
+    pe = P.mpjpe(gt + np.array([0.0, 0.0, 1.0]) * err[:, :, None], gt)
+    agg = P.aggregate(pe, groups, how="action")
+    assert agg.overall == pytest.approx(3.0) and agg.counts == {"A": 3, "B": 1}
+    assert agg.as_dict() == {"overall": agg.overall, "aggregation": P.MEAN_OF_ACTIONS,
+                             "per_group": {"A": 1.0, "B": 5.0}, "counts": {"A": 3, "B": 1}}
+    # float32 errors are averaged in float64 (Human3.6M sums ~10^6 of them)
+    e32 = (np.random.default_rng(0).random((1000, 17)) * 100).astype(np.float32)
+    assert P.aggregate(e32, ["A"] * 1000).overall == float(e32.astype(np.float64).mean())
+    assert P.aggregate(err[:1], ["A"]).overall == 1.0  # one sample is enough
+    with pytest.raises(ValueError, match=r"^aggregate: no samples$"):
+        P.aggregate(np.zeros((0, 17)), [])
+    with pytest.raises(ValueError, match=r"^errors: expected \(N, J\), got \(4,\)$"):
+        P.aggregate(err[:, 0], groups)
+    with pytest.raises(ValueError, match=r"^how='median': expected one of \['action', 'frame'\]$"):
+        P.aggregate(err, groups, how="median")

@@ -153,3 +153,52 @@ def test_cuda_events_time_the_call_and_fp16_autocast():
     dt = []
     r = S.measure(lambda: dt.append((x @ x).dtype), warmup=1, iters=2, device="cuda", precision="fp16")
     assert set(dt) == {torch.float16} and r.precision == "fp16 (autocast)" and r.device.startswith("cuda")
+
+
+def test_fp16_autocast_on_cpu_runs_in_half_and_a_bad_precision_is_named():
+    torch = pytest.importorskip("torch")
+    conv = torch.nn.Conv2d(3, 4, 3)
+    out = []
+    S.measure(lambda: out.append(conv(torch.randn(1, 3, 8, 8)).dtype), warmup=0, iters=1, precision="fp16")
+    assert out == [torch.float16]  # not autocast's CPU default (bf16)
+    with pytest.raises(ValueError, match=r"^precision must be one of \['bf16', 'fp16', 'fp32'\], got 'fp8'$"):
+        S.autocast("cpu", "fp8")
+
+
+def test_a_clock_that_does_not_move_is_refused_and_the_result_keeps_the_batch():
+    clock = FakeClock()
+    fn, _ = _workload(clock, [0.0] * 3)
+    with pytest.raises(ValueError, match=r"^SpeedMeter: median latency 0\.0 ms is not positive \(clock resolution\?\)$"):
+        S.measure(fn, warmup=0, iters=3, clock=clock, sync=clock.sync)
+    fn, _ = _workload(clock, [10.0] * 3)
+    assert S.measure(fn, warmup=0, iters=3, batch=3, clock=clock, sync=clock.sync).batch == 3
+
+
+def test_cpu_name_and_peak_rss_against_the_kernel():
+    import platform
+    import sys
+
+    assert S.device_name("cpu").startswith("cpu: ") and platform.machine() in S.device_name("cpu")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("VmHWM is Linux's")
+    # the kernel's own count of the peak resident set, kB (/proc/self/status VmHWM), read around ours
+    def vmhwm() -> float:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024.0
+        raise AssertionError("no VmHWM")
+
+    lo, got, hi = vmhwm(), S.cpu_peak_rss_mb(), vmhwm()
+    assert lo * 0.98 <= got <= hi * 1.02 and got > 10  # getrusage and /proc count pages a little differently
+
+
+def test_peak_rss_units_worked_by_hand(monkeypatch):
+    import resource
+    import sys
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(resource, "getrusage", lambda who: SimpleNamespace(ru_maxrss=3 * 1024 * 1024))
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert S.cpu_peak_rss_mb() == 3072.0  # kB on Linux
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert S.cpu_peak_rss_mb() == 3.0  # bytes on macOS
