@@ -25,11 +25,13 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SCRATCH = REPO / "runs" / "mutate"
+TIMEOUT = -1  # _tests_in_copy's answer for a test run past its time limit
 PUBLISHED = REPO / "docs" / "logs" / "mutation"  # the committed copies docs/testing.md cites
 
 # module (or glob) -> the fast tests that pin it. Only these tests run against its mutants (mutmut runs,
@@ -178,9 +180,10 @@ def _apply(root: Path, diff: str) -> bool:
     return False
 
 
-def _tests_in_copy(module: str, patch_text: str | None, keyword: str | None) -> int | None:
+def _tests_in_copy(module: str, patch_text: str | None, keyword: str | None,
+                   timeout: float | None = None) -> int | None:
     """pytest's exit code for the module's tests on a scratch copy of the sources with ``patch_text`` applied
-    (None: unchanged); None when the diff does not apply."""
+    (None: unchanged); None when the diff does not apply; ``TIMEOUT`` past ``timeout`` seconds."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="mutate-recheck-") as tmp:
@@ -195,9 +198,12 @@ def _tests_in_copy(module: str, patch_text: str | None, keyword: str | None) -> 
             return None
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
                    PASSBENCH_DATA=str((REPO.parent / "shared" / "data").resolve()))
-        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                               *(["-k", keyword] if keyword else []), *MODULES[module]], cwd=t, env=env,
-                              capture_output=True).returncode
+        try:
+            return subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                                   *(["-k", keyword] if keyword else []), *MODULES[module]], cwd=t, env=env,
+                                  capture_output=True, timeout=timeout).returncode
+        except subprocess.TimeoutExpired:  # a mutant that loops for ever (iter(read, None)): mutmut's "timeout"
+            return TIMEOUT
 
 
 def recheck(module: str, diff_file: Path, keyword: str | None = None) -> dict:
@@ -207,21 +213,24 @@ def recheck(module: str, diff_file: Path, keyword: str | None = None) -> dict:
     since: the recorded survivors already passed every other test. The tests run first on the unchanged copy:
     a test that fails there (one that needs the git checkout, say) would "kill" every mutant, so the recheck
     stops instead. Writes ``runs/mutate/<module>/recheck.json``."""
+    t0 = time.monotonic()
     rc = _tests_in_copy(module, None, keyword)
+    limit = max(60.0, 10.0 * (time.monotonic() - t0))  # mutmut's rule: 10x the clean run counts as a timeout
     if rc not in (0, 5):
         raise SystemExit(f"mutate: the tests fail on the unchanged scratch copy (pytest exit {rc}); narrow them "
                          "with -k (tests that read the git checkout cannot run there)")
     blocks = [b for b in diff_file.read_text().split("\n# ") if "\n--- " in b]
     out = {"module": module, "tests": MODULES[module], "keyword": keyword, "from": str(diff_file.relative_to(REPO)),
-           "date": date.today().isoformat(), "killed": [], "survived": [], "not applied": []}
+           "date": date.today().isoformat(), "killed": [], "timeout": [], "survived": [], "not applied": []}
     for b in blocks:
         name = b.lstrip("# ").split("\n", 1)[0].split(":")[0].strip()
-        rc = _tests_in_copy(module, b[b.index("--- "):], keyword)
+        rc = _tests_in_copy(module, b[b.index("--- "):], keyword, timeout=limit)
         if rc is None:
             out["not applied"].append(name)
             continue
-        out["killed" if rc not in (0, 5) else "survived"].append(name)
-        print(f"{name}: {'killed' if name in out['killed'] else 'survived'}", flush=True)
+        status = "timeout" if rc == TIMEOUT else "killed" if rc not in (0, 5) else "survived"
+        out[status].append(name)
+        print(f"{name}: {status}", flush=True)
     d = SCRATCH / slug(module)
     d.mkdir(parents=True, exist_ok=True)
     (d / "recheck.json").write_text(json.dumps(out, indent=1) + "\n")
@@ -260,9 +269,9 @@ def main(argv: list[str] | None = None) -> int:
             print("mutate: --recheck takes exactly one module", file=sys.stderr)
             return 2
         r = recheck(modules[0], args.recheck.resolve(), args.keyword)
-        print(f"{modules[0]}: of {len(r['killed']) + len(r['survived'])} recorded survivors, "
-              f"{len(r['killed'])} killed by the current tests, {len(r['survived'])} survive "
-              f"({len(r['not applied'])} diffs not applied)")
+        print(f"{modules[0]}: of {len(r['killed']) + len(r['timeout']) + len(r['survived'])} recorded survivors, "
+              f"{len(r['killed'])} killed by the current tests, {len(r['timeout'])} timed out, "
+              f"{len(r['survived'])} survive ({len(r['not applied'])} diffs not applied)")
         if args.publish:
             PUBLISHED.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(SCRATCH / slug(modules[0]) / "recheck.json", PUBLISHED / f"{slug(modules[0])}.recheck.json")
