@@ -43,6 +43,23 @@ def test_count_macs_hand_count():
     assert per["0"] == conv1 and per["2"] == conv2 and per["5"] == fc and per[""] == conv1 + conv2 + fc
 
 
+def test_mac_counts_are_ints_keyed_by_every_module_and_print_nothing(capsys):
+    # FlopCounterMode's keys ("Global", the root "Sequential", "Sequential.1.0", ...) become qualified module
+    # names: every module that ran, the root as "" once, no other key; counts are whole MACs (ints), and the
+    # counter prints no table (it is used inside runs whose stdout is the result).
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(nn.Conv2d(4, 2, 1)))
+    x = torch.zeros(1, 3, 5, 5)
+    per = macs_by_module(model, x)
+    # conv 0: 4 * 3x3 out * 3 * 9 = 972; conv 1.0: 2 * 3x3 * 4 = 72
+    assert per == {"": 1044, "0": 972, "1": 72, "1.0": 72}
+    assert all(type(v) is int for v in per.values()) and type(count_macs(model, x)) is int
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match=r"^count_macs: pass the model's input tensor\(s\)$"):
+        count_macs(model)
+    with pytest.raises(ValueError, match=r"^macs_by_module: pass the model's input tensor\(s\)$"):
+        macs_by_module(model)
+
+
 @torch.no_grad()
 def test_dense_macs_match_flop_counter_on_resnet18():
     model = torchvision.models.resnet18().eval()

@@ -202,3 +202,8 @@ def test_peak_rss_units_worked_by_hand(monkeypatch):
     assert S.cpu_peak_rss_mb() == 3072.0  # kB on Linux
     monkeypatch.setattr(sys, "platform", "darwin")
     assert S.cpu_peak_rss_mb() == 3.0  # bytes on macOS
+
+
+def test_no_timed_iteration_is_named():
+    with pytest.raises(ValueError, match=r"^no timed iterations$"):
+        S.percentile_ms([], 50)
