@@ -49,7 +49,8 @@ MODULES: dict[str, list[str]] = {
                             "tests/test_speed_cuda_path.py", "tests/test_speed_load.py", "tests/test_macs.py",
                             "tests/test_mot_eval_rules.py"],
     "passbench/pose/evaluate.py": ["tests/test_pose_pipeline.py", "tests/test_pose_metrics.py"],
-    "passbench/report/tables.py": ["tests/test_report.py", "tests/test_report_cells.py"],
+    "passbench/report/tables.py": ["tests/test_report.py", "tests/test_report_cells.py",
+                                   "tests/test_report_tables_rules.py"],
     "passbench/records.py": ["tests/test_records.py", "tests/test_records_lines.py", "tests/test_records_env.py",
                             "tests/test_records_summary.py", "tests/test_records_validate.py", "tests/test_report_cells.py"],
 }
