@@ -32,7 +32,8 @@ Backends (same preprocessed data for both):
   can pick different pairs, so IDSW / FP / FN / MOTA / MOTP / Frag may differ slightly (measured on
   perturbed PETS09-S2L1: MOTA 0.7534 vs 0.7538, IDSW 4 vs 0). motmetrics also counts MT at a covered
   ratio >= 0.8 where TrackEval uses > 0.8. Identity (IDF1/IDP/IDR) is a global assignment and
-  agrees exactly; HOTA is always trackeval's. Both reproduce motmetrics' own TUD numbers.
+  agrees exactly (motmetrics gets Identity's own threshold test, IoU >= threshold without CLEAR's
+  eps; tested on a pair at IoU 1/2 that float64 puts just below it); HOTA is always trackeval's. Both reproduce motmetrics' own TUD numbers.
 
 MOTP is reported as TrackEval does: the mean IoU of matched pairs (higher is better), i.e.
 ``1 - motmetrics.motp``.
@@ -181,14 +182,24 @@ def _motmetrics_counts(data: dict[str, Any], iou: float) -> tuple[dict[str, floa
     """CLEAR / Identity counts from py-motmetrics, in TrackEval's field names."""
     import motmetrics as mm  # noqa: PLC0415
 
-    acc = mm.MOTAccumulator(auto_id=True)
-    for g, t, s in zip(data["gt_ids"], data["tracker_ids"], data["similarity_scores"]):
-        # Our own IoU (motmetrics 1.4.0's iou_matrix needs np.asfarray, gone in NumPy 2); same
-        # threshold test as TrackEval's CLEAR (similarity >= threshold - eps).
-        acc.update(g.tolist(), t.tolist(), np.where(s >= iou - _EPS, 1.0 - s, np.nan))
+    def accumulate(floor: float) -> Any:
+        acc = mm.MOTAccumulator(auto_id=True)
+        for g, t, s in zip(data["gt_ids"], data["tracker_ids"], data["similarity_scores"]):
+            # Our own IoU (motmetrics 1.4.0's iou_matrix needs np.asfarray, gone in NumPy 2): distance 1 - IoU,
+            # NaN where the pair may not match
+            acc.update(g.tolist(), t.tolist(), np.where(s >= floor, 1.0 - s, np.nan))
+        return acc
+
+    # TrackEval's CLEAR matches at similarity >= threshold - eps (clear.py), its Identity at >= threshold
+    # (identity.py). motmetrics derives both from one accumulator, so a pair in [threshold - eps, threshold)
+    # (an IoU of exactly 1/2 is often 0.49999999999999983 in float64) gets an accumulator of its own for Identity.
+    acc = accumulate(iou - _EPS)
+    edge = any(((s >= iou - _EPS) & (s < iou)).any() for s in data["similarity_scores"])
+    acc_id = accumulate(iou) if edge else acc
     names = ["num_detections", "num_false_positives", "num_misses", "num_switches", "num_fragmentations",
-             "mostly_tracked", "partially_tracked", "mostly_lost", "idtp", "idfn", "idfp", "motp"]
+             "mostly_tracked", "partially_tracked", "mostly_lost", "motp"]
     m = mm.metrics.create().compute(acc, metrics=names, return_dataframe=False)
+    m.update(mm.metrics.create().compute(acc_id, metrics=["idtp", "idfn", "idfp"], return_dataframe=False))
     tp = int(m["num_detections"])
     motp_dist = float(m["motp"]) if tp else 0.0
     clear = {"CLR_TP": tp, "CLR_FN": int(m["num_misses"]), "CLR_FP": int(m["num_false_positives"]),
