@@ -37,8 +37,8 @@ PUBLISHED = REPO / "docs" / "logs" / "mutation"  # the committed copies docs/tes
 # module (or glob) -> the fast tests that pin it. Only these tests run against its mutants (mutmut runs,
 # for each mutant, those of them that executed the mutated function).
 MODULES: dict[str, list[str]] = {
-    "passbench/skip/gates.py": ["tests/test_skip_gates.py", "tests/test_fastgate.py"],
-    "passbench/skip/sparse.py": ["tests/test_sparse.py", "tests/test_wrapper_paths.py"],
+    "passbench/skip/gates.py": ["tests/test_skip_gates.py", "tests/test_fastgate.py", "tests/test_gate_rules.py"],
+    "passbench/skip/sparse.py": ["tests/test_sparse.py", "tests/test_wrapper_paths.py", "tests/test_sparse_rules.py"],
     "passbench/skip/macs.py": ["tests/test_macs.py"],
     # collect_stats (the per-layer and per-stream MAC / skip counts) lives here since it left macs.py
     "passbench/skip/stats.py": ["tests/test_macs.py"],

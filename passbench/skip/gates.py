@@ -96,9 +96,13 @@ def patch_mean(x: torch.Tensor, p_in: int, grid: tuple[int, int]) -> torch.Tenso
 
 def gumbel_noise(shape, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """eps = -ln(-ln u), u ~ Uniform(0, 1) (PASS, text before Eq. 4; Jang et al. 2017)."""
-    u = torch.rand(shape, generator=generator, device=like.device, dtype=like.dtype)
+    # Drawn and clamped in float32 (float64 stays float64), then cast: in float16 / bfloat16 the lower bound
+    # 1e-10 underflows to 0, and a draw of exactly 0 (about 1 in 2048 in float16) gave -inf noise and a NaN
+    # Gumbel Normalization. float32 and float64 draws are unchanged by this.
+    work = like.dtype if like.dtype in (torch.float32, torch.float64) else torch.float32
+    u = torch.rand(shape, generator=generator, device=like.device, dtype=work)
     u = u.clamp(1e-10, 1.0 - 1e-7)  # keep both logs finite
-    return -torch.log(-torch.log(u))
+    return (-torch.log(-torch.log(u))).to(like.dtype)
 
 
 def gumbel_normalization(x: torch.Tensor, noise: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
