@@ -44,7 +44,7 @@ MODULES: dict[str, list[str]] = {
     "passbench/skip/stats.py": ["tests/test_macs.py"],
     "passbench/skip/wrapper.py": ["tests/test_skip_wrapper.py", "tests/test_skip_holes.py",
                                   "tests/test_wrapper_paths.py"],
-    "passbench/train/pass_p.py": ["tests/test_pass_p.py"],
+    "passbench/train/pass_p.py": ["tests/test_pass_p.py", "tests/test_pass_p_rules.py"],
     "passbench/metrics/*": ["tests/test_mot_metrics.py", "tests/test_pose_metrics.py", "tests/test_speed.py",
                             "tests/test_speed_cuda_path.py", "tests/test_speed_load.py", "tests/test_macs.py",
                             "tests/test_mot_eval_rules.py"],

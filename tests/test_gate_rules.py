@@ -102,6 +102,31 @@ def test_gumbel_noise_is_finite_in_float16():
     assert bool(eps.isfinite().all())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gumbel_noise_of_float32_and_float64_is_the_formula_on_a_draw_in_that_dtype(dtype):
+    # Only float16 / bfloat16 are drawn in float32; a float64 ``like`` keeps a float64 draw (53-bit u, not
+    # float32's 24), and both keep the stream of torch.rand in their dtype: eps = -ln(-ln u) on it.
+    u = torch.rand((256,), generator=torch.Generator().manual_seed(3), dtype=dtype)
+    eps = gumbel_noise((256,), torch.zeros(1, dtype=dtype), torch.Generator().manual_seed(3))
+    assert eps.dtype == dtype
+    assert torch.equal(eps, -torch.log(-torch.log(u)))
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0])
+def test_gumbel_noise_is_finite_at_both_ends_of_the_uniform_draw(monkeypatch, value):
+    # "keep both logs finite": u = 0 gives -ln(inf) = -inf and u = 1 gives -ln(0) = +inf without the clamp;
+    # a bound above 1 gives the log of a negative number (NaN). torch.rand's [0, 1) makes both ends rare, so
+    # the draw is replaced by a constant one here.
+    real_rand = torch.rand
+    monkeypatch.setattr(torch, "rand", lambda shape, **kw: torch.full(shape, value, dtype=kw.get("dtype")))
+    eps = gumbel_noise((4,), torch.zeros(1))
+    monkeypatch.setattr(torch, "rand", real_rand)
+    assert bool(eps.isfinite().all()), eps
+    # the clamp bounds are just inside (0, 1): -ln(-ln 1e-10) = -3.1, -ln(-ln(1 - 1e-7)) = 16.1 (float32 rounds
+    # 1 - 1e-7 to 1 - 2**-23: 15.9)
+    assert (-3.2 < eps).all() and (eps < 16.2).all(), eps
+
+
 # ---------------------------------------------------------------- gumbel_normalization
 
 

@@ -1,0 +1,202 @@
+"""PASS-P rules pinned against independent oracles.
+
+* ``gate_signal``'s per-gate numbers against torch.autograd run on ONE gate's parameters at a time (the
+  L2 norm of the gradient of the triplet loss and of ``rate_weight * rate term``, ``PassPObjective.terms``
+  giving the two parts), averaged over the batches; its per-head distances against the objective's own
+  per-batch logs and the documented unit relation ``d = MSE / head_scales[h]`` (``balanced``); its pair
+  count, batch count (default 8, else ``batches``), stores and the absence of augmentation against the
+  docstring; a gate whose head the triplet does not compare reports exactly zero triplet gradient.
+* the ``mse`` distance's unit (``_scales``) against hand-worked numbers: each sample's own anchor mean
+  square over the channel dim, clamped from below at 1e-12.
+
+A tiny FairMOT stand-in with freshly built gates (no checkpoint) keeps every ``gate_signal`` call < 2 s.
+"""
+
+import math
+
+import pytest
+import torch
+
+from passbench.train import skiputil as sk
+from passbench.train.build import build_stage_model, stage_samples
+from passbench.train.pass_p import (PassPObjective, calibration_pairs, gate_signal, triplet_loss, triplet_terms)
+from passbench.train.stage_config import make_cfg
+from tests.test_train_task import TINY, synthetic_store
+
+SMALL_GATE = {"embed_dim": 8, "depth": 1, "hidden": 16, "min_patches": 4}
+SCALES = {"hm": 1e-3, "wh": 1e-2, "reg": 1e-3, "id": 1e-3}
+
+
+def _cfg(**kw):
+    # sequences=["synthetic"]: a run that ignored the given stores would read 16 other synthetic frames;
+    # flip and scale jitter on, so that calibration pairs drawn with augmentation would differ;
+    # calib_pairs=6 (3 batches of 2), so that the default batch count differs from ``batches``.
+    base = dict(model=TINY, pretrained=None, input_wh=[64, 48], batch_size=2, patch_size=4, skip_params=SMALL_GATE,
+                sequences=["synthetic"], flip=True, scale_jitter=0.3, rate_weight=3.0, target_rate=0.3,
+                calib_pairs=6, threads=1)
+    base.update(kw)
+    return make_cfg("pass_p", base)
+
+
+def _store():
+    return synthetic_store(n=8, seed=3)
+
+
+def _norm(grads):
+    """L2 norm of the concatenated gradients (None: the parameter is not reached, a zero gradient)."""
+    flat = [g.flatten() for g in grads if g is not None]
+    return float(torch.linalg.vector_norm(torch.cat(flat))) if flat else 0.0
+
+
+def _oracle(c, stores, batches, scales, seed):
+    """What gate_signal documents, recomputed: the same model and calibration batches (no augmentation,
+    ``batches`` of them), the same random draws, and per gate a separate autograd call on its own
+    parameters."""
+    torch.manual_seed(seed)
+    samples = stage_samples(c, stores, pairs=True, augment=False)
+    model, _, _ = build_stage_model(c, skippable=True)
+    sk.freeze(sk.backbone_parameters(model))
+    obj = PassPObjective(model, c)
+    obj.train()
+    pairs = calibration_pairs(samples, c, torch.device("cpu"), batches)
+    obj.set_scales(scales)
+    named = sk.named_pass_layers(model)
+    trip_n, rate_n, logs, sizes = {}, {}, [], {}
+    for x_prev, x in pairs:
+        trip, rate_term, lg = obj.terms({"prev": x_prev, "img": x})
+        logs.append(lg)
+        for name, m in named:
+            if m.positive is None or not m.positive.active:
+                continue
+            ps = list(m.gate.parameters())
+            gt = torch.autograd.grad(trip, ps, retain_graph=True, allow_unused=True)
+            gr = torch.autograd.grad(c.rate_weight * rate_term, ps, retain_graph=True, allow_unused=True)
+            trip_n.setdefault(name, []).append(_norm(gt))
+            rate_n.setdefault(name, []).append(_norm(gr))
+            sizes[name] = m.positive.prob.numel()
+    mean = lambda d: {n: sum(v) / len(v) for n, v in d.items()}  # noqa: E731
+    return {"pairs": pairs, "logs": logs, "triplet": mean(trip_n), "rate": mean(rate_n), "sizes": sizes}
+
+
+def _signal(c, seed, **kw):
+    torch.manual_seed(seed)
+    return gate_signal(c, stores=[_store()], **kw)
+
+
+def test_each_gates_gradient_norms_are_those_of_its_own_parameters():
+    c = _cfg()
+    res = _signal(c, 5, batches=2, scales=SCALES)
+    o = _oracle(c, [_store()], 2, SCALES, 5)
+    trip, rate = o["triplet"], o["rate"]
+    assert sorted(res["gates"]) == sorted(trip) and len(trip) == 7
+    # the gates' norms differ from one another, so a gate reading another gate's slice shows
+    assert len({round(v, 12) for v in trip.values()}) == len(trip)
+    for n, g in res["gates"].items():
+        assert g["triplet"] == pytest.approx(trip[n], rel=1e-5, abs=1e-12), n
+        assert g["rate"] == pytest.approx(rate[n], rel=1e-5, abs=1e-12), n
+        assert g["rate"] > 0 and g["triplet"] > 0, n
+        assert g["ratio"] == pytest.approx(trip[n] / rate[n], rel=1e-4), n
+
+
+def test_rate_gradient_is_of_rate_weight_times_the_squared_rate_gap():
+    # rate_weight * (p - t)^2 has gradient 2 rate_weight (p - t) dp/dtheta: doubling the weight doubles every
+    # gate's rate-gradient norm, and the triplet's is unchanged (same seed, same draws).
+    one = _signal(_cfg(rate_weight=1.0), 2, batches=2, scales=SCALES)
+    two = _signal(_cfg(rate_weight=2.0), 2, batches=2, scales=SCALES)
+    for n in one["gates"]:
+        assert two["gates"][n]["rate"] == pytest.approx(2 * one["gates"][n]["rate"], rel=1e-5), n
+        assert two["gates"][n]["triplet"] == pytest.approx(one["gates"][n]["triplet"], rel=1e-5), n
+
+
+def test_per_head_distances_are_means_over_pairs_in_the_heads_unit():
+    c = _cfg()
+    res = _signal(c, 7, batches=2, scales=SCALES)
+    o = _oracle(c, [_store()], 2, SCALES, 7)
+    logs = o["logs"]
+    assert res["pairs"] == 4 == sum(x.shape[0] for _, x in o["pairs"])
+    assert res["scales"] == SCALES
+    for h, d in res["heads"].items():
+        # equal batches: the mean over pairs is the mean of the per-batch means
+        d_p = sum(lg[f"L_p.{h}"] for lg in logs) / len(logs)
+        d_n = sum(lg[f"L_n.{h}"] for lg in logs) / len(logs)
+        assert d["d_p"] == pytest.approx(d_p, rel=1e-5) and d["d_n"] == pytest.approx(d_n, rel=1e-5), h
+        # balanced: a distance is the head's MSE over its unit
+        assert d["mse_p"] == pytest.approx(d_p * SCALES[h], rel=1e-5), h
+        assert d["mse_n"] == pytest.approx(d_n * SCALES[h], rel=1e-5), h
+        assert 0 < d["mse_p"] < 1e-3 and 0 < d["mse_n"] < 1e-3, (h, d)  # the tiny model's changes are small
+    assert res["active_fraction"] == pytest.approx(sum(lg["active"] for lg in logs) / len(logs))
+
+
+def test_per_gate_skip_probabilities_average_to_the_objectives_skip_probability():
+    # The objective's skip_prob is the mean over every gated patch; the gates' means weighted by their
+    # patch counts must give it back, and each is a probability.
+    c = _cfg()
+    res = _signal(c, 4, batches=2, scales=SCALES)
+    o = _oracle(c, [_store()], 2, SCALES, 4)
+    logs, sizes = o["logs"], o["sizes"]
+    assert all(0.0 < g["skip_prob"] < 1.0 for g in res["gates"].values())
+    weighted = sum(res["gates"][n]["skip_prob"] * k for n, k in sizes.items()) / sum(sizes.values())
+    assert weighted == pytest.approx(sum(lg["skip_prob"] for lg in logs) / len(logs), rel=1e-5)
+
+
+def test_gate_signal_runs_8_batches_by_default_and_measures_scales_when_none_given():
+    c = _cfg()
+    res = _signal(c, 0)  # no batches, no scales, no head_scales in a checkpoint
+    assert res["pairs"] == 8 * c.batch_size
+    assert set(res["scales"]) == set(c.heads) and all(0 < v < math.inf for v in res["scales"].values())
+    for h, d in res["heads"].items():  # the measured units are the ones the distances are in
+        assert d["mse_p"] == pytest.approx(d["d_p"] * res["scales"][h], rel=1e-5), h
+
+
+def test_gate_signal_reads_the_given_stores_without_augmentation():
+    # Calibration pairs come without augmentation: the cfg's flip / scale jitter change nothing. Other
+    # frames give other distances: the run reads the stores it is given (the cfg's own sequence,
+    # "synthetic", would give 16 other frames).
+    c = _cfg()
+    a = _signal(c, 1, batches=2, scales=SCALES)
+    b = _signal(_cfg(flip=False, scale_jitter=0.0), 1, batches=2, scales=SCALES)
+    assert a["heads"] == b["heads"]  # augmentation settings have no effect on the calibration pairs
+    torch.manual_seed(1)
+    other = gate_signal(c, batches=2, stores=[synthetic_store(n=8, seed=11)], scales=SCALES)
+    assert other["heads"]["wh"]["mse_p"] != a["heads"]["wh"]["mse_p"]
+
+
+def test_a_gate_the_compared_heads_do_not_reach_reports_zero_triplet_gradient():
+    # heads=("hm",): the gates on the wh / reg / id convs cannot change hm, their triplet gradient is
+    # exactly zero (no gradient at all reaches them), while the rate term still reaches them.
+    c = _cfg(heads=["hm"])
+    res = _signal(c, 3, batches=2, scales={"hm": 1e-3})
+    o = _oracle(c, [_store()], 2, {"hm": 1e-3}, 3)
+    trip, rate = o["triplet"], o["rate"]
+    for n in ("wh", "reg", "id"):
+        assert res["gates"][n]["triplet"] == 0.0 and res["gates"][n]["rate"] > 0, n
+    for n in ("body.0", "body.3", "body.6", "hm"):
+        assert res["gates"][n]["triplet"] == pytest.approx(trip[n], rel=1e-5) and trip[n] > 0, n
+    for n, g in res["gates"].items():
+        assert g["rate"] == pytest.approx(rate[n], rel=1e-5), n
+
+
+def test_mse_distance_unit_is_each_samples_own_anchor_mean_square():
+    # anchor rows: mean squares 1 and 9; positive 1 away (MSE 1), negative 2 away (MSE 4) on every channel
+    a = {"x": torch.tensor([[1.0, 1.0], [3.0, 3.0]])}
+    p = {"x": a["x"] + 1.0}
+    n = {"x": a["x"] + 2.0}
+    tp, tn = triplet_terms(a, p, n, "mse")
+    torch.testing.assert_close(tp["x"], torch.tensor([1.0, 1.0 / 9.0]))
+    torch.testing.assert_close(tn["x"], torch.tensor([4.0, 4.0 / 9.0]))
+    _, lp, ln = triplet_loss(a, p, n, 1.0, "mse")
+    assert lp == pytest.approx((1 + 1 / 9) / 2) and ln == pytest.approx((4 + 4 / 9) / 2)
+
+
+def test_mse_distance_unit_is_clamped_only_at_1e_12():
+    # an anchor of mean square 0.01 (below 1) is its own unit: a change of 0.01 on every channel is 0.01
+    a = {"x": torch.full((1, 4), 0.1)}
+    tp, tn = triplet_terms(a, {"x": a["x"] + 0.01}, {"x": a["x"] + 0.1}, "mse")
+    assert float(tp["x"][0]) == pytest.approx(1e-4 / 1e-2) and float(tn["x"][0]) == pytest.approx(1e-2 / 1e-2)
+    # a zero anchor: the unit is 1e-12, so an MSE of 1e-12 is one unit
+    z = {"x": torch.zeros(1, 4, dtype=torch.float64)}
+    tp, _ = triplet_terms(z, {"x": z["x"] + 1e-6}, {"x": z["x"] + 2e-6}, "mse")
+    assert float(tp["x"][0]) == pytest.approx(1.0, rel=1e-6)
+    # l2 divides every head by the square root of the same unit: the zero anchor's positive is 1 away per channel
+    _, lp, _ = triplet_loss(z, {"x": z["x"] + 1e-6}, {"x": z["x"] + 2e-6}, 10.0, "l2")
+    assert lp == pytest.approx(2.0, rel=1e-4)  # sqrt(4 channels * 1^2)
