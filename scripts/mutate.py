@@ -220,13 +220,16 @@ def _tests_in_copy(module: str, patch_text: str | None, keyword: str | None,
             return TIMEOUT
 
 
-def recheck(module: str, diff_file: Path, keyword: str | None = None) -> dict:
+def recheck(module: str, diff_file: Path, keyword: str | None = None, jobs: int = 1) -> dict:
     """Re-check recorded survivors against the current tests, without mutmut: apply each survivor's diff
     (``survivors.diff`` of an earlier run) to a scratch copy of the sources and run the module's tests there.
     A mutant is killed when the tests fail. ``keyword`` (pytest ``-k``) may restrict the run to the tests added
     since: the recorded survivors already passed every other test. The tests run first on the unchanged copy:
     a test that fails there (one that needs the git checkout, say) would "kill" every mutant, so the recheck
-    stops instead. Writes ``runs/mutate/<module>/recheck.json``."""
+    stops instead. ``jobs`` diffs are checked at once (each in its own copy and pytest process). Writes
+    ``runs/mutate/<module>/recheck.json``."""
+    from concurrent.futures import ThreadPoolExecutor
+
     t0 = time.monotonic()
     rc = _tests_in_copy(module, None, keyword)
     limit = max(60.0, 10.0 * (time.monotonic() - t0))  # mutmut's rule: 10x the clean run counts as a timeout
@@ -236,15 +239,17 @@ def recheck(module: str, diff_file: Path, keyword: str | None = None) -> dict:
     blocks = [b for b in diff_file.read_text().split("\n# ") if "\n--- " in b]
     out = {"module": module, "tests": MODULES[module], "keyword": keyword, "from": str(diff_file.relative_to(REPO)),
            "date": date.today().isoformat(), "killed": [], "timeout": [], "survived": [], "not applied": []}
-    for b in blocks:
+    def check(b: str) -> tuple[str, str]:
         name = b.lstrip("# ").split("\n", 1)[0].split(":")[0].strip()
         rc = _tests_in_copy(module, b[b.index("--- "):], keyword, timeout=limit)
-        if rc is None:
-            out["not applied"].append(name)
-            continue
-        status = "timeout" if rc == TIMEOUT else "killed" if rc not in (0, 5) else "survived"
-        out[status].append(name)
+        status = "not applied" if rc is None else "timeout" if rc == TIMEOUT else "killed" if rc not in (0, 5) \
+            else "survived"
         print(f"{name}: {status}", flush=True)
+        return name, status
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # results kept in the diff file's order
+        for name, status in pool.map(check, blocks):
+            out[status].append(name)
     d = SCRATCH / slug(module)
     d.mkdir(parents=True, exist_ok=True)
     (d / "recheck.json").write_text(json.dumps(out, indent=1) + "\n")
@@ -269,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="re-check the survivors recorded in DIFF (an earlier survivors.diff) with the current "
                          "tests, by applying each diff to a scratch copy (one module)")
     ap.add_argument("-k", dest="keyword", default=None, help="with --recheck: pytest -k expression (new tests)")
+    ap.add_argument("--jobs", type=int, default=1, help="with --recheck: diffs checked at once (default 1)")
     ap.add_argument("--publish", action="store_true",
                     help="copy each module's summary.json and survivors.diff to docs/logs/mutation/")
     ap.add_argument("--max-children", type=int, default=1, help="mutants checked in parallel (default 1)")
@@ -282,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(modules) != 1:
             print("mutate: --recheck takes exactly one module", file=sys.stderr)
             return 2
-        r = recheck(modules[0], args.recheck.resolve(), args.keyword)
+        r = recheck(modules[0], args.recheck.resolve(), args.keyword, args.jobs)
         print(f"{modules[0]}: of {len(r['killed']) + len(r['timeout']) + len(r['survived'])} recorded survivors, "
               f"{len(r['killed'])} killed by the current tests, {len(r['timeout'])} timed out, "
               f"{len(r['survived'])} survive ({len(r['not applied'])} diffs not applied)")

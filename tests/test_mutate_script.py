@@ -44,3 +44,33 @@ def test_apply_a_function_hunk_and_a_dedented_method_hunk(tmp_path: Path):
     before = src.read_text()
     assert not M._apply(tmp_path, _diff("-    return x * 3", "+    return x * 4"))
     assert src.read_text() == before
+
+
+def test_recheck_in_parallel_keeps_the_diff_files_order_and_each_status(tmp_path: Path, monkeypatch):
+    # Four recorded survivors checked two at a time: the statuses come from each diff's own test run (stand-in:
+    # the exit code written in the diff), listed in the diff file's order whatever order the runs end in.
+    import time
+
+    codes = {"a": 1, "b": 0, "c": M.TIMEOUT, "d": None, "e": 1}  # killed, survived, timeout, not applied
+    delays = {"a": 0.5, "b": 0.0, "c": 0.2, "d": 0.0, "e": 0.0}  # a ends after e
+
+    def fake(module, patch_text, keyword, timeout=None):
+        if patch_text is None:
+            return 0  # the clean run
+        name = patch_text.split("+++ ", 1)[1][0]
+        time.sleep(delays[name])
+        return codes[name]
+
+    monkeypatch.setattr(M, "_tests_in_copy", fake)
+    monkeypatch.setattr(M, "REPO", tmp_path)
+    monkeypatch.setattr(M, "SCRATCH", tmp_path / "runs")
+    blocks = [f"# pkg.m.x_f__mutmut_{n}: survived\n--- pkg/m.py\n+++ {n}\n@@ -1 +1 @@\n-x\n+y\n" for n in "dcbae"]
+    diff = tmp_path / "survivors.diff"
+    diff.write_text("\n".join(blocks))
+    out = M.recheck("passbench/skip/macs.py", diff, jobs=2)
+    assert out["killed"] == ["pkg.m.x_f__mutmut_a", "pkg.m.x_f__mutmut_e"]
+    assert out["survived"] == ["pkg.m.x_f__mutmut_b"]
+    assert out["timeout"] == ["pkg.m.x_f__mutmut_c"]
+    assert out["not applied"] == ["pkg.m.x_f__mutmut_d"]
+    two = M.recheck("passbench/skip/macs.py", diff, jobs=2)  # written to the scratch folder, same each time
+    assert (tmp_path / "runs" / "skip_macs" / "recheck.json").exists() and two == out
