@@ -43,7 +43,7 @@ MODULES: dict[str, list[str]] = {
     # collect_stats (the per-layer and per-stream MAC / skip counts) lives here since it left macs.py
     "passbench/skip/stats.py": ["tests/test_macs.py"],
     "passbench/skip/wrapper.py": ["tests/test_skip_wrapper.py", "tests/test_skip_holes.py",
-                                  "tests/test_wrapper_paths.py"],
+                                  "tests/test_wrapper_rules.py", "tests/test_wrapper_paths.py"],
     "passbench/train/pass_p.py": ["tests/test_pass_p.py", "tests/test_pass_p_rules.py"],
     "passbench/metrics/*": ["tests/test_mot_metrics.py", "tests/test_pose_metrics.py", "tests/test_speed.py",
                             "tests/test_speed_cuda_path.py", "tests/test_speed_load.py", "tests/test_macs.py",
@@ -171,26 +171,35 @@ def run(module: str, fresh: bool, max_children: int) -> dict:
 
 def _apply(root: Path, diff: str) -> bool:
     """Apply one mutant's unified diff (``mutmut show``: hunks numbered within the function, a method shown
-    dedented) by replacing the hunk's old lines with its new lines where they occur exactly once in the file."""
+    dedented) by replacing the hunk's old lines with its new lines where they occur exactly once in the file.
+    The whole hunk is tried first, then the changed lines with less and less context around them: mutmut shows
+    a method's code dedented but its docstring's continuation lines as they are, so a hunk that spans both
+    matches at no one indentation."""
     lines = diff.splitlines()
     path = root / lines[0][4:].strip()
-    old, new = [], []
-    for ln in lines[3:]:
-        if ln.startswith("@@"):
-            continue
-        tag, body = (ln[:1], ln[1:]) if ln else (" ", "")
-        if tag in (" ", "-"):
-            old.append(body)
-        if tag in (" ", "+"):
-            new.append(body)
+    body = [ln for ln in lines[3:] if not ln.startswith("@@")]
+    changed = [i for i, ln in enumerate(body) if ln[:1] in ("-", "+")]
+    if not changed:
+        return False
+    lo, hi = changed[0], changed[-1]
+    spans = [(0, len(body))] + [(max(0, lo - before), hi + 1 + after) for total in range(7)
+                                for before in range(4) for after in range(4) if before + after == total]
     text = path.read_text()
-    # mutmut shows a method dedented to the left margin: try the hunk as shown, then one and two levels in
-    for pad in ("", "    ", "        "):
-        a = "\n".join(pad + ln if ln else ln for ln in old) + "\n"
-        b = "\n".join(pad + ln if ln else ln for ln in new) + "\n"
-        if text.count(a) == 1:
-            path.write_text(text.replace(a, b))
-            return True
+    for a0, a1 in spans:
+        old, new = [], []
+        for ln in body[a0:a1]:
+            tag, line = (ln[:1], ln[1:]) if ln else (" ", "")
+            if tag in (" ", "-"):
+                old.append(line)
+            if tag in (" ", "+"):
+                new.append(line)
+        # mutmut shows a method dedented to the left margin: try the lines as shown, then one and two levels in
+        for pad in ("", "    ", "        "):
+            a = "\n".join(pad + ln if ln else ln for ln in old) + "\n"
+            b = "\n".join(pad + ln if ln else ln for ln in new) + "\n"
+            if text.count(a) == 1:
+                path.write_text(text.replace(a, b))
+                return True
     return False
 
 

@@ -46,6 +46,27 @@ def test_apply_a_function_hunk_and_a_dedented_method_hunk(tmp_path: Path):
     assert src.read_text() == before
 
 
+DOC_METHOD = '''class B:
+    def h(self, x):
+        """First line of the docstring,
+        its continuation line."""
+        y = x + 1
+        return y
+'''
+
+
+def test_apply_a_method_hunk_whose_docstring_mutmut_shows_undedented(tmp_path: Path):
+    # mutmut dedents a method's code lines but not its docstring's continuation lines: the full hunk matches at
+    # no one indentation, the changed line with its code context does (and only there)
+    (tmp_path / "pkg").mkdir()
+    src = tmp_path / "pkg" / "m.py"
+    src.write_text(DOC_METHOD)
+    hunk = _diff(" def h(self, x):", '     """First line of the docstring,', '         its continuation line."""',
+                 "-    y = x + 1", "+    y = x - 1", "     return y")
+    assert M._apply(tmp_path, hunk)
+    assert src.read_text() == DOC_METHOD.replace("y = x + 1", "y = x - 1")
+
+
 def test_recheck_in_parallel_keeps_the_diff_files_order_and_each_status(tmp_path: Path, monkeypatch):
     # Four recorded survivors checked two at a time: the statuses come from each diff's own test run (stand-in:
     # the exit code written in the diff), listed in the diff file's order whatever order the runs end in.

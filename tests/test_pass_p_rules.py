@@ -200,3 +200,27 @@ def test_mse_distance_unit_is_clamped_only_at_1e_12():
     # l2 divides every head by the square root of the same unit: the zero anchor's positive is 1 away per channel
     _, lp, _ = triplet_loss(z, {"x": z["x"] + 1e-6}, {"x": z["x"] + 2e-6}, 10.0, "l2")
     assert lp == pytest.approx(2.0, rel=1e-4)  # sqrt(4 channels * 1^2)
+
+
+def test_the_negative_pass_starts_from_the_primed_state_with_autograd_off():
+    # measure_head_scales runs the triplet under no_grad, where layers update their stream state in place: the
+    # positive pass must not write into the primed snapshot that the negative pass restores (set_state). The
+    # oracle is the same triplet with autograd on, where no state is written in place: same draws (same
+    # seed), same head maps up to the float error of the other execution path.
+    c = _cfg()
+    torch.manual_seed(0)
+    model, _, _ = build_stage_model(c, skippable=True)
+    sk.freeze(sk.backbone_parameters(model))
+    obj = PassPObjective(model, c)
+    obj.train()
+    x_prev, x = calibration_pairs(stage_samples(c, [_store()], pairs=True, augment=False), c, torch.device("cpu"),
+                                  1)[0]
+    batch = {"prev": x_prev, "img": x}
+    torch.manual_seed(1)
+    _, p_grad, n_grad = obj.triplet(batch)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        _, p_off, n_off = obj.triplet(batch)
+    for h in c.heads:
+        assert torch.allclose(p_off[h], p_grad[h].detach(), rtol=1e-4, atol=1e-5), h
+        assert torch.allclose(n_off[h], n_grad[h].detach(), rtol=1e-4, atol=1e-5), h

@@ -120,13 +120,15 @@ def set_gate_engine(model: nn.Module, engine: str) -> None:
 
 def stream_states(model: nn.Module) -> list:
     """Every layer's stream state (previous input / output, frame count), to restore with
-    ``set_stream_states``: run several passes from the same primed state (PASS-P's positive and negative)."""
-    return [m.state for m in wrapped_layers(model)]
+    ``set_stream_states``: run several passes from the same primed state (PASS-P's positive and negative).
+    The snapshot shares the layers' tensors; the layers then no longer write into them (with autograd off
+    they would otherwise update them in place: ``SkipConv2d.share_state``)."""
+    return [m.share_state() for m in wrapped_layers(model)]
 
 
 def set_stream_states(model: nn.Module, states: list) -> None:
-    """Restore ``stream_states``; the stored tensors are shared, not copied (the wrapper replaces a
-    state rather than writing into it whenever autograd is on)."""
+    """Restore ``stream_states``; the stored tensors are shared, not copied, and never written into
+    (``SkipConv2d.set_state``)."""
     layers = wrapped_layers(model)
     if len(states) != len(layers):
         raise ValueError(f"set_stream_states: {len(states)} states for {len(layers)} skippable layers")

@@ -126,6 +126,9 @@ class SkipConv2d(nn.Module):
         self.stored: tuple | None = None  # (clock tick, state, id(input)) of the last state update (stacking)
         self._prev_is_ref = False  # state.prev_in is the caller's tensor, not a copy (_keep_input)
         self._state_is_ref = False  # state.prev_in / prev_out are the caller's tensors (an undecided gate)
+        # state.prev_out is not this layer's to write into: the caller's output (an undecided gate) or a tensor
+        # adopted by set_state (a stream_states snapshot, restored for another pass from the same state)
+        self._out_is_ref = False
         self.register_load_state_dict_pre_hook(_remap_dense_keys)
 
     # Read-only views of the wrapped conv, for code that inspects layers (e.g. weight init loops).
@@ -147,7 +150,7 @@ class SkipConv2d(nn.Module):
     def reset(self, stats: bool = True) -> None:
         """Forget the stream state (and the counters unless ``stats=False``)."""
         self.state = StreamState()
-        self._prev_is_ref = self._state_is_ref = False
+        self._prev_is_ref = self._state_is_ref = self._out_is_ref = False
         self.last, self.last_norm = None, None
         if stats:
             self.stats = LayerStats()
@@ -155,10 +158,17 @@ class SkipConv2d(nn.Module):
         if hasattr(self.gate, "reset"):  # stateful gates (FixedGate's generator, KeyframeGate's counter)
             self.gate.reset()
 
+    def share_state(self) -> StreamState:
+        """This layer's stream state for a snapshot (``skip.control.stream_states``): from now on the layer
+        copies into new tensors instead of writing into the state's, so the snapshot keeps its values."""
+        self._prev_is_ref = self._out_is_ref = True
+        return self.state
+
     def set_state(self, state: StreamState) -> None:
         """Adopt ``state`` (``skip.control.set_stream_states``); its tensors are shared, never written into."""
         self.state = state
-        self._prev_is_ref = self._state_is_ref = False
+        self._state_is_ref = False  # its values are valid
+        self._prev_is_ref = self._out_is_ref = True  # but not this layer's: the next frame copies, never writes in
 
     def _check_stream(self, x: torch.Tensor) -> None:
         prev = self.state.prev_in
@@ -280,7 +290,7 @@ class SkipConv2d(nn.Module):
                 self._count(dense_macs, dense_macs, gate_macs, gated=True, px=B * Ho * Wo, px_skip=px_skip,
                             mask_macs=mask_macs)
                 self.state = StreamState(x.detach(), y.detach(), st.t + 1)
-                self._prev_is_ref = self._state_is_ref = True
+                self._prev_is_ref = self._state_is_ref = self._out_is_ref = True
                 self._mark_stored(x)
                 return y
             # the gate decides now, but the state holds references (it did not decide before, e.g. its
@@ -304,7 +314,7 @@ class SkipConv2d(nn.Module):
             # The stored output is this layer's private copy: update it in place (no clone of the
             # whole map), then hand the caller its own copy (it may modify it in place, e.g. ReLU).
             own, exe = sparse_conv2d(xin, conv, st.prev_out, compute, p, residual=self.residual,
-                                             inplace=self._can_reuse(st.prev_out))
+                                             inplace=self._owns_out())
             self._count(dense_macs, exe, gate_macs, gated=True, px=B * Ho * Wo, px_skip=px_skip, mask_macs=mask_macs)
             self._store(self._next_input(x, compute), own)
             return own.clone()
@@ -315,7 +325,7 @@ class SkipConv2d(nn.Module):
             else:
                 y = conv(x)
             exe = dense_macs  # the dense conv ran, whatever the mask (sparse books 0 when nothing is active)
-            if self._can_reuse(st.prev_out) and blend_update_ok(y, st.prev_out):
+            if self._owns_out() and blend_update_ok(y, st.prev_out):
                 # skipped patches of y take prev_out, computed patches of prev_out take y: both then hold
                 # the output, for one map copy in all (instead of a blend and a full copy into the state)
                 y = blend_and_update(y, st.prev_out, compute, p)
@@ -377,7 +387,9 @@ class SkipConv2d(nn.Module):
     def _remember(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # Private copies: later layers may modify activations in place (ReLU(inplace=True), +=).
         st = self.state
-        self.state = StreamState(self._keep_input(st.prev_in, x), self._copy_into(st.prev_out, y), st.t + 1)
+        out = self._copy_into(None if self._out_is_ref else st.prev_out, y)
+        self.state = StreamState(self._keep_input(st.prev_in, x), out, st.t + 1)
+        self._out_is_ref = False
         self._mark_stored(x)
         return y
 
@@ -385,6 +397,7 @@ class SkipConv2d(nn.Module):
         """Keep ``own_out`` (already private to this layer) and a copy of ``x`` as the new state."""
         st = self.state
         self.state = StreamState(self._keep_input(st.prev_in, x), own_out.detach(), st.t + 1)
+        self._out_is_ref = False
         self._mark_stored(x)
 
     def _reads_prev_input(self) -> bool:
@@ -409,6 +422,10 @@ class SkipConv2d(nn.Module):
         several layers hold copies of one tensor)."""
         clk = self.clock
         self.stored = (clk.tick, self.state, id(x)) if clk is not None and clk.depth > 0 else None
+
+    def _owns_out(self) -> bool:
+        """Whether this frame may update ``state.prev_out`` in place (it is this layer's own copy)."""
+        return not self._out_is_ref and self._can_reuse(self.state.prev_out)
 
     @staticmethod
     def _can_reuse(buf: torch.Tensor | None) -> bool:
