@@ -169,12 +169,36 @@ def run(module: str, fresh: bool, max_children: int) -> dict:
     return s
 
 
-def _apply(root: Path, diff: str) -> bool:
+def _function_span(text: str, name: str) -> tuple[int, int] | None:
+    """Character span of the function a mutmut mutant name points at (``pkg.mod.x_func__mutmut_3``,
+    ``pkg.mod.xǁClassǁmethod__mutmut_3``) in the source ``text``; None when it is not found."""
+    import ast
+
+    short = name.rsplit(".", 1)[-1].split("__mutmut_")[0]
+    if short.startswith("xǁ"):
+        cls, fn = short[2:].split("ǁ", 1)
+    elif short.startswith("x_"):
+        cls, fn = None, short[2:]
+    else:
+        return None
+    body = ast.parse(text).body
+    if cls is not None:
+        body = next((n.body for n in body if isinstance(n, ast.ClassDef) and n.name == cls), [])
+    node = next((n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == fn), None)
+    if node is None:
+        return None
+    starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
+    first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+    return starts[first - 1], starts[node.end_lineno] if node.end_lineno < len(starts) else len(text)
+
+
+def _apply(root: Path, diff: str, name: str | None = None) -> bool:
     """Apply one mutant's unified diff (``mutmut show``: hunks numbered within the function, a method shown
     dedented) by replacing the hunk's old lines with its new lines where they occur exactly once in the file.
     The whole hunk is tried first, then the changed lines with less and less context around them: mutmut shows
     a method's code dedented but its docstring's continuation lines as they are, so a hunk that spans both
-    matches at no one indentation."""
+    matches at no one indentation. With the mutant's ``name`` the match must lie inside its function (less
+    context could otherwise match the same line in another function)."""
     lines = diff.splitlines()
     path = root / lines[0][4:].strip()
     body = [ln for ln in lines[3:] if not ln.startswith("@@")]
@@ -185,6 +209,11 @@ def _apply(root: Path, diff: str) -> bool:
     spans = [(0, len(body))] + [(max(0, lo - before), hi + 1 + after) for total in range(7)
                                 for before in range(4) for after in range(4) if before + after == total]
     text = path.read_text()
+    span = _function_span(text, name) if name else (0, len(text))
+    if span is None:  # the function is gone (renamed, removed): nothing to apply it to
+        return False
+    lo_c, hi_c = span
+    region = text[lo_c:hi_c]
     for a0, a1 in spans:
         old, new = [], []
         for ln in body[a0:a1]:
@@ -197,14 +226,14 @@ def _apply(root: Path, diff: str) -> bool:
         for pad in ("", "    ", "        "):
             a = "\n".join(pad + ln if ln else ln for ln in old) + "\n"
             b = "\n".join(pad + ln if ln else ln for ln in new) + "\n"
-            if text.count(a) == 1:
-                path.write_text(text.replace(a, b))
+            if region.count(a) == 1:
+                path.write_text(text[:lo_c] + region.replace(a, b) + text[hi_c:])
                 return True
     return False
 
 
 def _tests_in_copy(module: str, patch_text: str | None, keyword: str | None,
-                   timeout: float | None = None) -> int | None:
+                   timeout: float | None = None, name: str | None = None) -> int | None:
     """pytest's exit code for the module's tests on a scratch copy of the sources with ``patch_text`` applied
     (None: unchanged); None when the diff does not apply; ``TIMEOUT`` past ``timeout`` seconds."""
     import tempfile
@@ -217,7 +246,7 @@ def _tests_in_copy(module: str, patch_text: str | None, keyword: str | None,
         for link in LINKED:
             if (REPO / link).exists():
                 (t / link).symlink_to(REPO / link)
-        if patch_text is not None and not _apply(t, patch_text):
+        if patch_text is not None and not _apply(t, patch_text, name):
             return None
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
                    PASSBENCH_DATA=str((REPO.parent / "shared" / "data").resolve()))
@@ -250,7 +279,7 @@ def recheck(module: str, diff_file: Path, keyword: str | None = None, jobs: int 
            "date": date.today().isoformat(), "killed": [], "timeout": [], "survived": [], "not applied": []}
     def check(b: str) -> tuple[str, str]:
         name = b.lstrip("# ").split("\n", 1)[0].split(":")[0].strip()
-        rc = _tests_in_copy(module, b[b.index("--- "):], keyword, timeout=limit)
+        rc = _tests_in_copy(module, b[b.index("--- "):], keyword, timeout=limit, name=name)
         status = "not applied" if rc is None else "timeout" if rc == TIMEOUT else "killed" if rc not in (0, 5) \
             else "survived"
         print(f"{name}: {status}", flush=True)

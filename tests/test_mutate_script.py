@@ -67,6 +67,39 @@ def test_apply_a_method_hunk_whose_docstring_mutmut_shows_undedented(tmp_path: P
     assert src.read_text() == DOC_METHOD.replace("y = x + 1", "y = x - 1")
 
 
+TWO_METHODS = '''class C:
+    def reset(self):
+        """Doc,
+        more."""
+        self.a = self.b = self.c = False
+
+    def other(self):
+        if True:
+            self.a = self.b = False
+'''
+
+
+def test_apply_with_the_mutants_name_matches_only_inside_its_function(tmp_path: Path):
+    # A diff recorded before reset's line changed: with less context its old line matches other's line (same
+    # text one level deeper), which is not the mutant. With the name, only reset's lines count.
+    (tmp_path / "pkg").mkdir()
+    src = tmp_path / "pkg" / "m.py"
+    src.write_text(TWO_METHODS)
+    stale = _diff(" def reset(self):", '     """Doc,', '         more."""', "-    self.a = self.b = False",
+                  "+    self.a = self.b = None")
+    assert not M._apply(tmp_path, stale, "pkg.m.xǁCǁreset__mutmut_3")
+    assert src.read_text() == TWO_METHODS
+    fresh = _diff(" def reset(self):", '     """Doc,', '         more."""', "-    self.a = self.b = self.c = False",
+                  "+    self.a = self.b = self.c = None")
+    assert M._apply(tmp_path, fresh, "pkg.m.xǁCǁreset__mutmut_3")
+    assert src.read_text() == TWO_METHODS.replace("self.c = False", "self.c = None")
+    # a module-level function's name (x_ prefix) and one that is not in the file
+    src.write_text("def f(x):\n    return x + 1\n\n\ndef g(x):\n    return x + 1\n")
+    assert M._apply(tmp_path, _diff("-    return x + 1", "+    return x - 1"), "pkg.m.x_g__mutmut_1")
+    assert src.read_text() == "def f(x):\n    return x + 1\n\n\ndef g(x):\n    return x - 1\n"
+    assert not M._apply(tmp_path, _diff("-    return x + 1", "+    return x * 2"), "pkg.m.x_h__mutmut_1")
+
+
 def test_recheck_in_parallel_keeps_the_diff_files_order_and_each_status(tmp_path: Path, monkeypatch):
     # Four recorded survivors checked two at a time: the statuses come from each diff's own test run (stand-in:
     # the exit code written in the diff), listed in the diff file's order whatever order the runs end in.
@@ -75,7 +108,7 @@ def test_recheck_in_parallel_keeps_the_diff_files_order_and_each_status(tmp_path
     codes = {"a": 1, "b": 0, "c": M.TIMEOUT, "d": None, "e": 1}  # killed, survived, timeout, not applied
     delays = {"a": 0.5, "b": 0.0, "c": 0.2, "d": 0.0, "e": 0.0}  # a ends after e
 
-    def fake(module, patch_text, keyword, timeout=None):
+    def fake(module, patch_text, keyword, timeout=None, name=None):
         if patch_text is None:
             return 0  # the clean run
         name = patch_text.split("+++ ", 1)[1][0]
