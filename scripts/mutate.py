@@ -312,10 +312,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="re-check the survivors recorded in DIFF (an earlier survivors.diff) with the current "
                          "tests, by applying each diff to a scratch copy (one module)")
     ap.add_argument("-k", dest="keyword", default=None, help="with --recheck: pytest -k expression (new tests)")
-    ap.add_argument("--jobs", type=int, default=1, help="with --recheck: diffs checked at once (default 1)")
     ap.add_argument("--publish", action="store_true",
                     help="copy each module's summary.json and survivors.diff to docs/logs/mutation/")
-    ap.add_argument("--max-children", type=int, default=1, help="mutants checked in parallel (default 1)")
+    ap.add_argument("--max-children", type=int, default=1,
+                    help="mutants checked in parallel, by mutmut or by --recheck (default 1)")
     args = ap.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(modules) != 1:
             print("mutate: --recheck takes exactly one module", file=sys.stderr)
             return 2
-        r = recheck(modules[0], args.recheck.resolve(), args.keyword, args.jobs)
+        r = recheck(modules[0], args.recheck.resolve(), args.keyword, args.max_children)
         print(f"{modules[0]}: of {len(r['killed']) + len(r['timeout']) + len(r['survived'])} recorded survivors, "
               f"{len(r['killed'])} killed by the current tests, {len(r['timeout'])} timed out, "
               f"{len(r['survived'])} survive ({len(r['not applied'])} diffs not applied)")

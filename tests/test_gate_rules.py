@@ -82,23 +82,17 @@ def test_gumbel_noise_follows_the_device_of_like():
     assert eps.device.type == "meta" and eps.shape == (3, 2)
 
 
-def test_gumbel_noise_is_finite_when_the_uniform_draw_is_exactly_zero():
-    # "keep both logs finite": u = 0 gives -ln(-ln 0) = -ln(inf) = -inf without the lower clamp. bfloat16
-    # draws are coarse (8 bits), so exact zeros occur: the precondition shows that this seed draws some.
-    like = torch.zeros(1, dtype=torch.bfloat16)
-    u = torch.rand((4096,), generator=torch.Generator().manual_seed(0), dtype=torch.bfloat16)
+@pytest.mark.parametrize("dtype, n", [(torch.bfloat16, 4096), (torch.float16, 8192)])
+def test_gumbel_noise_is_finite_where_a_draw_in_the_dtype_holds_exact_zeros(dtype, n):
+    # "keep both logs finite": u = 0 gives -ln(-ln 0) = -ln(inf) = -inf without the lower clamp. Draws in these
+    # dtypes are coarse (bfloat16 8 bits, float16 11: ~1 in 2048 is exactly 0), and a clamp bound of 1e-10 is 0
+    # in float16 (the noise was -inf there before it was drawn in float32). The precondition shows that a draw
+    # in the dtype, from this seed, holds exact zeros.
+    like = torch.zeros(1, dtype=dtype)
+    u = torch.rand((n,), generator=torch.Generator().manual_seed(0), dtype=dtype)
     assert int((u == 0).sum()) > 0  # precondition: the draw holds exact zeros
-    eps = gumbel_noise((4096,), like, torch.Generator().manual_seed(0))
-    assert bool(eps.isfinite().all())
-
-
-def test_gumbel_noise_is_finite_in_float16():
-    # Same rule in float16 (dtype follows ``like``): float16 draws have 11 bits, ~1 in 2048 is exactly 0, and
-    # a clamp bound of 1e-10 in float16 is 0 (the noise was -inf here before it was drawn in float32).
-    like = torch.zeros(1, dtype=torch.float16)
-    u = torch.rand((8192,), generator=torch.Generator().manual_seed(0), dtype=torch.float16)
-    assert int((u == 0).sum()) > 0  # precondition: the draw holds exact zeros
-    eps = gumbel_noise((8192,), like, torch.Generator().manual_seed(0))
+    eps = gumbel_noise((n,), like, torch.Generator().manual_seed(0))
+    assert eps.dtype == dtype
     assert bool(eps.isfinite().all())
 
 

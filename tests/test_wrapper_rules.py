@@ -644,14 +644,21 @@ def test_state_is_replaced_not_written_into_with_autograd_on():
     assert torch.equal(st.prev_in, kept[0]) and torch.equal(st.prev_out, kept[1])
 
 
-@pytest.mark.parametrize("execution", ["sparse", "auto"])
-@torch.no_grad()
-def test_refresh_after_an_undecided_gate_leaves_the_callers_input_alone(execution):
-    # An undecided PASS gate (3x3 grid under min_patches) keeps the caller's tensors as its state; the
-    # dense refresh frame that follows must copy into buffers of its own, not into the caller's input.
+def _undecided_with_refresh(execution):
+    """A layer whose PASS gate does not decide (3x3 grid under min_patches), with a dense refresh every
+    second frame, and its conv."""
     conv = _conv()
     layer = _layer(PassGate(4, 4, embed_dim=4, depth=1, hidden=4, rate=0.5, min_patches=64), conv,
                    execution=execution, refresh_every=2)
+    return conv, layer
+
+
+@pytest.mark.parametrize("execution", ["sparse", "auto"])
+@torch.no_grad()
+def test_refresh_after_an_undecided_gate_leaves_the_callers_input_alone(execution):
+    # An undecided PASS gate keeps the caller's tensors as its state; the dense refresh frame that follows
+    # must copy into buffers of its own, not into the caller's input.
+    conv, layer = _undecided_with_refresh(execution)
     xs = _frames(4, h=12, w=12, seed=6)
     kept = [x.clone() for x in xs]
     for x in xs:
@@ -664,9 +671,8 @@ def test_refresh_after_an_undecided_gate_leaves_the_callers_input_alone(executio
 @pytest.mark.parametrize("execution", ["sparse", "auto"])
 @torch.no_grad()
 def test_refresh_after_an_undecided_gate_leaves_the_callers_output_alone(execution):
-    conv = _conv()
-    layer = _layer(PassGate(4, 4, embed_dim=4, depth=1, hidden=4, rate=0.5, min_patches=64), conv,
-                   execution=execution, refresh_every=2)
+    # ... nor into the output returned for the undecided frame before it
+    conv, layer = _undecided_with_refresh(execution)
     xs = _frames(3, h=12, w=12, seed=6)
     ys = [layer(x) for x in xs]
     for x, y in zip(xs, ys):
