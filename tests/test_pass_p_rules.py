@@ -6,6 +6,9 @@
   per-batch logs and the documented unit relation ``d = MSE / head_scales[h]`` (``balanced``); its pair
   count, batch count (default 8, else ``batches``), stores and the absence of augmentation against the
   docstring; a gate whose head the triplet does not compare reports exactly zero triplet gradient.
+* ``gate_signal``'s hinge count: one hinge per head and sample for ``balanced``, one per sample over the heads'
+  mean for ``mse`` (recomputed from ``triplet_terms`` on the same draws); ``l2`` has no per-head distances
+  and no hinge count, and its per-head MSEs are those of any other distance (same draws).
 * the ``mse`` distance's unit (``_scales``) against hand-worked numbers: each sample's own anchor mean
   square over the channel dim, clamped from below at 1e-12.
 
@@ -174,6 +177,53 @@ def test_a_gate_the_compared_heads_do_not_reach_reports_zero_triplet_gradient():
         assert res["gates"][n]["triplet"] == pytest.approx(trip[n], rel=1e-5) and trip[n] > 0, n
     for n, g in res["gates"].items():
         assert g["rate"] == pytest.approx(rate[n], rel=1e-5), n
+
+
+def _hinges(c, seed, batches, scales):
+    """Per batch, (heads x samples) anchor-positive minus anchor-negative distance from ``triplet_terms`` on the
+    draws gate_signal makes (same seed, one triplet per batch)."""
+    torch.manual_seed(seed)
+    samples = stage_samples(c, [_store()], pairs=True, augment=False)
+    model, _, _ = build_stage_model(c, skippable=True)
+    sk.freeze(sk.backbone_parameters(model))
+    obj = PassPObjective(model, c)
+    obj.train()
+    out = []
+    for x_prev, x in calibration_pairs(samples, c, torch.device("cpu"), batches):
+        a, p, q = obj.triplet({"prev": x_prev, "img": x})
+        with torch.no_grad():
+            tp, tn = triplet_terms(a, p, q, c.distance, scales)
+        out.append(torch.stack([tp[h] for h in c.heads]) - torch.stack([tn[h] for h in c.heads]))
+    return out
+
+
+@pytest.mark.parametrize("distance", ["balanced", "mse"])
+def test_active_fraction_counts_the_hinges_of_the_distance(distance):
+    # margin 0: a hinge passes gradient where the positive is farther than the negative. With random gates
+    # some heads' hinges pass and others do not, so counting per head (balanced) and over the heads' mean
+    # (mse) give different fractions: 0.375 and 0.5 on these draws.
+    c = _cfg(margin=0.0, distance=distance)
+    scales = SCALES if distance == "balanced" else None
+    res = _signal(c, 7, batches=2, scales=scales)
+    diffs = _hinges(c, 7, 2, scales)
+    per_head = float(torch.cat([(d > 0).float().flatten() for d in diffs]).mean())
+    over_mean = float(torch.cat([(d.mean(0) > 0).float() for d in diffs]).mean())
+    assert per_head != over_mean  # the case separates the two rules
+    assert res["active_fraction"] == pytest.approx(per_head if distance == "balanced" else over_mean)
+
+
+def test_l2_distance_reports_no_per_head_distances_and_the_same_head_mses():
+    # l2 compares the concatenated heads: no per-head distance and no hinge count to report; the raw per-head
+    # MSEs do not depend on the distance (same seed, same draws), and the triplet still reaches every gate.
+    bal = _signal(_cfg(), 7, batches=2, scales=SCALES)
+    res = _signal(_cfg(distance="l2"), 7, batches=2)
+    assert math.isnan(res["active_fraction"]) and res["scales"] is None
+    for h, d in res["heads"].items():
+        assert d["d_p"] == 0.0 and d["d_n"] == 0.0, h
+        assert d["mse_p"] == pytest.approx(bal["heads"][h]["mse_p"], rel=1e-6), h
+        assert d["mse_n"] == pytest.approx(bal["heads"][h]["mse_n"], rel=1e-6), h
+    assert sorted(res["gates"]) == sorted(bal["gates"])
+    assert all(g["triplet"] > 0 and g["rate"] > 0 for g in res["gates"].values())
 
 
 def test_mse_distance_unit_is_each_samples_own_anchor_mean_square():
