@@ -70,7 +70,8 @@ def set_mask_mode(model: nn.Module, mode: str) -> None:
     "complement" (negative: each layer skips the complement of its own mask from the last "normal"
     forward, the gate is not run again), "inverted" (each layer's gate runs again on its own input and
     its mask-0 patches take the previous output: the authors' code, whose deeper gates then see other
-    inputs than in the positive pass), "off" (anchor: dense)."""
+    inputs than in the positive pass), "off" (anchor: dense). A layer whose gate makes no decision (a PASS
+    grid under ``min_patches``) computes every patch in all three gated modes."""
     if mode not in MASK_MODES:
         raise ValueError(f"set_mask_mode: mode must be one of {MASK_MODES}, got {mode!r}")
     for m in wrapped_layers(model):

@@ -185,9 +185,16 @@ class SkipConv2d(nn.Module):
             raise ValueError(f"SkipConv2d '{self.name}': input moved from {prev.device}/{prev.dtype} to "
                              f"{x.device}/{x.dtype} mid-stream; call passbench.skip.reset(model)")
 
+    def _gate_key(self, x: torch.Tensor, grid: tuple[int, int]) -> tuple:
+        """What a gate's MAC count depends on: input shape, dtype, train / eval, and whether a PASS gate
+        decides on this grid (an undecided call runs no op and books 0; ``min_patches`` may change
+        mid-stream, and the same shape is then counted again)."""
+        decides = self.gate.gated(grid) if isinstance(self.gate, PassGate) else True
+        return tuple(x.shape), str(x.dtype), self.gate.training, decides
+
     def _run_gate(self, x: torch.Tensor, prev: torch.Tensor, grid: tuple[int, int],
                   diff: torch.Tensor | None = None) -> GateOut:
-        key = (tuple(x.shape), str(x.dtype), self.gate.training)
+        key = self._gate_key(x, grid)
         kw = {"diff": diff} if diff is not None else {}
         if key in self._gate_macs:
             if self.stackable():
@@ -262,11 +269,13 @@ class SkipConv2d(nn.Module):
             g, gate_macs = self._complement(grid), 0
         else:
             g = self._run_gate(x, st.prev_in, grid, diff)
-            gate_macs = self._gate_macs[(tuple(x.shape), str(x.dtype), self.gate.training)]
+            gate_macs = self._gate_macs[self._gate_key(x, grid)]
             if self.mask_mode == "normal":
                 self.positive = g
         self.last, self.last_norm = g, g.norm
-        mask = 1.0 - g.mask if self.mask_mode == "inverted" else g.mask  # (B, Hp, Wp), 1 = skip
+        # (B, Hp, Wp), 1 = skip. A gate that made no decision (GateOut.active False) has nothing to invert: its
+        # layer computes everything in the inverted pass too, as in the complement pass (``_complement``).
+        mask = 1.0 - g.mask if self.mask_mode == "inverted" and g.active else g.mask
         compute = mask.detach() < 0.5  # (B, Hp, Wp) bool, True = compute (sparse_conv2d's polarity)
         n_act, n_tot = int(compute.sum()), compute.numel()
         # Skipped output pixels: each patch's area (edge patches partial), without upsampling the mask.
