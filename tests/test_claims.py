@@ -32,7 +32,8 @@ def _run(exp: str, mota: float, skip: float = 0.4, created: str = "2030-01-01T00
     return rec
 
 
-def _speed(exp: str, ratio: float, rounds: list[float] | None = None, load: tuple[float, float] | None = None) -> dict:
+def _speed(exp: str, ratio: float, rounds: list[float] | None = None, load: tuple[float, float] | None = None,
+           others: float | None = None) -> dict:
     sp = {"fps": 10.0 * ratio, "fps_dense": 10.0, "speedup": ratio, "latency_ms_p50": 100.0 / ratio,
           "latency_ms_p90": 110.0 / ratio, "device": "cpu: fixture", "threads": 1, "precision": "fp32", "batch": 1,
           "timed_region": "model forward"}
@@ -40,6 +41,8 @@ def _speed(exp: str, ratio: float, rounds: list[float] | None = None, load: tupl
         sp.update(rounds=len(rounds), speedup_rounds=rounds, speedup_spread=max(rounds) - min(rounds))
     if load is not None:
         sp.update(load_1m_before=load[0], load_1m_after=load[1], cpu_cores=2, loaded=max(load) > 2)
+    if others is not None:  # the timing's 1 thread leaves 1 of the 2 cores free
+        sp.update(load_1m_before=3.0, load_1m_after=3.0, cpu_cores=2, others_cpu_cores=others, loaded=others > 1.25)
     return R.speed_record(experiment=exp, task="mot", model={"name": "fixture_net", "tag": "fixture", "weights_sha256": None},
                           method={"name": "pass_p", "params": {}}, speed=sp, config={"name": exp, "table": exp.split("/")[0]},
                           env={"git_sha": "0" * 40, "dirty": False, "python": "3.11", "torch": "x", "device": "cpu"})
@@ -119,6 +122,12 @@ def test_timing_rounds_and_load_notes():
     v = evaluate('fps_ratio("t/a")', ctx)
     assert v.value == pytest.approx(0.9) and v.variants == pytest.approx([0.8, 1.1, 0.95]) and v.kinds == ["round"]
     assert v.lookups[0].notes == ("t/a: timed under load 3.5 > 2 cores",)
+    busy = Context([_run("t/c", 0.5), _speed("t/c", 0.9, others=1.6)])
+    assert evaluate('fps_ratio("t/c")', busy).lookups[0].notes == (
+        "t/c: timed under load: other processes kept 1.6 of 2 cores busy beside 1 timing thread(s)",)
+    # a load average of 3 on 2 cores, but other processes used one core, the one the timing left free: no note
+    assert evaluate('fps_ratio("t/c")', Context([_run("t/c", 0.5), _speed("t/c", 0.9, others=1.0)])
+                    ).lookups[0].notes == ()
     old = evaluate('fps_ratio("t/b")', Context([_run("t/b", 0.5)]))  # the run's own timing: 10 / 8 FPS
     assert old.value == pytest.approx(1.25) and "machine load not recorded" in old.lookups[0].notes[0]
 

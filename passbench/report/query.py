@@ -232,6 +232,9 @@ class Context:
         notes = []
         if "loaded" not in sp:
             notes.append(f"{e}: machine load not recorded with this timing")
+        elif sp["loaded"] and sp.get("others_cpu_cores") is not None:
+            notes.append(f"{e}: timed under load: other processes kept {sp['others_cpu_cores']:.1f} of {sp['cpu_cores']} "
+                         f"cores busy beside {sp.get('threads')} timing thread(s)")
         elif sp["loaded"]:
             notes.append(f"{e}: timed under load {max(v for v in (sp['load_1m_before'], sp['load_1m_after']) if v is not None):.1f} "
                          f"> {sp['cpu_cores']} cores")

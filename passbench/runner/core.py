@@ -230,9 +230,9 @@ def measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list[
     ``reset`` when more timed calls are asked than frames given. Dense and skipped timings
     alternate in ``cfg.speed.rounds`` rounds so that machine noise hits both alike (medians are
     quoted); ``speedup_rounds`` keeps each round's ratio and ``speedup_spread`` their max - min (the
-    timing noise of this record), and ``load_1m_before`` / ``load_1m_after`` / ``cpu_cores`` / ``loaded``
-    the machine load around the timing (``passbench.metrics.load``: ``loaded`` = more runnable tasks
-    than cores, the timing not to be trusted).
+    timing noise of this record), and ``others_cpu_cores`` / ``load_1m_before`` / ``load_1m_after`` /
+    ``cpu_cores`` / ``loaded`` the machine load around the timing (``passbench.metrics.load``: ``loaded`` =
+    other processes kept busy cores the timing's threads needed, the timing not to be trusted).
 
     Args:
         frames: consecutive model inputs, (1, 3, H, W) each.  region: what the timed region holds.
@@ -277,6 +277,7 @@ def measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list[
     per = max(1, cfg.speed.iters // rounds)
     d_res, s_res = [], []
     load_before = need("passbench.metrics.load", "load_1m")()
+    cpu_before = need("passbench.metrics.load", "cpu_sample")()
     for _ in range(rounds):
         d_res.append(measure(stream(dense, False), warmup=cfg.speed.warmup, iters=per, device=dev,
                              precision=precision, timed_region=region))
@@ -304,7 +305,9 @@ def measure_speed(cfg: ExperimentCfg, model: Any, skippable: bool, frames: list[
     # each round's ratio (dense median latency over skipping median latency): their spread is the timing noise
     per_round = [dr.latency_ms_p50 / sr.latency_ms_p50 for dr, sr in zip(d_res, s_res)] if skippable else [1.0] * rounds
     out.update(rounds=rounds, speedup_rounds=per_round, speedup_spread=max(per_round) - min(per_round))
-    out.update(need("passbench.metrics.load", "load_fields")(load_before, need("passbench.metrics.load", "load_1m")()))
+    others = need("passbench.metrics.load", "others_cores")(cpu_before, need("passbench.metrics.load", "cpu_sample")())
+    out.update(need("passbench.metrics.load", "load_fields")(load_before, need("passbench.metrics.load", "load_1m")(),
+                                                             others=others, threads=cfg.speed.threads))
     return out
 
 
