@@ -9,7 +9,6 @@ Fixture records here are synthetic (``FIXTURE`` dataset, invented numbers), neve
 from __future__ import annotations
 
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from passbench import cli
 from passbench import records as R
 from passbench.paths import REPO_ROOT
-from passbench.report.claimfile import CLAIMS, ClaimsError, claims_by_experiment, load_claims, split_expect
+from passbench.report.claimfile import ClaimsError, claims_by_experiment, load_claims, split_expect
 from passbench.report.claims import build, claim_links, evaluate_claims
 from passbench.report.query import Context, QueryError, Unmeasured, evaluate, parse
 from test_records import fixture_run
