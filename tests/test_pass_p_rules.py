@@ -12,6 +12,17 @@
 * the ``mse`` distance's unit (``_scales``) against hand-worked numbers: each sample's own anchor mean
   square over the channel dim, clamped from below at 1e-12.
 
+* ``hinge_active`` against autograd (a hinge is active where ``max(0, x)`` passes gradient: ``x > 0``),
+  per head for ``balanced``, per sample on the heads' mean for ``mse``; ``PassPObjective.terms``' returned
+  loss and logs against ``triplet_loss`` / ``triplet_terms`` on the same draws, per distance, and its error
+  for ``balanced`` without units.
+* ``gate_signal``'s edge cases: the units stored with a checkpoint's gates are used, a zero rate gradient
+  gives an infinite ratio, one pair per batch.
+* ``train_pass_p``'s wiring: the configured learning rate (0: no gate moves) and weight decay, ``stop_at``
+  (history, no final before the last step, final at ``stop_at = steps``), what ``final.pt`` holds (layer
+  rates, units only for ``balanced``, half precision when asked), the error for a method without
+  learnable gates.
+
 A tiny FairMOT stand-in with freshly built gates (no checkpoint) keeps every ``gate_signal`` call < 2 s.
 """
 
@@ -274,3 +285,213 @@ def test_the_negative_pass_starts_from_the_primed_state_with_autograd_off():
     for h in c.heads:
         assert torch.allclose(p_off[h], p_grad[h].detach(), rtol=1e-4, atol=1e-5), h
         assert torch.allclose(n_off[h], n_grad[h].detach(), rtol=1e-4, atol=1e-5), h
+
+
+# ------------------------------------------------------------------------------------------------
+# hinge_active against autograd: a hinge is active where max(0, x) passes gradient (x > 0, not x = 0)
+
+
+def _relu_passes(x):
+    x = x.detach().clone().requires_grad_(True)
+    torch.relu(x).sum().backward()
+    return x.grad > 0
+
+
+def test_hinge_active_is_where_each_hinge_passes_gradient():
+    from passbench.train.pass_p import hinge_active
+
+    # balanced: one hinge per (head, sample); head a, sample 0 sits exactly at the hinge (0.5 - 1.5 + 1 = 0)
+    tp = {"a": torch.tensor([0.5, 2.0, 0.1]), "b": torch.tensor([0.2, 0.2, 3.0])}
+    tn = {"a": torch.tensor([1.5, 1.0, 5.0]), "b": torch.tensor([0.3, 0.1, 0.2])}
+    want = _relu_passes(torch.stack([tp["a"], tp["b"]]) - torch.stack([tn["a"], tn["b"]]) + 1.0)
+    got = hinge_active(tp, tn, 1.0, "balanced")
+    assert got.shape == (2, 3) and torch.equal(got, want) and not bool(got[0, 0])
+    # mse: one hinge per sample on the heads' means; the per-sample means (not the batch's) decide
+    tp = {"x": torch.tensor([3.0, 0.0, 0.0, 0.0])}
+    tn = {"x": torch.tensor([2.5, 0.8, 1.2, 0.1])}
+    got = hinge_active(tp, tn, 0.5, "mse")
+    assert got.shape == (1, 4)
+    assert torch.equal(got, _relu_passes(tp["x"] - tn["x"] + 0.5).view(1, 4))
+    assert got.tolist() == [[True, False, False, True]]
+
+
+# ------------------------------------------------------------------------------------------------
+# PassPObjective.terms: what it returns and logs, per distance
+
+
+def _objective(c):
+    torch.manual_seed(0)
+    model, _, _ = build_stage_model(c, skippable=True)
+    sk.freeze(sk.backbone_parameters(model))
+    obj = PassPObjective(model, c)
+    obj.train()
+    x_prev, x = calibration_pairs(stage_samples(c, [_store()], pairs=True, augment=False), c, torch.device("cpu"),
+                                  1)[0]
+    return obj, {"prev": x_prev, "img": x}
+
+
+def test_terms_needs_the_units_for_balanced_only():
+    obj, batch = _objective(_cfg())
+    with pytest.raises(RuntimeError) as e:
+        obj.terms(batch)
+    assert str(e.value) == ("PassPObjective(distance='balanced'): head scales not measured "
+                            "(measure_head_scales before the first step)")
+    for distance in ("mse", "l2"):  # no units to measure: runs as built
+        obj, batch = _objective(_cfg(distance=distance))
+        trip, rate_term, logs = obj.terms(batch)
+        assert torch.isfinite(trip) and logs["triplet"] == float(trip.detach())
+
+
+@pytest.mark.parametrize("distance", ["balanced", "mse", "l2"])
+def test_terms_logs_the_loss_it_returns_and_the_hinges_of_its_distance(distance):
+    margin = 1.0 if distance == "l2" else 0.0  # l2: torch's triplet_margin_loss needs a margin > 0
+    c = _cfg(margin=margin, distance=distance)
+    obj, batch = _objective(c)
+    scales = SCALES if distance == "balanced" else None
+    if scales:
+        obj.set_scales(scales)
+    torch.manual_seed(2)
+    a, p, q = obj.triplet(batch)
+    torch.manual_seed(2)
+    trip, rate_term, logs = obj.terms(batch)  # the same draws
+    want, lp, ln = triplet_loss(a, p, q, margin, distance, scales)
+    assert float(trip.detach()) == pytest.approx(float(want.detach()), rel=1e-6)
+    assert logs["triplet"] == float(trip.detach())
+    assert logs["L_p"] == pytest.approx(lp, rel=1e-6) and logs["L_n"] == pytest.approx(ln, rel=1e-6)
+    assert float(rate_term.detach()) == pytest.approx((logs["skip_prob"] - c.target_rate) ** 2, rel=1e-5)
+    if distance == "l2":  # no per-head distance, no hinge count
+        assert "active" not in logs and not any(k.startswith("L_p.") for k in logs)
+        return
+    with torch.no_grad():
+        tp, tn = triplet_terms(a, p, q, distance, scales)
+    d = torch.stack([tp[h] for h in c.heads]) - torch.stack([tn[h] for h in c.heads])
+    per_head, over_mean = float((d > 0).float().mean()), float((d.mean(0) > 0).float().mean())
+    assert per_head != over_mean  # these draws separate the two rules
+    assert logs["active"] == pytest.approx(per_head if distance == "balanced" else over_mean)
+    for h in c.heads:
+        assert logs[f"L_p.{h}"] == pytest.approx(float(tp[h].mean()), rel=1e-6), h
+
+
+# ------------------------------------------------------------------------------------------------
+# gate_signal's edge cases: the checkpoint's units, a zero rate gradient, one pair
+
+
+def test_gate_signal_reads_the_units_stored_with_the_gates(pp_final):
+    from passbench.train.common import read_final
+
+    stored = read_final(pp_final)["extra"]["head_scales"]
+    torch.manual_seed(0)
+    res = gate_signal(_pp_cfg(pp_final), batches=1, stores=[_store()])
+    assert res["scales"] == stored  # not measured again on the trained gates
+
+
+def test_gate_signal_ratio_is_infinite_where_the_rate_term_gives_no_gradient():
+    res = _signal(_cfg(rate_weight=0.0), 1, batches=1, scales=SCALES)
+    assert res["gates"] and all(g["rate"] == 0.0 and g["ratio"] == math.inf and g["triplet"] > 0
+                                for g in res["gates"].values())
+
+
+def test_gate_signal_and_calibration_pairs_with_one_pair_per_batch():
+    c = _cfg(batch_size=1)
+    res = _signal(c, 7, batches=1, scales=SCALES)
+    o = _oracle(c, [_store()], 1, SCALES, 7)
+    assert [x.shape[0] for _, x in o["pairs"]] == [1] and res["pairs"] == 1
+    for h, d in res["heads"].items():  # the mean over one pair is that pair's distance
+        assert d["d_p"] == pytest.approx(o["logs"][0][f"L_p.{h}"], rel=1e-5), h
+
+
+# ------------------------------------------------------------------------------------------------
+# train_pass_p's wiring: optimiser settings, interruption, what final.pt holds
+
+
+@pytest.fixture(scope="module")
+def task_ckpt(tmp_path_factory):
+    from passbench.train.task import train_task
+
+    c = make_cfg("task", dict(model=TINY, pretrained=None, input_wh=[64, 48], steps=2, batch_size=2, log_every=1,
+                              ckpt_every=2, scale_jitter=0.0, patch_size=4, method="pass_p", lr=1e-2))
+    return str(train_task(c, tmp_path_factory.mktemp("task") / "task", stores=[_store()])["final"])
+
+
+def _pp_cfg(init, **kw):
+    base = dict(model=TINY, pretrained=None, input_wh=[64, 48], steps=2, batch_size=2, log_every=1, ckpt_every=2,
+                scale_jitter=0.0, patch_size=4, method="pass_p", init=init, skip_params=SMALL_GATE, calib_pairs=2,
+                lr=1e-2, threads=1)
+    base.update(kw)
+    return make_cfg("pass_p", base)
+
+
+@pytest.fixture(scope="module")
+def pp_final(tmp_path_factory, task_ckpt):
+    from passbench.train.pass_p import train_pass_p
+
+    return str(train_pass_p(_pp_cfg(task_ckpt), tmp_path_factory.mktemp("pp") / "pp", stores=[_store()])["final"])
+
+
+def _trained_gates(c, tmp_path, name):
+    from passbench.train.common import read_final
+    from passbench.train.pass_p import train_pass_p
+
+    res = train_pass_p(c, tmp_path / name, stores=[_store()])
+    model, _, _ = build_stage_model(c, skippable=True)  # names of the gates' parameters (not their buffers)
+    names = [n for n, _ in sk.named_pass_layers(model)]
+    params = {f"{n}.gate.{k}" for n in names for k, _ in dict(model.named_modules())[n].gate.named_parameters()}
+    final = read_final(res["final"])["model"]
+    return res, {k: final[k] for k in sorted(params)}
+
+
+def _initial_gates(c, keys):
+    from passbench.train.common import seed_all
+
+    seed_all(c.seed)  # train_pass_p's draws: seed, samples, model
+    stage_samples(c, [_store()], pairs=True)
+    model, _, _ = build_stage_model(c, skippable=True)
+    state = model.state_dict()
+    return {k: state[k] for k in keys}
+
+
+def test_train_pass_p_uses_the_configured_learning_rate_and_weight_decay(task_ckpt, tmp_path):
+    c0 = _pp_cfg(task_ckpt, lr=0.0)
+    _, still = _trained_gates(c0, tmp_path, "lr0")
+    init = _initial_gates(c0, still)
+    assert still and all(torch.equal(still[k], init[k]) for k in still)  # lr 0: no step moves a gate
+    _, plain = _trained_gates(_pp_cfg(task_ckpt), tmp_path, "wd0")
+    _, decayed = _trained_gates(_pp_cfg(task_ckpt, weight_decay=1e3), tmp_path, "wd")
+    assert any(not torch.equal(plain[k], init[k]) for k in plain)
+    assert any(not torch.allclose(plain[k], decayed[k]) for k in plain)  # the decay changes the steps
+
+
+def test_train_pass_p_stops_where_told_and_writes_final_only_at_the_end(task_ckpt, tmp_path):
+    from passbench.train.pass_p import train_pass_p
+
+    stores = [_store()]
+    c = _pp_cfg(task_ckpt, steps=3)
+    cut = train_pass_p(c, tmp_path / "cut", stores=stores, stop_at=1)
+    assert len(cut["history"]) == 1 and cut["rates"] is None and not cut["final"].exists()
+    assert cut["skip_rate"] == cut["history"][-1]["skip_rate"]
+    none = train_pass_p(c, tmp_path / "none", stores=stores, stop_at=0)
+    assert none["history"] == [] and none["skip_rate"] is None and not none["final"].exists()
+    full = train_pass_p(c, tmp_path / "full", stores=stores, stop_at=3)  # stop_at = steps: the run is complete
+    assert len(full["history"]) == 3 and full["final"].exists() and full["rates"]
+    assert full["skip_rate"] == full["history"][-1]["skip_rate"]
+
+
+def test_train_pass_p_final_holds_rates_units_and_the_precision_asked(task_ckpt, pp_final, tmp_path):
+    from passbench.train.common import read_final
+    from passbench.train.pass_p import train_pass_p
+
+    extra = read_final(pp_final)["extra"]
+    assert extra["layer_rates"] == read_final(pp_final)["skip"]["params"]["rates"]
+    assert set(extra["head_scales"]) == set(_pp_cfg(task_ckpt).heads) and all(v > 0 for v in extra["head_scales"].values())
+    mse = train_pass_p(_pp_cfg(task_ckpt, distance="mse", save_half=True), tmp_path / "mse", stores=[_store()])
+    assert "head_scales" not in read_final(mse["final"])["extra"]  # no units for the mse distance
+    raw = torch.load(mse["final"], weights_only=False)
+    assert raw["half"] and all(v.dtype == torch.float16 for v in raw["model"].values() if v.is_floating_point())
+
+
+def test_train_pass_p_refuses_a_method_without_learnable_gates(task_ckpt, tmp_path):
+    from passbench.train.pass_p import train_pass_p
+
+    with pytest.raises(ValueError) as e:
+        train_pass_p(_pp_cfg(task_ckpt, method="skipconv", skip_params={}), tmp_path / "sc", stores=[_store()])
+    assert str(e.value) == "method 'skipconv' has no trainable gate parameters; PASS-P needs learnable gates"
