@@ -495,3 +495,83 @@ def test_train_pass_p_refuses_a_method_without_learnable_gates(task_ckpt, tmp_pa
     with pytest.raises(ValueError) as e:
         train_pass_p(_pp_cfg(task_ckpt, method="skipconv", skip_params={}), tmp_path / "sc", stores=[_store()])
     assert str(e.value) == "method 'skipconv' has no trainable gate parameters; PASS-P needs learnable gates"
+
+
+# ------------------------------------------------------------------------------------------------
+# the distances' arithmetic worked by hand, the objective's settings and errors
+
+
+def test_mse_loss_is_one_hinge_per_sample_on_the_heads_means():
+    # two heads, three samples (unit 1: anchors of mean square 1); per sample the heads' mean distances
+    # dp = (0.5, 1.5, 0.0), dn = (1.0, 0.5, 3.0): hinges relu(dp - dn + 1) = (0.5, 2.0, 0) -> loss 0.833. The
+    # batch's mean on either side (dp 0.667 or dn 1.5) gives 0.611 or 0.333.
+    one = torch.ones(3, 1)
+    a = {"u": one.clone(), "v": one.clone()}
+    p = {"u": one + torch.tensor([[1.0], [1.0], [0.0]]), "v": one + torch.tensor([[0.0], [2.0 ** 0.5 * 1.0], [0.0]])}
+    n = {"u": one + torch.tensor([[2.0 ** 0.5], [1.0], [6.0 ** 0.5]]), "v": one}
+    tp, tn = triplet_terms(a, p, n, "mse")
+    dp = (tp["u"] + tp["v"]) / 2
+    dn = (tn["u"] + tn["v"]) / 2
+    torch.testing.assert_close(dp, torch.tensor([0.5, 1.5, 0.0]))
+    torch.testing.assert_close(dn, torch.tensor([1.0, 0.5, 3.0]))
+    loss, lp, ln = triplet_loss(a, p, n, 1.0, "mse")
+    assert float(loss) == pytest.approx((0.5 + 2.0 + 0.0) / 3)
+    assert lp == pytest.approx(2.0 / 3) and ln == pytest.approx(1.5)
+
+
+def test_l2_distance_and_loss_worked_by_hand():
+    # one head of 2 channels, anchor mean square 4 (unit 2 per channel): positive 2 away on one channel (1
+    # unit), negative 6 and 8 away (3 and 4 units: Euclidean 5); margin 2: loss relu(1 - 5 + 2) = 0, margin 5: 1
+    a = {"x": torch.tensor([[2.0, 2.0]])}
+    p = {"x": a["x"] + torch.tensor([[2.0, 0.0]])}
+    n = {"x": a["x"] + torch.tensor([[6.0, 8.0]])}
+    loss, lp, ln = triplet_loss(a, p, n, 2.0, "l2")
+    assert lp == pytest.approx(1.0, abs=1e-5) and ln == pytest.approx(5.0, abs=1e-5)
+    assert float(loss) == pytest.approx(0.0, abs=1e-5)
+    loss, _, _ = triplet_loss(a, p, n, 5.0, "l2")
+    assert float(loss) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_balanced_without_units_names_the_heads_and_what_it_got():
+    a = {"x": torch.ones(1, 2), "y": torch.ones(1, 2)}
+    with pytest.raises(ValueError) as e:
+        triplet_terms(a, a, a, "balanced", None)
+    assert str(e.value) == "distance 'balanced' needs one scale per head ['x', 'y'], got None"
+    with pytest.raises(ValueError) as e:
+        triplet_terms(a, a, a, "balanced", {"x": 1.0, "z": 1.0})
+    assert str(e.value) == "distance 'balanced' needs one scale per head ['x', 'y'], got ['x', 'z']"
+
+
+def test_objective_settings_are_checked_and_units_kept_in_float64():
+    model, _, _ = build_stage_model(_cfg(), skippable=True)
+    for field, bad in (("negative", "opposite"), ("distance", "cosine")):
+        with pytest.raises(ValueError) as e:
+            PassPObjective(model, _cfg(**{field: bad}))
+        assert str(e.value).startswith(f"{field} must be one of (") and str(e.value).endswith(f"got '{bad}'")
+    obj = PassPObjective(model, _cfg())
+    assert obj.scales() is None  # not measured yet
+    third = {h: 1.0 / 3.0 for h in obj.cfg.heads}
+    obj.set_scales(third)
+    assert obj.scales() == third  # float64 round trip (float32 would give 0.3333333432674408)
+    assert obj.train() is obj and obj.training is True and obj.eval().training is False
+    assert not obj.model.training  # the backbone stays in eval mode
+
+
+@pytest.mark.parametrize("negative", ["complement", "inverted"])
+def test_the_negative_pass_uses_the_configured_negative(negative):
+    # At a gated layer whose input is the same in the positive and the negative pass (the first one), the
+    # complement negative skips exactly what the positive computed; the inverted negative re-runs the gate
+    # (a fresh draw of the sampling gate), whose mask differs from the positive's somewhere.
+    c = _cfg(negative=negative)
+    obj, batch = _objective(c)
+    torch.manual_seed(4)
+    obj.triplet(batch)
+    first = next(m for _, m in sk.named_pass_layers(obj.model) if m.positive is not None and m.positive.active)
+    same = torch.equal(first.last.mask.detach(), 1.0 - first.positive.mask.detach())
+    assert same == (negative == "complement")
+
+
+def test_calibration_pairs_of_one_pair():
+    c = _cfg(calib_pairs=1)
+    pairs = calibration_pairs(stage_samples(c, [_store()], pairs=True, augment=False), c, torch.device("cpu"))
+    assert len(pairs) == 1 and pairs[0][0].shape[0] == 1 and pairs[0][1].shape[0] == 1
