@@ -74,6 +74,9 @@ def test_unknown_or_mistyped_key():
     with pytest.raises(ValueError, match="key 'steps': expected an integer"):
         make_cfg("task", ["steps=abc"])
     assert make_cfg("task", ["input_wh=[192, 128]"]).input_wh == (192, 128)
+    with pytest.raises(ValueError, match=r"^key 'margin': distance 'l2' needs a margin > 0, got 0.0$"):
+        make_cfg("pass_p", ["distance=l2", "margin=0.0"])
+    assert make_cfg("pass_p", ["distance=mse", "margin=0.0"]).margin == 0.0  # a hinge at 0 is fine there
 
 
 def test_torchrun_two_processes(tmp_path):

@@ -163,7 +163,8 @@ def make_cfg(stage: str, overrides: Iterable[str] | dict[str, Any] = (), default
         overrides: ``["steps=20", "input_wh=[192,128]"]`` (values parsed as YAML) or a dict.
 
     Raises:
-        ValueError: unknown key (listing the known ones) or a value of the wrong type.
+        ValueError: unknown key (listing the known ones), a value of the wrong type, or a margin <= 0 with
+            ``distance: l2``.
     """
     hints = typing.get_type_hints(StageCfg)
     values: dict[str, Any] = dict(defaults or {})
@@ -185,7 +186,10 @@ def make_cfg(stage: str, overrides: Iterable[str] | dict[str, Any] = (), default
             raise ValueError(f"unknown training key '{k}' (known: {', '.join(sorted(set(hints) - {'stage'}))})")
         values[k] = v
     checked = {k: _check_type(v, hints[k], k) for k, v in values.items()}
-    return StageCfg(stage=stage, **checked)
+    cfg = StageCfg(stage=stage, **checked)
+    if cfg.distance == "l2" and cfg.margin <= 0:  # torch's triplet_margin_loss refuses it at the first step
+        raise ValueError(f"key 'margin': distance 'l2' needs a margin > 0, got {cfg.margin}")
+    return cfg
 
 
 def cfg_dict(cfg: StageCfg) -> dict[str, Any]:
