@@ -315,8 +315,13 @@ def attach_engine_hooks(net: nn.Module, keep: float, patch: int | dict[str, int]
     ``blend_skipped``).
 
     Kernel-only reference for the wrapper's numbers: no gate, no state copies. ``inplace=True`` is
-    safe here because torchvision's ResNet-18 / MobileNetV2 never modify a conv output in place (a
-    BatchNorm always follows). ``recompute``: where the dispatcher says dense, run the plain conv
+    exact only where no op modifies a conv output in place: true of torchvision's ResNet-18 / MobileNetV2
+    as built (a BatchNorm follows every conv), false once BatchNorm is folded (an in-place ReLU then
+    writes into the kept output, so later skipped patches reuse post-ReLU values). Each counter's
+    ``overwritten`` counts the frames on which the kept output had been modified in place since it was
+    returned (its version counter moved; not tracked under ``torch.inference_mode``): a hooked network
+    with ``overwritten > 0`` times the kernel without the output copy that an exact result needs.
+    ``recompute``: where the dispatcher says dense, run the plain conv
     and keep its output on every patch (exact dense output, no blend; executed MACs = dense).
     ``patch``: one size, or ``{glob: size}`` per conv name as ``make_skippable`` takes it; ``names``: hook
     only these convs (default: every Conv2d). Returns per-conv counters ``{dense_macs, executed_macs,
@@ -328,18 +333,21 @@ def attach_engine_hooks(net: nn.Module, keep: float, patch: int | dict[str, int]
     convs = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Conv2d) and (names is None or n in names)]
     for i, (cname, conv) in enumerate(convs):
         st = {"prev": None, "gen": torch.Generator().manual_seed(seed + i), "dense_macs": 0, "executed_macs": 0,
-              "patches": 0, "skipped": 0}
+              "patches": 0, "skipped": 0, "overwritten": 0, "version": None}
         counters.append(st)
 
         def fwd(x, conv=conv, st=st, patch=patch_for(cname, patch)):
             if st["prev"] is None:
                 y = conv._conv_forward(x, conv.weight, conv.bias)
                 st["prev"] = y
+                st["version"] = None if y.is_inference() else y._version
                 dm = dense_macs(conv.weight, y.shape[2:], y.shape[0])
                 st["dense_macs"] += dm
                 st["executed_macs"] += dm
                 return y
             prev = st["prev"]
+            if not prev.is_inference() and prev._version != st["version"]:
+                st["overwritten"] += 1  # the caller modified the kept output in place after it was returned
             B, _, Ho, Wo = prev.shape
             grid = (B, -(-Ho // patch), -(-Wo // patch))
             compute = torch.rand(grid, generator=st["gen"]) < keep
@@ -357,6 +365,7 @@ def attach_engine_hooks(net: nn.Module, keep: float, patch: int | dict[str, int]
                 y, em = blend_skipped(conv._conv_forward(x, conv.weight, conv.bias), prev, compute, patch), dm
                 st["skipped"] += compute.numel() - n_act
             st["prev"] = y
+            st["version"] = None if y.is_inference() else y._version
             st["executed_macs"] += em
             return y
 
@@ -472,9 +481,13 @@ def run_e2e(quick: bool = False, frames: int | None = None, device=torch.device(
                 else:  # hooks: fraction of patches actually skipped (autoR recomputes on dense layers)
                     row["skip"] = sum(c["skipped"] for c in v["counters"]) / max(
                         1, sum(c["patches"] for c in v["counters"]))
+            if v["kind"] == "hooks":
+                row["overwritten"] = sum(c["overwritten"] for c in v["counters"])
             all_rows.append(row)
+            note = (f"  (kept outputs modified in place on {row['overwritten']} layer-frames: not exact, "
+                    "no output copy)") if row.get("overwritten") else ""
             print(f"{name:13} {vname:28} {ms:8.1f} {row['fps']:6.2f} {row['speedup']:7.2f} "
-                  f"{row['mac_reduction']:7.2f} {row['ratio']:5.2f} {row['skip']:5.2f}", flush=True)
+                  f"{row['mac_reduction']:7.2f} {row['ratio']:5.2f} {row['skip']:5.2f}{note}", flush=True)
     return all_rows
 
 

@@ -38,3 +38,20 @@ def test_run_e2e_rows(monkeypatch):
     # nothing), so the reduction is exactly 1 and nothing is skipped, on either path
     for r in rows[4:]:
         assert r["skip"] == 0.0 and r["mac_reduction"] == 1.0, r
+
+
+def test_engine_hooks_count_kept_outputs_modified_in_place(monkeypatch):
+    # The kernel-only hooks keep each conv's returned output as its next reference: exact only when no op
+    # writes into it. Behind an in-place ReLU (BatchNorm folded) every later frame finds it modified; behind
+    # a BatchNorm (as built) never.
+    from torch import nn
+
+    monkeypatch.setenv("PASSBENCH_SPARSE_DISPATCH", "sparse")
+    frames = [torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    for tail, want in ((nn.ReLU(inplace=True), 3), (nn.BatchNorm2d(8).eval(), 0), (nn.ReLU(), 0)):
+        net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), tail).eval()
+        counters = bench.attach_engine_hooks(net, keep=0.5, patch=8)
+        with torch.no_grad():
+            for x in frames:
+                net(x)
+        assert counters[0]["overwritten"] == want, tail
