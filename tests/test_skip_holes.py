@@ -5,7 +5,8 @@ except those whose docstring or comment says "guard" (they pin a property of tha
 one behaviour;  3. a batch of 0;  4. a ``make_skippable`` that fails leaves the model unwrapped;  5. a
 shared conv called twice per forward (two streams in one state) is refused;  6. forced-dense dispatch
 books the MACs of frames with nothing active;  7. the bfloat16 skipped-pixel count is exact;
-8. ``padding="valid"`` / ``"same"`` are taken, and the mid-stream change message says what changed.
+8. ``padding="valid"`` / ``"same"`` are taken, and the mid-stream change message says what changed;
+9. a shared conv in a submodule called directly (not through the model) is caught too.
 """
 
 from __future__ import annotations
@@ -337,3 +338,36 @@ def test_reference_select_has_the_blend_gradient():
         grads.append((y.detach(), mu.grad, prev.grad, new.grad))
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b)
+
+
+# ------------------------------------------------------------------------------------------------
+# 9. a submodule holding a shared conv, called directly
+
+
+class _Root(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(4, 4, 1)
+        self.block = _Shared()
+
+    def forward(self, x):
+        return self.block(self.stem(x))
+
+
+@torch.no_grad()
+def test_shared_conv_in_a_submodule_called_directly_is_refused_or_exact():
+    # The once-per-forward check counted the root model's forwards only: a submodule called on its own ran
+    # its shared conv twice in one stream state, the second call skipping to the first (a silent wrong output).
+    torch.manual_seed(0)
+    net = _Root().eval()
+    dense = copy.deepcopy(net)
+    skip.make_skippable(net, "fixed", keep=0.5, patch_size=4)
+    x = torch.rand(1, 4, 32, 32, generator=torch.Generator().manual_seed(1))
+    want = dense.block(x)
+    for _ in range(3):  # a static stream: every skipped patch must take exactly the dense output
+        try:
+            got = net.block(x)
+        except RuntimeError as e:  # refusing is a correct fix too
+            assert "called twice" in str(e)
+            return
+        torch.testing.assert_close(got, want)

@@ -109,9 +109,25 @@ def make_skippable(model: nn.Module, method: str, *, patch_size: int | dict[str,
         wrapped.clock = clock
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, wrapped)
-    model.register_forward_pre_hook(clock.enter)
-    model.register_forward_hook(clock.leave, always_call=True)  # also after an exception inside the forward
+    # The clock counts the forwards of the model and of every module holding a wrapped layer: a submodule
+    # called directly (outside a forward of the model) is a forward too, so a conv it calls twice is caught.
+    hooked: set[int] = set()
+    for mod in [model] + [model.get_submodule(a) for a in _ancestors([n for n, _ in wrappers])]:
+        if id(mod) not in hooked:
+            hooked.add(id(mod))
+            mod.register_forward_pre_hook(clock.enter)
+            mod.register_forward_hook(clock.leave, always_call=True)  # also after an exception in the forward
     return model
+
+
+def _ancestors(names: list[str]) -> list[str]:
+    """The qualified names of the modules that contain the named layers (the model itself excluded)."""
+    out: dict[str, None] = {}
+    for name in names:
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            out[".".join(parts[:i])] = None
+    return list(out)
 
 
 def _check_patch_sizes(patch_size) -> None:

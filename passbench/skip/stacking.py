@@ -20,9 +20,10 @@ __all__ = ["ForwardClock", "GateGroups"]
 
 class ForwardClock:
     """Counts the forwards of a model made skippable (a forward pre-hook and an always-called forward
-    hook on it), so each ``SkipConv2d`` can tell a second call within one forward (a shared conv)
-    from the next frame. ``depth`` > 0 while a forward of the model runs. ``groups``: the model's PASS
-    gate stacking (``GateGroups``)."""
+    hook on it and on every module that holds a wrapped layer, so that a submodule called directly counts
+    as a forward too), so each ``SkipConv2d`` can tell a second call within one forward (a shared conv)
+    from the next frame. ``depth`` > 0 while such a forward runs; a new forward starts when ``depth`` goes
+    from 0 to 1. ``groups``: the model's PASS gate stacking (``GateGroups``)."""
 
     def __init__(self) -> None:
         self.tick, self.depth = 0, 0
