@@ -54,7 +54,8 @@ def make_skippable(model: nn.Module, method: str, *, patch_size: int | dict[str,
     unchanged (all or nothing), so ``exclude=[name]`` can be retried. ``padding="valid"`` and
     symmetric ``"same"`` are taken as their integer padding. Each wrapped layer must run at most once
     per forward of ``model`` (one stream state per layer): a shared conv called twice raises
-    ``RuntimeError`` naming it (a forward pre-hook and hook on ``model`` count its forwards).
+    ``RuntimeError`` naming it (a forward pre-hook and hook on ``model`` and on each module holding a
+    wrapped layer count the forwards, so a submodule called on its own counts as a forward too).
 
     Raises:
         ValueError: the model has no Conv2d, the globs match none, it is already skippable, a layer
