@@ -307,6 +307,11 @@ def fold_bn(net: nn.Module) -> nn.Module:
     return net
 
 
+def _version(t: torch.Tensor) -> int | None:
+    """The tensor's in-place version counter (None for an inference tensor, which keeps none)."""
+    return None if t.is_inference() else t._version
+
+
 def attach_engine_hooks(net: nn.Module, keep: float, patch: int | dict[str, int], seed: int = 0, recompute: bool = False,
                         names: list[str] | None = None) -> list[dict]:
     """Minimal skipping without ``passbench.skip.make_skippable``: every Conv2d keeps its previous
@@ -340,13 +345,13 @@ def attach_engine_hooks(net: nn.Module, keep: float, patch: int | dict[str, int]
             if st["prev"] is None:
                 y = conv._conv_forward(x, conv.weight, conv.bias)
                 st["prev"] = y
-                st["version"] = None if y.is_inference() else y._version
+                st["version"] = _version(y)
                 dm = dense_macs(conv.weight, y.shape[2:], y.shape[0])
                 st["dense_macs"] += dm
                 st["executed_macs"] += dm
                 return y
             prev = st["prev"]
-            if not prev.is_inference() and prev._version != st["version"]:
+            if _version(prev) != st["version"]:
                 st["overwritten"] += 1  # the caller modified the kept output in place after it was returned
             B, _, Ho, Wo = prev.shape
             grid = (B, -(-Ho // patch), -(-Wo // patch))
@@ -365,7 +370,7 @@ def attach_engine_hooks(net: nn.Module, keep: float, patch: int | dict[str, int]
                 y, em = blend_skipped(conv._conv_forward(x, conv.weight, conv.bias), prev, compute, patch), dm
                 st["skipped"] += compute.numel() - n_act
             st["prev"] = y
-            st["version"] = None if y.is_inference() else y._version
+            st["version"] = _version(y)
             st["executed_macs"] += em
             return y
 

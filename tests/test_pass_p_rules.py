@@ -269,14 +269,7 @@ def test_the_negative_pass_starts_from_the_primed_state_with_autograd_off():
     # oracle is the same triplet with autograd on, where no state is written in place: same draws (same
     # seed), same head maps up to the float error of the other execution path.
     c = _cfg()
-    torch.manual_seed(0)
-    model, _, _ = build_stage_model(c, skippable=True)
-    sk.freeze(sk.backbone_parameters(model))
-    obj = PassPObjective(model, c)
-    obj.train()
-    x_prev, x = calibration_pairs(stage_samples(c, [_store()], pairs=True, augment=False), c, torch.device("cpu"),
-                                  1)[0]
-    batch = {"prev": x_prev, "img": x}
+    obj, batch = _objective(c)
     torch.manual_seed(1)
     _, p_grad, n_grad = obj.triplet(batch)
     torch.manual_seed(1)

@@ -193,19 +193,20 @@ class SkipConv2d(nn.Module):
         return tuple(x.shape), str(x.dtype), self.gate.training, decides
 
     def _run_gate(self, x: torch.Tensor, prev: torch.Tensor, grid: tuple[int, int],
-                  diff: torch.Tensor | None = None) -> GateOut:
+                  diff: torch.Tensor | None = None) -> tuple[GateOut, int]:
+        """The gate's decision and its MACs for this call."""
         key = self._gate_key(x, grid)
         kw = {"diff": diff} if diff is not None else {}
         if key in self._gate_macs:
             if self.stackable():
                 kw["group"] = self._stacked_gate
-            return self.gate(x, prev, grid, conv=self.conv, **kw)
+            return self.gate(x, prev, grid, conv=self.conv, **kw), self._gate_macs[key]
         # Count the gate once per input shape, on the real call (no extra run): FLOPs / 2 = MACs. The
         # reference ops are counted (a PASS gate's fast engine computes the same function, see fastgate).
         with FlopCounterMode(display=False) as fc:
             out = self.gate(x, prev, grid, conv=self.conv, engine="eager", **kw)
         self._gate_macs[key] = int(fc.get_total_flops()) // 2
-        return out
+        return out, self._gate_macs[key]
 
     def stackable(self) -> bool:
         """Whether this layer's PASS gate may be computed stacked with others on the same input."""
@@ -268,8 +269,7 @@ class SkipConv2d(nn.Module):
         if self.mask_mode == "complement":  # PASS-P negative: the complement of this layer's positive mask
             g, gate_macs = self._complement(grid), 0
         else:
-            g = self._run_gate(x, st.prev_in, grid, diff)
-            gate_macs = self._gate_macs[self._gate_key(x, grid)]
+            g, gate_macs = self._run_gate(x, st.prev_in, grid, diff)
             if self.mask_mode == "normal":
                 self.positive = g
         self.last, self.last_norm = g, g.norm
