@@ -51,14 +51,15 @@ def table(c, table, fmt="md", results_dir=None):
     c.run(CLI + _opt("--results-dir", results_dir) + f" table {int(table)} --format {fmt}")
 
 
-@task(help={"n": "figure: 4, 5 or tradeoff", "metric": "y metric, e.g. idf1",
+@task(help={"n": "figure: 4, 5, tradeoff or everyconv", "metric": "y metric, e.g. idf1",
             "run": "first run the figure's configs (configs/figure<N>/) that have no record",
             "data_root": "data root", "force": "with --run: re-run configs that have records",
             "executor": EXECUTOR_HELP, "ray_address": "with --executor ray: a running cluster"})
 def figure(c, n="5", metric=None, results_dir=None, run=True, data_root=None, force=False, executor=None,
            ray_address=None):
     """Run the figure's missing points, then draw Figure N (4, 5) or the matched-rate trade-off
-    (``-n tradeoff``: figure + table) into results/figures/ (PNG + PDF)."""
+    (``-n tradeoff``: figure + table; ``-n everyconv``: the same on every conv of a plain-conv FairMOT) into
+    results/figures/ (PNG + PDF)."""
     c.run(CLI + _opt("--results-dir", results_dir) + f" figure {shlex.quote(str(n))}" + _opt("--metric", metric)
           + " --run" * bool(run) + _opt("--data-root", data_root) + " --force" * bool(force)
           + (_opt("--executor", executor) + _opt("--ray-address", ray_address)) * bool(run))

@@ -233,13 +233,13 @@ def _cmd_figure(args: argparse.Namespace) -> int:
     from passbench.report.figures import write_figure
 
     outcome = None
-    folders = ["tradeoff", "refresh"] if args.n == "tradeoff" else [f"figure{args.n}"]
+    folders = {"tradeoff": ["tradeoff", "refresh"], "everyconv": ["everyconv"]}.get(args.n, [f"figure{args.n}"])
     if args.run:  # the figure's own points (configs/figure<N>/, configs/tradeoff/ + refresh/) without a record yet
         outcome = _run_rows([p for f in folders for p in find_configs(f)], args)
-    if args.n == "tradeoff":
+    if args.n in ("tradeoff", "everyconv"):
         from passbench.report import tradeoff
 
-        paths = tradeoff.write(args.results_dir, y=args.metric or "mota")
+        paths = tradeoff.write(args.results_dir, y=args.metric or "mota", table=args.n)
     else:
         paths = write_figure(int(args.n), args.results_dir, y=args.metric)
     for p in paths:
@@ -353,8 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(fn=_cmd_table)
 
     f = sub.add_parser("figure", parents=[out, data], help="draw a paper figure from the records (PNG + PDF)")
-    f.add_argument("n", choices=("4", "5", "tradeoff"),
-                   help="4, 5 (the paper's figures) or tradeoff (every method at matched skip rates, configs/tradeoff/)")
+    f.add_argument("n", choices=("4", "5", "tradeoff", "everyconv"),
+                   help="4, 5 (the paper's figures), tradeoff (every method at matched skip rates, configs/tradeoff/) "
+                        "or everyconv (the same on every conv of a plain-conv FairMOT, configs/everyconv/)")
     f.add_argument("--metric", default=None, help="y metric (default: mpjpe_mm for 4, mota for 5), e.g. idf1")
     f.add_argument("--run", action="store_true", help="first run the figure's configs that have no record")
     f.add_argument("overrides", nargs="*", help="overrides applied to every config run (with --run)")

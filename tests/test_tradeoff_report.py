@@ -123,3 +123,55 @@ def test_figure_spends_its_axis_where_methods_differ():
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def _ev(stem, skip, mota, sha="w"):
+    r = _rec(stem, skip, mota, 0.8, gate=0.1, fps=(None, None))
+    r["experiment"], r["config"]["table"] = f"everyconv/{stem}", "everyconv"
+    r["model"]["weights_sha256"] = sha
+    return r
+
+
+def _ev_speed(stem, threads, fps, dense, sha="w", when="2099-01-01T00:00:00Z"):
+    return {"kind": "speed", "experiment": f"everyconv/{stem}", "created_utc": when, "task": "mot",
+            "config": {"table": "everyconv", "speed": {"threads": threads}}, "model": {"weights_sha256": sha},
+            "method": {"name": "pass_p", "params": {}}, "speed": {"fps": fps, "fps_dense": dense, "threads": threads}}
+
+
+def test_everyconv_table_has_one_fps_column_per_thread_count(tmp_path):
+    """The every-conv table: its own records only, one FPS / dense column per thread count (the newest matching
+    timing of each), a timing of other weights left out; the light model's tables keep one FPS column."""
+    recs = [_ev("dense", 0.0, 0.48), _ev("pass_p_r40", 0.39, 0.46),
+            _ev_speed("pass_p_r40", 1, 12.0, 10.0), _ev_speed("pass_p_r40", 2, 15.0, 10.0),
+            _ev_speed("pass_p_r40", 2, 99.0, 10.0, when="2098-01-01T00:00:00Z"),  # older: replaced by the 1.5x
+            _ev_speed("pass_p_r40", 1, 30.0, 10.0, sha="old", when="2100-01-01T00:00:00Z"),  # other weights
+            _rec("dense", 0.0, 0.516, 1.0)]
+    df = tradeoff.points(recs, table="everyconv")
+    assert list(df["experiment"]) == ["everyconv/dense", "everyconv/pass_p_r40"]
+    assert df["fps_ratio_threads"].iloc[1] == {2: 1.5}  # the 1-thread timing is of other weights: the newest applies
+    recs[-2]["created_utc"] = "2000-01-01T00:00:00Z"  # now older than the matching 1-thread timing
+    df = tradeoff.points(recs, table="everyconv")
+    assert df["fps_ratio_threads"].iloc[1] == {1: 1.2, 2: 1.5}
+    md = tradeoff.render(df, by_threads=True)
+    head = md.splitlines()[0]
+    assert "FPS / dense, 1 thread " in head and "FPS / dense, 2 threads" in head and "| FPS / dense |" not in head
+    row = [ln for ln in md.splitlines() if ln.startswith("| PASS-P")][0]
+    assert [c.strip() for c in row.strip("| ").split("|")][-2:] == ["1.20x", "1.50x"]
+    assert "1:1.2000;2:1.5000" in tradeoff.render(df, "csv", by_threads=True)
+    assert "fps_ratio_threads" not in tradeoff.render(tradeoff.points(recs), "csv")  # the light model's csv as before
+    for r in recs:
+        if r["kind"] == "run":  # the hand-made speed dicts above are not schema records
+            R.append_record(tmp_path / "records" / "x.jsonl", r)
+    paths = tradeoff.write(tmp_path, table="everyconv")
+    assert {p.name for p in paths} >= {"everyconv.md", "everyconv.csv", "tradeoff.md", "everyconv.png", "everyconv.pdf"}
+    assert "tradeoff.png" not in {p.name for p in paths}
+
+
+def test_everyconv_figure_draws_the_light_models_dense_line():
+    from passbench.report import tradeoff_plot
+
+    df = tradeoff.points([_ev("dense", 0.0, 0.48), _ev("pass_p_r40", 0.39, 0.46)], table="everyconv")
+    fig = tradeoff_plot.figure(df, source="configs/everyconv/", reference=("light model's dense", 0.516))
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "dense (48.0)" in labels and "light model's dense (51.6)" in labels
+    assert "configs/everyconv/" in fig._suptitle.get_text()

@@ -6,6 +6,11 @@ gives, per point, the measured all-frames patch-skip rate (Eq. 2 over every fram
 included), MOTA / IDF1 / IDs, the executed GMACs with the gate's MACs added, and the FPS ratio to the
 dense twin timed in the same process; under the markdown tables, the paper claims those points are
 tested in (``results/claims.md``). The figure is ``passbench.report.tradeoff_plot``. Imports no torch.
+
+The every-conv experiment (``configs/everyconv/``, ``docs/everyconv.md``: every method on every conv of a
+plain-conv FairMOT) is the same kind of table from the records of table ``everyconv``; its accuracy rows are
+untimed and its FPS ratios come from ``passbench speed`` at 1 and at 2 threads, so its table has one
+``FPS / dense`` column per thread count timed (:func:`render` ``by_threads``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from passbench.report.claimfile import claim_links
 from passbench.report.tradeoff_names import LABELS, ORDER
 
 TABLE = "tradeoff"
+EVERYCONV = "everyconv"
 _POINT = re.compile(r"^(?:.*/)?(?P<method>[a-z][a-z0-9_]*?)(?:_r(?P<rate>\d\d)(?:_(?P<variant>[a-z]+))?)?$")
 
 
@@ -28,11 +34,13 @@ def points(records: list[dict[str, Any]], table: str = TABLE) -> pd.DataFrame:
     """One row per experiment of ``table`` (its latest run): method, target rate, measured numbers."""
     rows = []
     timed: dict[str, dict[str, Any]] = {}  # newest speed record (`passbench speed`) per experiment, any setup
+    by_threads: dict[tuple[str, int], dict[str, Any]] = {}  # ... and per (experiment, threads)
     for r in records:
         if r.get("kind") == "speed" and (r.get("config") or {}).get("table") == table:
-            cur = timed.get(r["experiment"])
-            if cur is None or str(r.get("created_utc")) >= str(cur.get("created_utc")):
-                timed[r["experiment"]] = r
+            for key, store in ((r["experiment"], timed), ((r["experiment"], _threads(r)), by_threads)):
+                cur = store.get(key)
+                if cur is None or str(r.get("created_utc")) >= str(cur.get("created_utc")):
+                    store[key] = r
     for r in latest_by_experiment(records).values():
         if r.get("kind") != "run" or (r.get("config") or {}).get("table") != table:
             continue
@@ -50,21 +58,42 @@ def points(records: list[dict[str, Any]], table: str = TABLE) -> pd.DataFrame:
             mota=met.get("mota"), idf1=met.get("idf1"), ids=met.get("ids"),
             gmacs=(cost.get("gmacs_executed") or 0.0) + (cost.get("gate_gmacs") or 0.0),
             gate_gmacs=cost.get("gate_gmacs", 0.0), fps_ratio=(fps / fps_d) if fps and fps_d else None,
+            fps_ratio_threads={t: _ratio(s) for (e, t), s in sorted(by_threads.items())
+                               if e == r["experiment"] and timing_applies(s, r) and _ratio(s) is not None},
             refresh=((r.get("method") or {}).get("params") or {}).get("refresh_every"),
             reference=((r.get("method") or {}).get("params") or {}).get("reference", "previous"),
             created=r.get("created_utc")))
     cols = ["experiment", "method", "target", "skip", "skip_gated", "mota", "idf1", "ids", "gmacs", "gate_gmacs",
-            "fps_ratio", "refresh", "reference", "created"]
+            "fps_ratio", "fps_ratio_threads", "refresh", "reference", "created"]
     df = pd.DataFrame(rows, columns=cols)
     rank = {m: i for i, m in enumerate(["dense", *ORDER])}
     return df.sort_values(["method", "target"], key=lambda s: s.map(rank) if s.name == "method" else s,
                           ignore_index=True)
 
 
-def render(df: pd.DataFrame, fmt: str = "md", show_experiment: bool = False) -> str:
-    """The trade-off table (percentages with one decimal); ``show_experiment`` adds the config name."""
+def _threads(speed_rec: dict[str, Any]) -> int:
+    """The intra-op threads a speed record was timed with (``speed.threads``, else its config's)."""
+    return int((speed_rec.get("speed") or {}).get("threads")
+               or ((speed_rec.get("config") or {}).get("speed") or {}).get("threads") or 0)
+
+
+def _ratio(speed_rec: dict[str, Any]) -> float | None:
+    """FPS over the dense twin's FPS timed in the same process, or None when either is missing."""
+    sp = speed_rec.get("speed") or {}
+    return sp["fps"] / sp["fps_dense"] if sp.get("fps") and sp.get("fps_dense") else None
+
+
+def render(df: pd.DataFrame, fmt: str = "md", show_experiment: bool = False, by_threads: bool = False) -> str:
+    """The trade-off table (percentages with one decimal); ``show_experiment`` adds the config name;
+    ``by_threads``: one ``FPS / dense`` column per thread count timed (the newest matching speed record of
+    each) instead of the newest timing of any setup."""
     if df.empty:
         return "no trade-off records yet (run `invoke figure -n tradeoff`)\n"
+    fps_cols = {"FPS / dense": df["fps_ratio"].map(lambda v: "-" if v is None or pd.isna(v) else f"{v:.2f}x")}
+    if by_threads:
+        counts = sorted({t for d in df["fps_ratio_threads"] for t in d})
+        fps_cols = {f"FPS / dense, {t} thread{'s' * (t != 1)}":
+                    df["fps_ratio_threads"].map(lambda d, t=t: f"{d[t]:.2f}x" if t in d else "-") for t in counts}
     out = pd.DataFrame({
         **({"config": df["experiment"]} if show_experiment else {}),
         "method": df["method"].map(lambda m: LABELS.get(m, m)),
@@ -76,10 +105,13 @@ def render(df: pd.DataFrame, fmt: str = "md", show_experiment: bool = False) -> 
         "IDs": df["ids"].map(lambda v: f"{int(v)}"),
         "GMACs (executed + gate)": df["gmacs"].map(lambda v: f"{v:.3f}"),
         "of which gate": df["gate_gmacs"].map(lambda v: f"{v:.3f}"),
-        "FPS / dense": df["fps_ratio"].map(lambda v: "-" if v is None or pd.isna(v) else f"{v:.2f}x"),
+        **fps_cols,
     })
-    if fmt == "csv":
-        return df.to_csv(index=False)
+    if fmt == "csv":  # per-thread ratios as "threads:ratio;..." where the table shows them
+        if not by_threads:
+            return df.drop(columns="fps_ratio_threads").to_csv(index=False)
+        return df.assign(fps_ratio_threads=df["fps_ratio_threads"].map(
+            lambda d: ";".join(f"{t}:{v:.4f}" for t, v in sorted(d.items())))).to_csv(index=False)
     links = claim_links(list(df["experiment"]))  # the paper claims these points are tested in
     return out.to_markdown(index=False, disable_numparse=True) + "\n" + (f"\n{links}" if links else "")
 
@@ -111,12 +143,17 @@ def texts(records: list[dict[str, Any]]) -> dict[str, str]:
     ab = points(records, table="ablation")  # configs/ablation/ (run with `passbench run`; needs runs/ weights)
     if not ab.empty:
         out.update({"ablation.md": render(ab, "md", show_experiment=True), "ablation.csv": render(ab, "csv")})
+    ev = points(records, table=EVERYCONV)  # configs/everyconv/ (every conv of a plain-conv FairMOT)
+    if not ev.empty:
+        out.update({"everyconv.md": render(ev, "md", by_threads=True), "everyconv.csv": render(ev, "csv", by_threads=True)})
     return out
 
 
-def write(results: str | Path | None = None, y: str = "mota") -> list[Path]:
-    """Trade-off table (md, csv) and figure (png, pdf), the refresh table and the PASS-P ablation table
-    (``configs/ablation/``), from the records under ``results``."""
+def write(results: str | Path | None = None, y: str = "mota", table: str = TABLE) -> list[Path]:
+    """Trade-off table (md, csv) and figure (png, pdf), the refresh table, the PASS-P ablation table
+    (``configs/ablation/``) and the every-conv table, from the records under ``results``. ``table``: whose
+    figure to draw, ``"tradeoff"`` (the light model) or ``"everyconv"`` (drawn with the light model's dense
+    MOTA as a second reference line)."""
     from passbench.report.tradeoff_plot import plot  # noqa: PLC0415 - seaborn / matplotlib only when drawing
 
     root = results_dir(results)
@@ -128,4 +165,12 @@ def write(results: str | Path | None = None, y: str = "mota") -> list[Path]:
     for name, text in texts(records).items():
         (tables / name).write_text(text)
         out.append(tables / name)
+    if table == EVERYCONV:
+        light = points(records)
+        light_dense = light[light["method"] == "dense"]
+        return out + plot(points(records, table=EVERYCONV), root / "figures", y, records=records, name=EVERYCONV,
+                          source="configs/everyconv/, every conv of the plain-conv FairMOT",
+                          reference=None if light_dense.empty else ("light model's dense", float(light_dense[y].iloc[0])))
+    if table != TABLE:
+        raise ValueError(f"table {table!r}: expected {TABLE!r} or {EVERYCONV!r}")
     return out + plot(points(records), root / "figures", y, refresh=points(records, table="refresh"), records=records)

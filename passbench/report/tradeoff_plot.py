@@ -73,12 +73,13 @@ def _series(ax: Any, x: pd.Series, v: pd.Series, low: float, spread: list[tuple[
 
 
 def plot(df: pd.DataFrame, out_dir: str | Path, y: str = "mota", refresh: pd.DataFrame | None = None,
-         records: list[dict[str, Any]] | None = None, floor_points: float = 20.0) -> list[Path]:
-    """Draw :func:`figure` into ``out_dir/tradeoff.png`` and ``.pdf``."""
-    fig = figure(df, y, refresh, records, floor_points)
+         records: list[dict[str, Any]] | None = None, floor_points: float = 20.0, name: str = "tradeoff",
+         source: str = "configs/tradeoff/, configs/refresh/", reference: tuple[str, float] | None = None) -> list[Path]:
+    """Draw :func:`figure` into ``out_dir/<name>.png`` and ``.pdf``."""
+    fig = figure(df, y, refresh, records, floor_points, source=source, reference=reference)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "tradeoff.png", out / "tradeoff.pdf"]
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
     for p in paths:
         fig.savefig(p, dpi=150, bbox_inches="tight")
     plt.close(fig)
@@ -86,7 +87,8 @@ def plot(df: pd.DataFrame, out_dir: str | Path, y: str = "mota", refresh: pd.Dat
 
 
 def figure(df: pd.DataFrame, y: str = "mota", refresh: pd.DataFrame | None = None,
-           records: list[dict[str, Any]] | None = None, floor_points: float = 20.0) -> Any:
+           records: list[dict[str, Any]] | None = None, floor_points: float = 20.0,
+           source: str = "configs/tradeoff/, configs/refresh/", reference: tuple[str, float] | None = None) -> Any:
     """The trade-off figure from ``passbench.report.tradeoff.points`` frames (a matplotlib Figure):
     rows x = skip rate / GMACs, columns :data:`FAMILIES`.
 
@@ -95,11 +97,16 @@ def figure(df: pd.DataFrame, y: str = "mota", refresh: pd.DataFrame | None = Non
         refresh: the refresh points (``configs/refresh/``), drawn hollow; those with a computed reference left out.
         records: the records, for the seed spreads (error bars); None draws none.
         floor_points: the y-axis starts this many points below the dense model's ``y``.
+        source: the config folders the points come from (in the title).
+        reference: (label, value as a fraction) of a second dotted reference line, e.g. another model's dense
+            ``y`` (the every-conv figure draws the light model's); the y range reaches it.
     """
     dense_rows = df[df["method"] == "dense"]
     dense = 100 * float(dense_rows[y].iloc[0]) if not dense_rows.empty else None
     rf = refresh[refresh["reference"] != "computed"] if refresh is not None and not refresh.empty else None
     low, top = _ylim(df, rf, y, dense, floor_points)
+    if reference is not None:  # the y range reaches the reference line
+        low, top = min(low, 100 * reference[1] - 2.0), max(top, 100 * reference[1] + 2.0)
     exps = list(df["experiment"]) + (list(rf["experiment"]) if rf is not None else [])
     spreads = seed_spreads(records, exps, y) if records else {}
     palette = dict(zip(ORDER, sns.color_palette("colorblind", len(ORDER))))
@@ -123,6 +130,9 @@ def figure(df: pd.DataFrame, y: str = "mota", refresh: pd.DataFrame | None = Non
                             hollow=True, level=2 * level + 1)
             if dense is not None:
                 ax.axhline(dense, color="0.25", linestyle="--", linewidth=1, label=f"dense ({dense:.1f})")
+            if reference is not None:
+                ax.axhline(100 * reference[1], color="0.55", linestyle=":", linewidth=1,
+                           label=f"{reference[0]} ({100 * reference[1]:.1f})")
             ax.set_ylim(low, top)
             ax.set_xlabel(xlabel, fontsize=8)
             if row == 0:
@@ -133,7 +143,7 @@ def figure(df: pd.DataFrame, y: str = "mota", refresh: pd.DataFrame | None = Non
             axes[1][col].legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=7, frameon=False)
     if df.empty:
         axes[0][0].text(0.5, 0.5, "no trade-off records yet", transform=axes[0][0].transAxes, ha="center", color="0.5")
-    fig.suptitle(f"Matched-rate trade-off on the sample eval split (configs/tradeoff/, configs/refresh/); "
+    fig.suptitle(f"Matched-rate trade-off on the sample eval split ({source}); "
                  f"points below {low:.0f} drawn at the edge with their value; error bars: seed spread where measured",
                  fontsize=9)
     fig.tight_layout()
