@@ -54,8 +54,9 @@ for s in "${stages[@]}"; do
                 $PY -m passbench.train "${args[@]}"
               fi ;;
     pass_p)   base=task.pt
+              # the light model's PASS-P recipe (scripts/train_sample.sh), pair_gap=8 included (why: there)
               $PY -m passbench.train pass_p --out "$out" "${COMMON[@]}" init="$(init task)" steps="$PASS_P_STEPS" \
-                  batch_size=4 lr=1e-3 target_rate=0.5 rate_weight=1.0 log_every=10 ckpt_every=50 calib_pairs=32 \
+                  batch_size=4 lr=1e-3 target_rate=0.5 rate_weight=1.0 log_every=10 ckpt_every=50 calib_pairs=32 pair_gap=8 \
                   "patch_size=$PATCH" "skip_params={embed_dim: 16, hidden: 64, exclude: $EXCLUDE}" ;;
     pass_f)   base=pass_p.pt
               # lr 4e-5 = where the task stage ended (scripts/train_sample.sh says why)
