@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keeps", nargs="+", type=float, help="e2e: keep fractions (default .5 .25 .1; quick .25)")
     ap.add_argument("--no-hooks", action="store_true", help="e2e: leave out the kernel-only hook variants")
     ap.add_argument("--no-norm", action="store_true", help="e2e: leave out the norm-gate variants")
+    ap.add_argument("--no-alias", action="store_true", help="e2e: leave out the output-aliasing variants")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -244,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.e2e:
         run_e2e(quick=args.quick, frames=args.frames, device=device, data_root=args.data_root,
                 size=tuple(args.size), patch=args.patch, fold=args.fold_bn, nets=tuple(args.nets), keeps=args.keeps,
-                hooks=not args.no_hooks, norm=not args.no_norm)
+                hooks=not args.no_hooks, norm=not args.no_norm, alias=not args.no_alias)
     return 0
 
 
@@ -406,7 +407,7 @@ def _macs_now(variant: dict) -> tuple[int, int]:
 
 def run_e2e(quick: bool = False, frames: int | None = None, device=torch.device("cpu"), data_root=None,
             size: tuple[int, int] = (384, 288), patch: int = 8, nets=TORCHVISION_NETS,
-            fold: bool = False, keeps=None, hooks: bool = True, norm: bool = True) -> list[dict]:
+            fold: bool = False, keeps=None, hooks: bool = True, norm: bool = True, alias: bool = True) -> list[dict]:
     """FPS dense vs skipped on consecutive PETS09-S2L1 frames; prints one row per variant.
 
     Timed region: one ``net(frame)`` forward (``torch.no_grad``, batch 1, channels-last for the
@@ -415,6 +416,9 @@ def run_e2e(quick: bool = False, frames: int | None = None, device=torch.device(
     the same frames. ``mac_red`` = dense MACs / (executed + gate MACs); ``ratio`` = speedup / mac_red
     (target >= 0.6); ``skip`` = patch skip rate (hooks: patches actually skipped, over all frames).
     ``hooks ... autoR``: kernel-only hooks whose dense path recomputes every patch. ``fold``: fold BatchNorm into the convs first (all variants, dense included).
+    ``alias``: also ``fixed k=... auto alias``, the ``auto`` variant with output aliasing
+    (``passbench.skip.aliasing``: no output copy where the probe allows it): the before / after of that lever
+    in one process, as ``auto`` itself runs without it.
     """
     import copy
 
@@ -442,6 +446,16 @@ def run_e2e(quick: bool = False, frames: int | None = None, device=torch.device(
                 net = make_skippable(copy.deepcopy(base).to(memory_format=torch.channels_last), "fixed",
                                      patch_size=patch, execution=ex, keep=k)
                 variants[f"fixed k={k} {ex}"] = dict(kind="skip", net=net, cl=True)
+            if alias:
+                from passbench.skip.aliasing import set_output_aliasing
+
+                net = make_skippable(copy.deepcopy(base).to(memory_format=torch.channels_last), "fixed",
+                                     patch_size=patch, execution="auto", keep=k)
+                verdict = set_output_aliasing(net, clip_cl[0])
+                variants[f"fixed k={k} auto alias"] = dict(kind="skip", net=net, cl=True)
+                if k == keeps[0]:
+                    print(f"{name}: output aliasing on {sum(v == 'ok' for v in verdict.values())} of {len(verdict)} "
+                          "wrapped layers", flush=True)
             for tag, rec in ((("auto", False), ("autoR", True)) if hooks else ()):
                 hooked = copy.deepcopy(base).to(memory_format=torch.channels_last)
                 variants[f"hooks k={k} {tag}"] = dict(kind="hooks", net=hooked, cl=True,

@@ -27,7 +27,7 @@ def test_run_e2e_rows(monkeypatch):
                          fold=True)
     names = [r["variant"] for r in rows]
     assert names == ["dense nchw", "dense channels-last", "fixed k=0.5 sparse", "fixed k=0.5 auto",
-                     "fixed k=1.0 sparse", "fixed k=1.0 auto"]
+                     "fixed k=0.5 auto alias", "fixed k=1.0 sparse", "fixed k=1.0 auto", "fixed k=1.0 auto alias"]
     dense = {r["variant"]: r for r in rows if r["variant"].startswith("dense")}
     assert all(math.isnan(r["ratio"]) and r["mac_reduction"] == 1.0 for r in dense.values())
     assert max(r["speedup"] for r in dense.values()) == 1.0  # the best dense layout is the baseline
@@ -36,8 +36,10 @@ def test_run_e2e_rows(monkeypatch):
     assert 0.3 < sparse["skip"] < 0.7 and sparse["mac_reduction"] > 1.2
     # keep 1.0 computes every patch: executed MACs = dense MACs over the counted frames (a fixed gate costs
     # nothing), so the reduction is exactly 1 and nothing is skipped, on either path
-    for r in rows[4:]:
+    for r in rows[5:]:
         assert r["skip"] == 0.0 and r["mac_reduction"] == 1.0, r
+    # the aliased twin of "auto" runs the same masks: same skip rate and MACs
+    assert rows[4]["skip"] == rows[3]["skip"] and rows[4]["mac_reduction"] == rows[3]["mac_reduction"]
 
 
 def test_engine_hooks_count_kept_outputs_modified_in_place(monkeypatch):

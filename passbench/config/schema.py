@@ -54,6 +54,9 @@ class ModelCfg:
             in the dense reference and the skipping model alike; outputs equal to float tolerance.
         channels_last: run the model in ``torch.channels_last`` memory format (the layout of the
             sparse engine's fast gather path), dense reference and skipping model alike.
+        alias_outputs: skipping layers hand the model their kept output without a copy where a probe
+            forward shows that what the model does to it cannot change the next frame
+            (``passbench.skip.aliasing``); outputs are bit-identical either way, only the time differs.
     """
 
     name: str = ""
@@ -62,6 +65,7 @@ class ModelCfg:
     kwargs: dict[str, Any] = field(default_factory=dict)
     fold_bn: bool = True
     channels_last: bool = True
+    alias_outputs: bool = True
 
 
 @dataclass(frozen=True)

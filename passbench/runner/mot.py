@@ -101,7 +101,7 @@ def _training_pairs(cfg: ExperimentCfg, root: DataRoot, n: int) -> list[Any]:
 def prepare_model(cfg: ExperimentCfg, root: DataRoot, weights: Any) -> tuple[Any, bool, dict | None, float]:
     """The row's model as it is evaluated and timed: built, dense MACs counted (and the CPU cap checked on
     the CPU), moved to ``speed.device``, weights loaded, operating point set, BatchNorm folded, channels-last
-    as configured.
+    and output aliasing (``passbench.skip.aliasing``) as configured.
 
     Returns:
         ``(model, skippable, knob, gmacs_dense)``: ``knob`` the operating point set (None without one).
@@ -125,6 +125,10 @@ def prepare_model(cfg: ExperimentCfg, root: DataRoot, weights: Any) -> tuple[Any
         need("passbench.skip", "fold_batchnorm")(model)
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if skippable and cfg.model.alias_outputs:  # after folding: the graph around the convs as it runs
+        example = torch.zeros(1, 3, h, w, device=dev)
+        need("passbench.skip.aliasing", "set_output_aliasing")(
+            model, example.to(memory_format=torch.channels_last) if cfg.model.channels_last else example)
     return model, skippable, knob, gmacs_dense
 
 

@@ -313,6 +313,10 @@ def run_pose(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = Fa
         need("passbench.skip", "fold_batchnorm")(model)
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if skippable and cfg.model.alias_outputs:  # after folding (passbench.skip.aliasing)
+        example = torch.zeros(1, 3, h, w, device=dev)
+        need("passbench.skip.aliasing", "set_output_aliasing")(
+            model, example.to(memory_format=torch.channels_last) if cfg.model.channels_last else example)
 
     timing = []
     if cfg.speed.enabled:  # consecutive crops of the first video with a box, as the stream feeds them

@@ -129,6 +129,9 @@ class SkipConv2d(nn.Module):
         # state.prev_out is not this layer's to write into: the caller's output (an undecided gate) or a tensor
         # adopted by set_state (a stream_states snapshot, restored for another pass from the same state)
         self._out_is_ref = False
+        # the sparse path may hand the caller its kept output itself (no copy): set by
+        # skip.aliasing.set_output_aliasing where what the model does to the output cannot change the next frame
+        self.alias_out = False
         self.register_load_state_dict_pre_hook(_remap_dense_keys)
 
     # Read-only views of the wrapped conv, for code that inspects layers (e.g. weight init loops).
@@ -321,12 +324,14 @@ class SkipConv2d(nn.Module):
             exe = mask_macs
         elif path == "sparse":
             # The stored output is this layer's private copy: update it in place (no clone of the
-            # whole map), then hand the caller its own copy (it may modify it in place, e.g. ReLU).
+            # whole map), then hand the caller its own copy (it may modify it in place, e.g. ReLU), or
+            # the map itself where the model only reads it or applies one idempotent activation
+            # (alias_out: skip.aliasing; never for the residual form, which needs the raw map).
             own, exe = sparse_conv2d(xin, conv, st.prev_out, compute, p, residual=self.residual,
                                              inplace=self._owns_out())
             self._count(dense_macs, exe, gate_macs, gated=True, px=B * Ho * Wo, px_skip=px_skip, mask_macs=mask_macs)
             self._store(self._next_input(x, compute), own)
-            return own.clone()
+            return own if self.alias_out and not self.residual else own.clone()
         else:  # dense conv, hard blend: same output as sparse, dense cost
             if self.residual:
                 d = F.conv2d(xin, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
