@@ -13,13 +13,14 @@ dispatcher's calibration is excluded from the timed region). All variants of one
 round-robin in the same process and the medians are reported (the machine is shared).
 End to end (``--e2e``): see ``run_e2e``; ``--nets`` takes torchvision ``mobilenet_v2`` / ``resnet18`` or any
 ``passbench.models`` name (``fairmot_dla34_conv``, ``timm:resnet18``, ...), ``--keeps`` the keep fractions,
-``--no-hooks`` / ``--no-norm`` leave out the kernel-only and norm-gate variants. The light model with its
+``--no-hooks`` / ``--no-norm`` / ``--no-alias`` leave out the kernel-only, norm-gate and output-aliasing variants. The light model with its
 gates is profiled by ``scripts/profile_gates.py --light``. Results and verdicts: ``docs/engine-benchmark.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import csv
 import platform
 import statistics
@@ -135,13 +136,10 @@ def bench_shape(kind: str, c: int, hw: int, patch: int, keeps, reps: int, device
 
 
 def conditions(device: torch.device) -> str:
-    load = ""
     try:
-        import os
-
         load = f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     except (OSError, AttributeError):
-        pass
+        load = ""
     return (
         f"torch {torch.__version__}, python {platform.python_version()}, threads {torch.get_num_threads()}, "
         f"device {device} ({platform.processor() or platform.machine()}), dtype float32, batch 1, "
@@ -303,7 +301,6 @@ def build_net(name: str) -> nn.Module:
 def fold_bn(net: nn.Module) -> nn.Module:
     """Fold every BatchNorm2d that directly follows a conv into it (``passbench.skip.fold``), in place."""
     from passbench.skip.fold import fold_batchnorm
-
     fold_batchnorm(net.eval())
     return net
 
@@ -416,13 +413,13 @@ def run_e2e(quick: bool = False, frames: int | None = None, device=torch.device(
     the same frames. ``mac_red`` = dense MACs / (executed + gate MACs); ``ratio`` = speedup / mac_red
     (target >= 0.6); ``skip`` = patch skip rate (hooks: patches actually skipped, over all frames).
     ``hooks ... autoR``: kernel-only hooks whose dense path recomputes every patch. ``fold``: fold BatchNorm into the convs first (all variants, dense included).
-    ``alias``: also ``fixed k=... auto alias``, the ``auto`` variant with output aliasing
-    (``passbench.skip.aliasing``: no output copy where the probe allows it): the before / after of that lever
-    in one process, as ``auto`` itself runs without it.
+    ``alias``: also ``fixed k=... auto alias``, ``auto`` with output aliasing (``passbench.skip.aliasing``):
+    that lever's before / after in one process.
     """
     import copy
 
-    from passbench.skip import make_skippable, reset
+    from passbench.skip import collect_stats, make_skippable, reset, set_thresholds
+    from passbench.skip.aliasing import set_output_aliasing
 
     n = frames or (8 if quick else 24)
     clip = [f.to(device) for f in load_frames(n, size, data_root)]
@@ -442,20 +439,11 @@ def run_e2e(quick: bool = False, frames: int | None = None, device=torch.device(
                                         cl=True),
         }
         for k in keeps:
-            for ex in ("sparse", "auto"):
+            for ex in ("sparse", "auto", "auto alias")[: 3 if alias else 2]:
                 net = make_skippable(copy.deepcopy(base).to(memory_format=torch.channels_last), "fixed",
-                                     patch_size=patch, execution=ex, keep=k)
-                variants[f"fixed k={k} {ex}"] = dict(kind="skip", net=net, cl=True)
-            if alias:
-                from passbench.skip.aliasing import set_output_aliasing
-
-                net = make_skippable(copy.deepcopy(base).to(memory_format=torch.channels_last), "fixed",
-                                     patch_size=patch, execution="auto", keep=k)
-                verdict = set_output_aliasing(net, clip_cl[0])
-                variants[f"fixed k={k} auto alias"] = dict(kind="skip", net=net, cl=True)
-                if k == keeps[0]:
-                    print(f"{name}: output aliasing on {sum(v == 'ok' for v in verdict.values())} of {len(verdict)} "
-                          "wrapped layers", flush=True)
+                                     patch_size=patch, execution=ex.split()[0], keep=k)
+                verdict = set_output_aliasing(net, clip_cl[0]) if ex == "auto alias" else None
+                variants[f"fixed k={k} {ex}"] = dict(kind="skip", net=net, cl=True, alias=verdict)
             for tag, rec in ((("auto", False), ("autoR", True)) if hooks else ()):
                 hooked = copy.deepcopy(base).to(memory_format=torch.channels_last)
                 variants[f"hooks k={k} {tag}"] = dict(kind="hooks", net=hooked, cl=True,
@@ -463,8 +451,6 @@ def run_e2e(quick: bool = False, frames: int | None = None, device=torch.device(
         for q in ((0.5,) if quick else (0.5, 0.8)) if norm else ():
             net = make_skippable(copy.deepcopy(base).to(memory_format=torch.channels_last), "skipconv_norm",
                                  patch_size=patch, execution="auto")
-            from passbench.skip import set_thresholds
-
             set_thresholds(net, norm_thresholds(net, clip_cl, q))
             variants[f"norm gate q={q} auto"] = dict(kind="skip", net=net, cl=True)
         for v in variants.values():
@@ -494,8 +480,6 @@ def run_e2e(quick: bool = False, frames: int | None = None, device=torch.device(
                 row["mac_reduction"] = (d1 - d0) / max(e1 - e0, 1)
                 row["ratio"] = row["speedup"] / row["mac_reduction"]
                 if v["kind"] == "skip":
-                    from passbench.skip import collect_stats
-
                     row["skip"] = collect_stats(v["net"])["patch_skip_rate"]
                 else:  # hooks: fraction of patches actually skipped (autoR recomputes on dense layers)
                     row["skip"] = sum(c["skipped"] for c in v["counters"]) / max(
@@ -505,6 +489,8 @@ def run_e2e(quick: bool = False, frames: int | None = None, device=torch.device(
             all_rows.append(row)
             note = (f"  (kept outputs modified in place on {row['overwritten']} layer-frames: not exact, "
                     "no output copy)") if row.get("overwritten") else ""
+            if v.get("alias") is not None:
+                note = f"  (no output copy on {sum(r == 'ok' for r in v['alias'].values())} of {len(v['alias'])} layers)"
             print(f"{name:13} {vname:28} {ms:8.1f} {row['fps']:6.2f} {row['speedup']:7.2f} "
                   f"{row['mac_reduction']:7.2f} {row['ratio']:5.2f} {row['skip']:5.2f}{note}", flush=True)
     return all_rows

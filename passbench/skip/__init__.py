@@ -57,6 +57,7 @@ Files, lowest first (each imports only those above it)::
     stats.py     collect_stats
     make.py      make_skippable
     fold.py      fold_batchnorm
+    aliasing.py  set_output_aliasing: which layers hand the model their kept output without a copy (probe)
 """
 
 from passbench.skip.budget import budget_loss, skip_probability
