@@ -1,6 +1,7 @@
 """Speed of skipping on every conv of a plain-conv FairMOT: same-process FPS ratio to the dense twin.
 
     .venv/bin/python scripts/everyconv_speed.py [--model timm:resnet18] [--threads 1] [--rounds 5] [--block 10]
+                                                [--alias on|off|both]
 
 No training needed: the time of a skipped frame depends on the skip masks' rate, not on what the weights
 are. The model (seeded random init, BatchNorm folded, channels-last, 384x224) is wrapped on the every-conv
@@ -51,6 +52,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from passbench.metrics.cost import count_macs  # noqa: E402
 from passbench.skip import collect_stats, dense_twin, fold_batchnorm, make_skippable, reset  # noqa: E402
 from passbench.skip import skippable_layers  # noqa: E402
+from passbench.skip.aliasing import set_output_aliasing  # noqa: E402
 from passbench.skip.convplan import every_conv  # noqa: E402
 from passbench.train.operating_point import set_operating_point  # noqa: E402
 from profile_gates import base_model, letterboxed  # noqa: E402
@@ -59,7 +61,9 @@ RATES = (0.2, 0.4, 0.6, 0.8)
 WH = (384, 224)
 
 
-def build(model_name: str, method: str, rate: float, plan_params: dict) -> torch.nn.Module:
+def build(model_name: str, method: str, rate: float, plan_params: dict, alias: bool = True) -> torch.nn.Module:
+    """One variant: the model wrapped on the plan with ``method`` at ``rate``; ``alias``: output aliasing
+    probed and on (``passbench.skip.aliasing``, as the runner does), else every layer copies its output."""
     m = base_model(model_name, None)
     fold_batchnorm(m)
     m = m.to(memory_format=torch.channels_last)
@@ -77,6 +81,8 @@ def build(model_name: str, method: str, rate: float, plan_params: dict) -> torch
     m.eval()
     for _, layer in skippable_layers(m):
         layer.refresh_every = None  # every frame after the first is gated
+    if alias:
+        set_output_aliasing(m, torch.zeros(1, 3, WH[1], WH[0]).contiguous(memory_format=torch.channels_last))
     return m
 
 
@@ -119,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=5, help="untimed gated frames before the rounds")
     ap.add_argument("--methods", nargs="+", default=["random", "keyframe", "pass"])
     ap.add_argument("--rates", type=float, nargs="+", default=list(RATES))
+    ap.add_argument("--alias", choices=("on", "off", "both"), default="on",
+                    help="output aliasing (passbench.skip.aliasing; on: as the runner); both: each variant twice, "
+                         "'... copy' without it (the lever's before / after in one process)")
     args = ap.parse_args(argv)
     if args.block % 5:
         raise SystemExit("--block must be a multiple of 5 (the key-frame patterns repeat every 5 frames)")
@@ -131,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     w = 2 + args.warmup  # frame 0 dense, frame 1 calibration, then warm-up (lazy kernel loading, allocator)
     frames = letterboxed(seq, WH, w + (args.rounds + 1) * args.block)
     plan = every_conv(base_model(args.model, None), (3, WH[1], WH[0]), (8, 4))
-    variants = {f"{meth} {r:.0%}": build(args.model, meth, r, plan.params()) for meth in args.methods
-                for r in args.rates}
+    modes = {"on": [(True, "")], "off": [(False, "")], "both": [(True, ""), (False, " copy")]}[args.alias]
+    variants = {f"{meth} {r:.0%}{tag}": build(args.model, meth, r, plan.params(), alias) for meth in args.methods
+                for r in args.rates for alias, tag in modes}
     twin = dense_twin(next(iter(variants.values())))
     net_macs = count_macs(twin, frames[0])
     models = {"dense twin": twin, **variants}
@@ -140,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.model} (FairMOT heads) at {WH[0]}x{WH[1]}, batch 1, float32, channels-last, BN folded, seeded "
           f"random init; torch {torch.__version__}, {args.threads} thread(s) of {os.cpu_count()} cores "
           f"({platform.processor() or platform.machine()}); {args.rounds} rounds x {args.block} frames, "
-          f"variants interleaved per frame; network {net_macs / 1e9:.3f} GMACs per frame")
+          f"variants interleaved per frame; network {net_macs / 1e9:.3f} GMACs per frame; output aliasing "
+          + {"on": "on", "off": "off", "both": "on, and off in the '... copy' variants"}[args.alias])
     print(f"gated: {len(plan.gated())} of {len(plan.sites)} convs, {100 * plan.gated_mac_share():.1f} % of the convs' "
           f"MACs, patch_size {plan.params()['patch_size']}; dense: "
           + ", ".join(f"{s.name} ({s.reason})" for s in plan.sites if s.patch is None))
