@@ -14,6 +14,13 @@ from passbench.skip.aliasing import probe_output_aliasing, set_output_aliasing
 from passbench.skip.wrapper import SkipConv2d
 
 
+@pytest.fixture(autouse=True)
+def _own_rng():
+    """These tests seed torch's global RNG; restore it after each, so later tests see what they saw before."""
+    with torch.random.fork_rng():
+        yield
+
+
 class Graph(nn.Module):
     """One conv per case: a: relu_ (ok); b: += c (b written by add_; c only read); d: read, then relu_;
     e: the model's output; f: relu_, then a second in-place clamp_; g: read by two convs h, i (all ok)."""
