@@ -318,6 +318,23 @@ def device_of(model: Any) -> Any:
     return next(iter(model.parameters()), torch.empty(0)).device
 
 
+def inference_layout(cfg: ExperimentCfg, model: Any, skippable: bool, h: int, w: int, dev: Any) -> Any:
+    """The loaded model as rows run it: BatchNorm folded, channels-last, then output aliasing probed on a
+    (1, 3, h, w) zero frame (``passbench.skip.aliasing``; after folding: the graph around the convs as it runs),
+    each as configured. Returns the model (channels-last moves it)."""
+    import torch  # noqa: PLC0415
+
+    if cfg.model.fold_bn:
+        need("passbench.skip", "fold_batchnorm")(model)
+    if cfg.model.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if skippable and cfg.model.alias_outputs:
+        example = torch.zeros(1, 3, h, w, device=dev)
+        need("passbench.skip.aliasing", "set_output_aliasing")(
+            model, example.to(memory_format=torch.channels_last) if cfg.model.channels_last else example)
+    return model
+
+
 def reset_streams(model: Any, skippable: bool) -> None:
     if skippable:
         need("passbench.skip", "reset")(model)

@@ -33,8 +33,8 @@ from typing import Any
 from passbench.config import ConfigError, ExperimentCfg
 from passbench.paths import DataRoot
 from passbench.records import file_sha256, new_record
-from passbench.runner.core import (build_row_model, cost_from_stats, dense_gmacs, load_weights, measure_speed,
-                                   missing_data, need, operating_point, progress_bar, reset_streams, row_data_root,
+from passbench.runner.core import (build_row_model, cost_from_stats, dense_gmacs, inference_layout, load_weights,
+                                   measure_speed, missing_data, need, operating_point, progress_bar, reset_streams, row_data_root,
                                    weights_path)
 
 
@@ -121,14 +121,7 @@ def prepare_model(cfg: ExperimentCfg, root: DataRoot, weights: Any) -> tuple[Any
     model, skippable = load_weights(model, weights, cfg)
     model.eval()
     knob = operating_point(cfg, model, lambda n: _training_pairs(cfg, root, n)) if skippable else None
-    if cfg.model.fold_bn:
-        need("passbench.skip", "fold_batchnorm")(model)
-    if cfg.model.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if skippable and cfg.model.alias_outputs:  # after folding: the graph around the convs as it runs
-        example = torch.zeros(1, 3, h, w, device=dev)
-        need("passbench.skip.aliasing", "set_output_aliasing")(
-            model, example.to(memory_format=torch.channels_last) if cfg.model.channels_last else example)
+    model = inference_layout(cfg, model, skippable, h, w, dev)
     return model, skippable, knob, gmacs_dense
 
 

@@ -41,8 +41,8 @@ import numpy as np
 from passbench.config import ConfigError, ExperimentCfg
 from passbench.paths import DataRoot, DataRootError
 from passbench.records import file_sha256, new_record
-from passbench.runner.core import (SkipRow, build_row_model, cost_from_stats, dense_gmacs, load_weights,
-                                   measure_speed, missing_data, need, operating_point, progress_bar, reset_streams,
+from passbench.runner.core import (SkipRow, build_row_model, cost_from_stats, dense_gmacs, inference_layout,
+                                   load_weights, measure_speed, missing_data, need, operating_point, progress_bar, reset_streams,
                                    row_data_root, weights_path)
 
 SYNTHETIC_DEFAULT = "synthetic:table2"  # the preset reproduce falls back to (passbench.datasets.synthetic_h36m)
@@ -309,14 +309,7 @@ def run_pose(cfg: ExperimentCfg, data_root: Any, resolved: dict, show: bool = Fa
     model.eval()
     knob = operating_point(cfg, model, lambda n: [(a.to(dev), b.to(dev)) for a, b in _training_pairs(cfg, root, spec, n)]
                             ) if skippable else None
-    if cfg.model.fold_bn:
-        need("passbench.skip", "fold_batchnorm")(model)
-    if cfg.model.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if skippable and cfg.model.alias_outputs:  # after folding (passbench.skip.aliasing)
-        example = torch.zeros(1, 3, h, w, device=dev)
-        need("passbench.skip.aliasing", "set_output_aliasing")(
-            model, example.to(memory_format=torch.channels_last) if cfg.model.channels_last else example)
+    model = inference_layout(cfg, model, skippable, h, w, dev)
 
     timing = []
     if cfg.speed.enabled:  # consecutive crops of the first video with a box, as the stream feeds them

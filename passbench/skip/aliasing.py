@@ -41,9 +41,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from passbench.skip.control import reset
+from passbench.skip.control import reset, skippable_layers
 from passbench.skip.state import StreamState
-from passbench.skip.wrapper import SkipConv2d
 
 aten = torch.ops.aten
 # elementwise, idempotent for any fixed arguments: f(f(x)) == f(x) bit for bit
@@ -116,7 +115,7 @@ def probe_output_aliasing(model: nn.Module, example: torch.Tensor) -> dict[str, 
     stream states are untouched. A layer the forward did not call, or whose output is a Skip-Conv residual
     layer's, gets its reason; so does any layer whose returned tensor is part of the model's output.
     """
-    names = {m: n for n, m in model.named_modules() if isinstance(m, SkipConv2d)}
+    names = {m: n for n, m in skippable_layers(model)}
     # a fresh stream in the copy (each layer's first frame: the ops around the convs are those of every
     # frame); the original's stream tensors are not copied (they may be inference tensors, or large)
     memo: dict[int, Any] = {}
@@ -128,13 +127,12 @@ def probe_output_aliasing(model: nn.Module, example: torch.Tensor) -> dict[str, 
     watch = _Watch()
     held: list[torch.Tensor] = []  # keep every tracked output alive: a freed storage could be reused
     hooks = []
-    for n, m in twin.named_modules():
-        if isinstance(m, SkipConv2d):
-            def hook(mod, _inp, out, n=n):  # noqa: ANN001
-                if isinstance(out, torch.Tensor):
-                    held.append(out)
-                    watch.track(n, out)
-            hooks.append(m.register_forward_hook(hook))
+    for n, m in skippable_layers(twin):
+        def hook(mod, _inp, out, n=n):  # noqa: ANN001
+            if isinstance(out, torch.Tensor):
+                held.append(out)
+                watch.track(n, out)
+        hooks.append(m.register_forward_hook(hook))
     try:
         with torch.no_grad(), watch:
             out = twin(example)
@@ -159,7 +157,7 @@ def set_output_aliasing(model: nn.Module, example: torch.Tensor | None = None, e
     (``enabled``), or turn that off everywhere (``enabled=False``, ``example`` unused). Returns the probe's
     verdicts (``{}`` when turning off). Re-run it after anything that changes the graph around the convs
     (``fold_batchnorm`` replaces a BN, which reads the output, by the activation after it)."""
-    layers = {n: m for n, m in model.named_modules() if isinstance(m, SkipConv2d)}
+    layers = dict(skippable_layers(model))
     if not enabled:
         for m in layers.values():
             m.alias_out = False
