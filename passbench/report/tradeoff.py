@@ -34,10 +34,10 @@ def points(records: list[dict[str, Any]], table: str = TABLE) -> pd.DataFrame:
     """One row per experiment of ``table`` (its latest run): method, target rate, measured numbers."""
     rows = []
     timed: dict[str, dict[str, Any]] = {}  # newest speed record (`passbench speed`) per experiment, any setup
-    by_threads: dict[tuple[str, int], dict[str, Any]] = {}  # ... and per (experiment, threads)
+    by_threads: dict[str, dict[int, dict[str, Any]]] = {}  # ... and per thread count, per experiment
     for r in records:
         if r.get("kind") == "speed" and (r.get("config") or {}).get("table") == table:
-            for key, store in ((r["experiment"], timed), ((r["experiment"], _threads(r)), by_threads)):
+            for key, store in ((r["experiment"], timed), (_threads(r), by_threads.setdefault(r["experiment"], {}))):
                 cur = store.get(key)
                 if cur is None or str(r.get("created_utc")) >= str(cur.get("created_utc")):
                     store[key] = r
@@ -58,8 +58,8 @@ def points(records: list[dict[str, Any]], table: str = TABLE) -> pd.DataFrame:
             mota=met.get("mota"), idf1=met.get("idf1"), ids=met.get("ids"),
             gmacs=(cost.get("gmacs_executed") or 0.0) + (cost.get("gate_gmacs") or 0.0),
             gate_gmacs=cost.get("gate_gmacs", 0.0), fps_ratio=(fps / fps_d) if fps and fps_d else None,
-            fps_ratio_threads={t: _ratio(s) for (e, t), s in sorted(by_threads.items())
-                               if e == r["experiment"] and timing_applies(s, r) and _ratio(s) is not None},
+            fps_ratio_threads={t: _ratio(s) for t, s in sorted(by_threads.get(r["experiment"], {}).items())
+                               if timing_applies(s, r) and _ratio(s) is not None},
             refresh=((r.get("method") or {}).get("params") or {}).get("refresh_every"),
             reference=((r.get("method") or {}).get("params") or {}).get("reference", "previous"),
             created=r.get("created_utc")))
@@ -156,6 +156,8 @@ def write(results: str | Path | None = None, y: str = "mota", table: str = TABLE
     MOTA as a second reference line)."""
     from passbench.report.tradeoff_plot import plot  # noqa: PLC0415 - seaborn / matplotlib only when drawing
 
+    if table not in (TABLE, EVERYCONV):  # before anything is written
+        raise ValueError(f"table {table!r}: expected {TABLE!r} or {EVERYCONV!r}")
     root = results_dir(results)
     rdir = root / "records"
     records = read_records(rdir) if rdir.is_dir() else []
@@ -171,6 +173,4 @@ def write(results: str | Path | None = None, y: str = "mota", table: str = TABLE
         return out + plot(points(records, table=EVERYCONV), root / "figures", y, records=records, name=EVERYCONV,
                           source="configs/everyconv/, every conv of the plain-conv FairMOT",
                           reference=None if light_dense.empty else ("light model's dense", float(light_dense[y].iloc[0])))
-    if table != TABLE:
-        raise ValueError(f"table {table!r}: expected {TABLE!r} or {EVERYCONV!r}")
     return out + plot(points(records), root / "figures", y, refresh=points(records, table="refresh"), records=records)
