@@ -315,10 +315,12 @@ def test_triplet_steps_move_the_positive_closer_and_the_negative_away(tmp_path, 
     x = torch.from_numpy(stores[0].images).permute(0, 3, 1, 2).float() / 255
     pairs = [(x[i:i + 2], x[i + 1:i + 3]) for i in range(0, 6, 2)]
     before = _pass_p_eval(train_pass_p(cfg("pass_p", steps=1, **kw), tmp_path / "s1", stores=stores)["final"], pairs)
-    after = _pass_p_eval(train_pass_p(cfg("pass_p", steps=40, log_every=40, ckpt_every=40, **kw), tmp_path / "s40",
+    # 80 steps: at 40 the positive had moved 8 % at one intra-op thread and 17 % at two (float reduction order
+    # changes the short trajectory); at 80 it moves 35 % at either, the negative's gap grows 0.27-0.29.
+    after = _pass_p_eval(train_pass_p(cfg("pass_p", steps=80, log_every=80, ckpt_every=80, **kw), tmp_path / "s80",
                                       stores=stores)["final"], pairs)
     gap_before, gap_after = before[1] - before[0], after[1] - after[0]
-    assert after[0] < 0.9 * before[0] and gap_after > gap_before + 0.1, (before, after)
+    assert after[0] < 0.8 * before[0] and gap_after > gap_before + 0.15, (before, after)
 
 
 def test_measuring_layer_rates_updates_no_gate_statistics():
@@ -340,9 +342,13 @@ def test_stored_rates_are_the_skip_fraction_training_sampled(tmp_path, task_fina
     # The stored per-layer rate is the *skip* fraction (not the keep fraction): pulled towards 0.25 by the rate
     # term, the stored rates fall below one half, and each equals the fraction of patches the gate's hard
     # (Bernoulli) masks skip on training pairs. A calibration that stored 1 - rate fails both.
+    # The stored rate is one sampling pass over the calibration pairs on tiny grids (24 patches at the deepest
+    # layer): with 4 calibration pairs its spread over seeds was 0.01-0.05 per layer and a per-layer bound
+    # of 0.08 then failed at one thread count or the other; 32 pairs (16 batches, the 7 pairs of the store redrawn)
+    # bring the differences under 0.05 at one and two threads. A keep fraction is off by 0.1-0.6 per layer.
     stores = [synthetic_store(n=8)]
     res = train_pass_p(cfg("pass_p", init=str(task_final), skip_params=SMALL_GATE, lr=0.05, steps=30, rate_weight=20.0,
-                           target_rate=0.25, log_every=30, ckpt_every=30, calib_pairs=4), tmp_path / "pp", stores=stores)
+                           target_rate=0.25, log_every=30, ckpt_every=30, calib_pairs=32), tmp_path / "pp", stores=stores)
     rates = [r for r in res["rates"] if r > 0]
     assert rates and sum(rates) / len(rates) < 0.45, rates
     from passbench.train.build import build_stage_model
@@ -368,7 +374,9 @@ def test_stored_rates_are_the_skip_fraction_training_sampled(tmp_path, task_fina
                 for j, m in enumerate(active):
                     hard[j].append(float(m.last.mask.mean()))
     sampled = [sum(h) / len(h) for h in hard]
-    assert all(abs(s - r) < 0.08 for s, r in zip(sampled, rates)), (sampled, rates)
+    assert len(sampled) == len(rates), (sampled, rates)
+    assert all(abs(s - r) < 0.12 for s, r in zip(sampled, rates)), (sampled, rates)
+    assert abs(sum(s - r for s, r in zip(sampled, rates)) / len(rates)) < 0.04, (sampled, rates)
 
 
 try:
