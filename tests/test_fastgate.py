@@ -294,3 +294,23 @@ def test_compiled_engine_equals_fast():
     st = fastgate.GateStack(gates)
     torch.testing.assert_close(st.logits(xs, ps, "compiled"), st.logits(xs, ps, "fast"), rtol=1e-5, atol=1e-5)
     assert not fastgate._COMPILE_FAILED
+
+
+@pytest.mark.slow
+@torch.no_grad()
+def test_compiled_engine_compiles_past_dynamos_recompile_limit(monkeypatch):
+    """A model gated on every conv has more gate shapes than Dynamo's recompile limit (8 by default): with the
+    limit at 1 here, a second shape must still compile (not fall back to eager with a warning)."""
+    import torch._dynamo
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    monkeypatch.setattr(fastgate, "_COMPILE_FAILED", [])
+    torch._dynamo.reset()
+    from passbench.skip.gates import fit_grid
+
+    for cin in (5, 7):
+        x, prev = _pair(cin=cin)
+        xs, ps = fit_grid(x, 4, (6, 8)), fit_grid(prev, 4, (6, 8))
+        st = fastgate.GateStack([_gate(cin=cin)])
+        torch.testing.assert_close(st.logits(xs, ps, "compiled"), st.logits(xs, ps, "fast"), rtol=1e-5, atol=1e-5)
+    assert not fastgate._COMPILE_FAILED, fastgate._COMPILE_FAILED

@@ -169,6 +169,7 @@ def stacked_logits(P: dict, x: torch.Tensor, prev: torch.Tensor) -> torch.Tensor
 
 
 _COMPILED: dict = {}
+RECOMPILE_LIMIT = 128  # distinct (stack, grid) shapes compiled per gate architecture before falling back
 _COMPILE_FAILED: list[str] = []
 
 
@@ -197,7 +198,10 @@ def compiled_logits(P: dict, x: torch.Tensor, prev: torch.Tensor) -> torch.Tenso
         hit = _COMPILED[ints] = (torch.compile(run, dynamic=False, fullgraph=True), keys)
     fn, keys = hit
     try:
-        return fn(x, prev, *[P[k] for k in keys])
+        # One graph per input shape (static shapes): a model gated on every conv has a dozen gate shapes, past
+        # Dynamo's default recompile limit of 8 per function (every gate then fell back to eager, warned).
+        with torch._dynamo.config.patch(recompile_limit=max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)):
+            return fn(x, prev, *[P[k] for k in keys])
     except Exception as e:  # noqa: BLE001 - any backend failure: fall back, and say so once
         _COMPILE_FAILED.append(f"{type(e).__name__}: {e}")
         warnings.warn(f"passbench.skip.fastgate: torch.compile of the PASS gate failed ({type(e).__name__}: "
