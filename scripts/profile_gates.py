@@ -22,7 +22,8 @@ whose grid is under 16 patches at the largest of ``--patches`` that reaches 16 (
 
 ``--variants``: several models in the same rounds, each the base settings with ``key=value[,key=value]``
 on top; keys: ``engine`` (PASS gate engine: eager, fast, compiled), ``patches`` (candidate patch sizes
-of ``everyconv``, ``+``-separated: ``8+4``), ``rate``, ``keep``, ``quantile``, ``method`` and ``execution``. Streams
+of ``everyconv``, ``+``-separated: ``8+4``), ``rate``, ``keep``, ``quantile``, ``method`` and ``execution``; with a
+``CONFIG`` only ``engine`` (the row's weights fix the rest: ``CONFIG --engines fast compiled``). Streams
 ``--frames`` consecutive PETS09-S2L1 frames (letterboxed); frame 0 is dense, every later frame gated
 (no refresh, so every timed frame is a *skipped* frame). Timed region: one model forward under
 ``torch.inference_mode``; the variants and the dense twin (every ``SkipConv2d`` replaced by its conv)
@@ -219,11 +220,18 @@ def main(argv: list[str] | None = None) -> int:
 
     specs = args.variants or ([f"engine={e}" for e in args.engines] if args.engines else [""])
     if args.config:
-        model, seq, wh = config_model(args.config)
+        built = {}
+        for spec in specs:  # with a config only the gate engine varies (the row's weights fix the rest)
+            opts = parse_variant(spec, {"engine": None})
+            if set(opts) != {"engine"}:
+                raise SystemExit(f"--variants {spec!r}: with a CONFIG only engine=... varies")
+            model, seq, wh = config_model(args.config)
+            frames = letterboxed(seq, wh, args.frames)
+            fold_batchnorm(model)
+            if opts["engine"]:
+                set_gate_engine(model, opts["engine"])
+            built[f"skip[config{',' + spec if spec else ''}]"] = (model.to(memory_format=torch.channels_last), None)
         what = args.config
-        frames = letterboxed(seq, wh, args.frames)
-        fold_batchnorm(model)
-        built = {"skip[config]": (model.to(memory_format=torch.channels_last), None)}
     else:
         base = dict(method=args.light or "pass_p", rate=args.rate, keep=args.keep, quantile=args.quantile,
                     patches=tuple(args.patches), engine=None, execution=args.execution)
