@@ -31,7 +31,8 @@ COMMON=(model="$MODEL" input_wh=[384,224] pretrained=null "${EXTRA[@]}")
 # patches at the largest patch (8, else 4) that reaches 16 (passbench.skip.convplan; the per-layer table and why
 # these patch sizes: docs/everyconv.md). PLAN = {patch_size: ..., exclude: [...]}, computed from the model.
 PLAN=$($PY scripts/everyconv_layers.py "$MODEL" --params)
-PATCH=$($PY -c 'import sys, yaml; print(yaml.safe_dump(yaml.safe_load(sys.argv[1])["patch_size"], default_flow_style=True, width=100000).strip())' "$PLAN")
+# sort_keys=False: the first matching glob of a patch_size mapping wins, so "*" must stay last
+PATCH=$($PY -c 'import sys, yaml; print(yaml.safe_dump(yaml.safe_load(sys.argv[1])["patch_size"], default_flow_style=True, sort_keys=False, width=100000).strip())' "$PLAN")
 EXCLUDE=$($PY -c 'import sys, yaml; print(yaml.safe_dump(yaml.safe_load(sys.argv[1])["exclude"], default_flow_style=True, width=100000).strip())' "$PLAN")
 init() { if [ -f "$RUNS/$1/final.pt" ]; then echo "$RUNS/$1/final.pt"; else echo "$WEIGHTS/$1.pt"; fi; }
 logs() { mkdir -p "$WEIGHTS/logs"; cp "$RUNS/$1/log.jsonl" "$WEIGHTS/logs/$1.log.jsonl"

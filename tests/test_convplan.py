@@ -72,6 +72,36 @@ def test_patch_for_first_glob_wins_and_unmatched_is_named():
             skip.make_skippable(Tiny(), "fixed", patch_size=bad)
 
 
+def test_a_glob_shadowed_by_an_earlier_catch_all_is_refused_naming_both():
+    # first match wins: {"*": 8, "b": 4} would give b patch 8 silently (a mapping with sorted keys puts "*"
+    # first); make_skippable refuses it and names the glob that never applies and the one that takes it
+    with pytest.raises(ValueError, match=r"glob 'b' never applies.*\(b\).*earlier glob '\*'"):
+        skip.make_skippable(Tiny(), "fixed", keep=0.5, patch_size={"*": 8, "b": 4})
+    model = skip.make_skippable(Tiny(), "fixed", keep=0.5, patch_size={"b": 4, "*": 8, "nothing.*": 2})
+    assert dict(skip.skippable_layers(model))["b"].patch_size == 4  # a glob matching no layer is no error
+
+
+def test_train_everyconv_script_keeps_the_plans_catch_all_glob_last():
+    # scripts/train_everyconv.sh turns the plan into the stages' patch_size argument (a YAML flow mapping):
+    # its keys must keep the plan's order ("*" last), not come out sorted ("*" first)
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    line = next(ln for ln in (root / "scripts" / "train_everyconv.sh").read_text().splitlines()
+                if ln.startswith("PATCH="))
+    plan = yaml.safe_dump({"patch_size": {"body.layer3.0.conv1": 4, "neck.node.2.0": 4, "*": 8}, "exclude": []},
+                          sort_keys=False, default_flow_style=True)
+    out = subprocess.run(["bash", "-c", f'{line}\nprintf "%s" "$PATCH"'], capture_output=True, text=True, check=True,
+                         env={"PY": sys.executable, "PLAN": plan, "PATH": "/usr/bin:/bin"})
+    assert list(yaml.safe_load(out.stdout)) == ["body.layer3.0.conv1", "neck.node.2.0", "*"], out.stdout
+    assert re.search(r"\$PY", line)
+
+
 @pytest.mark.parametrize("method,kw", [("fixed", {"keep": 0.5}), ("pass_p", {"embed_dim": 4, "hidden": 8,
                                                                               "rates": 0.5})])
 def test_plan_wraps_the_planned_layers_at_their_patch_and_matches_the_reference(method, kw):

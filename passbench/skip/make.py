@@ -76,6 +76,7 @@ def make_skippable(model: nn.Module, method: str, *, patch_size: int | dict[str,
     if not chosen:
         raise ValueError(f"make_skippable: layers={layers!r} / exclude={exclude!r} match no Conv2d "
                          f"(names look like: {', '.join(n for n, _ in convs[:5])}, ...)")
+    _check_no_shadowed_glob(patch_size, [n for n, _ in chosen])
     in_hw = conv_input_sizes(model, [m for _, m in chosen], input_shape) if input_shape is not None else {}
     # Atomic: build and check every wrapper first, then swap them all in; any error above or here
     # leaves the model exactly as it was (modules, state-dict keys, hooks), so a retry can follow.
@@ -139,6 +140,24 @@ def _check_patch_sizes(patch_size) -> None:
         if isinstance(p, bool) or not isinstance(p, int) or p < 1:
             raise ValueError(f"make_skippable: patch_size must be an integer >= 1 (or a mapping glob -> such "
                              f"an integer), got {patch_size!r}")
+
+
+def _check_no_shadowed_glob(patch_size: int | dict[str, int], names: list[str]) -> None:
+    """A glob of a ``patch_size`` mapping that matches wrapped layers, every one of which an earlier glob
+    already takes (first match wins), can never apply: e.g. ``{"*": 8, "layer3.*": 4}`` (a mapping whose keys
+    were sorted, ``"*"`` first) gives layer3 patch 8. Raise naming both globs instead of silently ignoring it."""
+    if not isinstance(patch_size, dict):
+        return
+    globs = list(patch_size)
+    for j, glob in enumerate(globs):
+        hit = [n for n in names if fnmatch.fnmatch(n, glob)]
+        if not hit:
+            continue
+        firsts = [next(g for g in globs if fnmatch.fnmatch(n, g)) for n in hit]
+        if all(f != glob for f in firsts):
+            raise ValueError(f"make_skippable: patch_size glob {glob!r} never applies: every layer it matches "
+                             f"({', '.join(hit[:3])}{', ...' if len(hit) > 3 else ''}) takes the earlier glob "
+                             f"{firsts[0]!r} (the first matching glob wins); put the specific globs before {firsts[0]!r}")
 
 
 def patch_for(name: str, patch_size: int | dict[str, int]) -> int:
