@@ -226,12 +226,12 @@ def main(argv: list[str] | None = None) -> int:
             if set(opts) != {"engine"}:
                 raise SystemExit(f"--variants {spec!r}: with a CONFIG only engine=... varies")
             model, seq, wh = config_model(args.config)
-            frames = letterboxed(seq, wh, args.frames)
             fold_batchnorm(model)
             if opts["engine"]:
                 set_gate_engine(model, opts["engine"])
             built[f"skip[config{',' + spec if spec else ''}]"] = (model.to(memory_format=torch.channels_last), None)
         what = args.config
+        frames = letterboxed(seq, wh, args.frames)  # the config's sequence and input, the same for every engine
     else:
         base = dict(method=args.light or "pass_p", rate=args.rate, keep=args.keep, quantile=args.quantile,
                     patches=tuple(args.patches), engine=None, execution=args.execution)

@@ -148,16 +148,15 @@ def _check_no_shadowed_glob(patch_size: int | dict[str, int], names: list[str]) 
     were sorted, ``"*"`` first) gives layer3 patch 8. Raise naming both globs instead of silently ignoring it."""
     if not isinstance(patch_size, dict):
         return
-    globs = list(patch_size)
-    for j, glob in enumerate(globs):
+    first = {n: next((g for g in patch_size if fnmatch.fnmatch(n, g)), None) for n in names}  # as patch_for
+    taken = set(first.values())
+    for glob in patch_size:
         hit = [n for n in names if fnmatch.fnmatch(n, glob)]
-        if not hit:
-            continue
-        firsts = [next(g for g in globs if fnmatch.fnmatch(n, g)) for n in hit]
-        if all(f != glob for f in firsts):
+        if hit and glob not in taken:
             raise ValueError(f"make_skippable: patch_size glob {glob!r} never applies: every layer it matches "
                              f"({', '.join(hit[:3])}{', ...' if len(hit) > 3 else ''}) takes the earlier glob "
-                             f"{firsts[0]!r} (the first matching glob wins); put the specific globs before {firsts[0]!r}")
+                             f"{first[hit[0]]!r} (the first matching glob wins); put the specific globs before "
+                             f"{first[hit[0]]!r}")
 
 
 def patch_for(name: str, patch_size: int | dict[str, int]) -> int:
