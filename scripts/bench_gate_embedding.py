@@ -1,6 +1,6 @@
 """The PASS gate's patch embedding two exact ways, on the every-conv gate shapes: is a strided conv cheaper?
 
-    .venv/bin/python scripts/bench_gate_embedding.py [--threads 1] [--rounds 7] [--iters 40]
+    .venv/bin/python scripts/bench_gate_embedding.py [--threads 1] [--reps 280]
 
 The fast gate engine (``passbench.skip.fastgate.stacked_logits``) embeds the patches of X_t and X_{t-1} as
 ``unfold(X_t) @ W_x + unfold(X_{t-1}) @ W_prev`` (two copies of the inputs, two GEMMs). The same function as
@@ -8,19 +8,19 @@ two convolutions with kernel = stride = p (oneDNN reads the input in place, no u
 (patches x channels) rows the rest of the gate reads. Both on the shapes of the every-conv plan's gates
 (``docs/everyconv.md``: input channels, map, patch size, gates stacked on one input), with inputs in the
 layout the runner feeds them (channels-last, ``model.channels_last``) and in NCHW. Untrained gates (the
-timing does not depend on the weights). Prints per shape the median over rounds of each round's median time,
-the ratio conv / GEMM, the largest absolute difference between the two results, and the load average.
+timing does not depend on the weights). Times both round-robin (``passbench.bench.interleaved``: 2 warm-up
+rounds, then ``--reps`` calls each, alternating) and prints per shape their medians, the ratio conv / GEMM, the largest absolute difference between the two results, and the load average.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import torch
 import torch.nn.functional as F
 
+from passbench.bench import interleaved
 from passbench.skip import fastgate
 from passbench.skip.gates import PassGate
 
@@ -29,24 +29,14 @@ SHAPES = [(64, 56, 96, 8, 1), (64, 56, 96, 8, 2), (32, 56, 96, 8, 4), (32, 56, 9
           (128, 32, 48, 8, 1), (128, 32, 48, 8, 2), (256, 16, 24, 4, 1)]
 
 
-def _median_ms(fn, iters: int) -> float:
-    ts = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return sorted(ts)[len(ts) // 2] * 1e3
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--iters", type=int, default=40)
+    ap.add_argument("--reps", type=int, default=280)
     a = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(a.threads)
-    print(f"threads {a.threads}, {a.rounds} rounds x {a.iters} calls, load average {os.getloadavg()[0]:.2f}")
+    print(f"threads {a.threads}, {a.reps} interleaved calls each, load average {os.getloadavg()[0]:.2f}")
     print(f"{'Cin x H x W, p, G':<24} {'layout':<14} {'GEMM ms':>8} {'conv ms':>8} {'conv/GEMM':>9} {'max |diff|':>10}")
     for cin, h, w, p, g in SHAPES:
         gates = [PassGate(cin, p, embed_dim=16, hidden=64).eval() for _ in range(g)]
@@ -67,11 +57,7 @@ def main() -> None:
                 return e.permute(0, 2, 3, 1).reshape(-1, gc)
 
             diff = (gemm() - conv()).abs().max().item()
-            res: dict[str, list[float]] = {"gemm": [], "conv": []}
-            for r in range(a.rounds):  # alternate the order per round
-                for k in (("gemm", "conv") if r % 2 == 0 else ("conv", "gemm")):
-                    res[k].append(_median_ms(gemm if k == "gemm" else conv, a.iters))
-            mg, mc = (sorted(v)[len(v) // 2] for v in (res["gemm"], res["conv"]))
+            mg, mc = (1e3 * t for t in interleaved([gemm, conv], a.reps, torch.device("cpu")))
             print(f"{f'{cin}x{h}x{w}, {p}, {g}':<24} {layout:<14} {mg:8.3f} {mc:8.3f} {mc / mg:9.2f} {diff:10.1e}")
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -58,7 +59,7 @@ def main() -> None:
                 te.append(t1 - t0)
                 tc.append(t2 - t1)
             print(f"frame {i:2d}: eager {1e3 * (t1 - t0):9.1f} ms  compiled {1e3 * (t2 - t1):9.1f} ms  max |diff| {diff:.1e}")
-    med = lambda v: 1e3 * sorted(v)[len(v) // 2]  # noqa: E731
+    med = lambda v: 1e3 * statistics.median(v)  # noqa: E731
     print(f"medians over frames 3..: eager {med(te):.1f} ms, compiled {med(tc):.1f} ms "
           f"(compiled / eager time {med(tc) / med(te):.2f})")
     print(f"dynamo: {dict(torch._dynamo.utils.counters['stats'])}")
