@@ -35,6 +35,18 @@ def plan_for(model_name: str, wh=(384, 224), patches=(8, 4), min_patches: int = 
     return every_conv(model, (3, wh[1], wh[0]), tuple(patches), min_patches)
 
 
+def followers_for(model_name: str, wh=(384, 224), patches=(8, 4), min_patches: int = 16) -> dict[str, str]:
+    """The one-gate-per-block variant of the plan: ``{follower: leader}`` (``passbench.skip.convplan.block_followers``)."""
+    import torch
+
+    from passbench.models import build_model
+    from passbench.skip.convplan import block_followers
+
+    torch.manual_seed(0)
+    model = build_model(model_name, pretrained=False).eval()
+    return block_followers(model, every_conv(model, (3, wh[1], wh[0]), tuple(patches), min_patches))
+
+
 def flow(params: dict) -> str:
     """One line of YAML flow style (what ``python -m passbench.train key=value`` parses)."""
     return yaml.safe_dump(params, default_flow_style=True, sort_keys=False, width=100000).strip()
@@ -84,10 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patches", type=int, nargs="+", default=[8, 4], help="candidate patch sizes")
     ap.add_argument("--min-patches", type=int, default=16)
     ap.add_argument("--params", action="store_true", help="print make_skippable's patch_size / exclude only")
+    ap.add_argument("--follow", action="store_true",
+                    help="print the one-gate-per-block pairs {follower: leader} only (make_skippable's follow)")
     args = ap.parse_args(argv)
     plan = plan_for(args.model, tuple(args.wh), tuple(args.patches), args.min_patches)
     if args.params:
         print(flow(plan.params()))
+        return 0
+    if args.follow:
+        print(flow(followers_for(args.model, tuple(args.wh), tuple(args.patches), args.min_patches)))
         return 0
     print(f"{args.model} at {args.wh[0]}x{args.wh[1]}, candidate patches {args.patches}, min_patches "
           f"{args.min_patches} (`scripts/everyconv_layers.py {args.model} --patches "

@@ -24,7 +24,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from everyconv_layers import plan_for  # noqa: E402
+from everyconv_layers import followers_for, plan_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1] / "configs" / "everyconv"
 RATES = (0.2, 0.4, 0.6, 0.8)
@@ -37,6 +37,17 @@ METHODS = {
                "pass_f", False, "pass_f.pt"),
     "pass_p_uniform": ("PASS-P on every conv, the same top-k rate on every gate (control for the learned allocation)",
                        "pass_p", False, "pass_p.pt"),
+    "pass_p_shared": ("PASS-P gates, one decision per residual block and head chain (a passbench variant, not the "
+                      "paper's scheme): the trained gate of each block's first conv decides for the block's convs "
+                      "(method.params.follow); knob: the top-k rate of the deciding gates", "pass_p", False, "pass_p.pt"),
+    "pass_p_block": ("PASS-P block gates (a passbench variant, not the paper's scheme): one gate per residual block and "
+                     "head chain, pre-trained as such (scripts/train_everyconv.sh MODEL pass_p_block; the checkpoint's "
+                     "skip spec carries the follow map); knob: the top-k rate of the deciding gates", "pass_p", False,
+                     "pass_p_block.pt"),
+    "pass_p_shared_uniform": ("PASS-P gates, one decision per block (the first conv's gate), the same top-k rate on "
+                              "every deciding gate (control for the learned allocation)", "pass_p", False, "pass_p.pt"),
+    "pass_p_block_uniform": ("PASS-P block gates (pre-trained with one gate per block), the same top-k rate on every "
+                             "deciding gate (control for the learned allocation)", "pass_p", False, "pass_p_block.pt"),
     "pass_f_uniform": ("PASS-F on every conv, the same top-k rate on every gate (control for the learned allocation)",
                        "pass_f", False, "pass_f.pt"),
     "skipconv_norm": ("Skip-Conv on every conv, norm gates; knob: per-layer thresholds calibrated on training pairs",
@@ -54,8 +65,10 @@ def _write(path: Path, comment: str, cfg: dict) -> None:
     path.write_text(HEAD + f"# {comment}\n" + yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None, width=100))
 
 
-def configs(model: str, plan_params: dict) -> dict[str, tuple[str, dict]]:
-    """{file name: (comment, config)} of the folder for ``model`` with the every-conv plan ``plan_params``."""
+def configs(model: str, plan_params: dict, follow: dict[str, str] | None = None) -> dict[str, tuple[str, dict]]:
+    """{file name: (comment, config)} of the folder for ``model`` with the every-conv plan ``plan_params``;
+    ``follow``: the one-gate-per-block pairs (``{follower: leader}``) of the ``pass_p_shared`` rows (the
+    ``pass_p_block`` rows' gates were trained with them: their checkpoint's skip spec carries the map)."""
     tag = model.replace(":", "-")
     weights = f"weights/everyconv/{tag}"
     out: dict[str, tuple[str, dict]] = {
@@ -73,7 +86,7 @@ def configs(model: str, plan_params: dict) -> dict[str, tuple[str, dict]]:
         for r in RATES:
             op = {"rate": r, **({"allocation": "uniform"} if stem.endswith("_uniform") else {})}
             params = {**(dict(plan_params, seed=0) if stem == "random" else plan_params if floor else {}),
-                      "operating_point": op}
+                      **({"follow": dict(follow or {})} if "_shared" in stem else {}), "operating_point": op}
             out[f"{stem}_r{round(r * 100):02d}.yaml"] = (
                 f"{what}; target: {r:.0%} of gated patches skipped.",
                 {"_base_": bases, "table": "everyconv", "paper_row": None,
@@ -90,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     (folder / "_base_").mkdir(parents=True, exist_ok=True)
     for old in [*folder.glob("*.yaml"), *(folder / "_base_").glob("*.yaml")]:
         old.unlink()
-    for name, (comment, cfg) in configs(args.model, plan_for(args.model).params()).items():
+    for name, (comment, cfg) in configs(args.model, plan_for(args.model).params(), followers_for(args.model)).items():
         _write(folder / name, comment, cfg)
     return 0
 

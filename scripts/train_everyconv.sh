@@ -3,7 +3,8 @@
 # halves, then copy each stage's final.pt into weights/everyconv/<model>/ with its sha256 (the files
 # configs/everyconv/ loads; scripts/make_everyconv_configs.py writes those configs).
 #   usage: scripts/train_everyconv.sh MODEL [stage ...]     MODEL: timm:resnet18 | fairmot_dla34_conv | ...
-#          stages (default: task pass_p pass_f skipconv skipconv_gumbel)
+#          stages (default: task pass_p pass_f skipconv skipconv_gumbel; also pass_p_block: PASS-P pre-training
+#          with one gate per residual block and head chain, make_skippable's follow, a passbench variant)
 # Every stage resumes from $RUNS/<stage>/last.pt; re-running a finished stage republishes it. Stages after `task`
 # store only what differs from their init (gates; a fine-tuned backbone) with the init's sha256: pass_p.pt,
 # skipconv*.pt need task.pt beside them, pass_f.pt needs pass_p.pt.
@@ -34,6 +35,8 @@ PLAN=$($PY scripts/everyconv_layers.py "$MODEL" --params)
 # sort_keys=False: the first matching glob of a patch_size mapping wins, so "*" must stay last
 PATCH=$($PY -c 'import sys, yaml; print(yaml.safe_dump(yaml.safe_load(sys.argv[1])["patch_size"], default_flow_style=True, sort_keys=False, width=100000).strip())' "$PLAN")
 EXCLUDE=$($PY -c 'import sys, yaml; print(yaml.safe_dump(yaml.safe_load(sys.argv[1])["exclude"], default_flow_style=True, width=100000).strip())' "$PLAN")
+# pass_p_block: {follower: leader}, one gate per residual block and head chain (passbench.skip.convplan.block_followers)
+FOLLOW=$($PY scripts/everyconv_layers.py "$MODEL" --follow)
 init() { if [ -f "$RUNS/$1/final.pt" ]; then echo "$RUNS/$1/final.pt"; else echo "$WEIGHTS/$1.pt"; fi; }
 logs() { mkdir -p "$WEIGHTS/logs"; cp "$RUNS/$1/log.jsonl" "$WEIGHTS/logs/$1.log.jsonl"
          cp "$RUNS/$1/config.json" "$WEIGHTS/logs/$1.config.json"
@@ -59,6 +62,11 @@ for s in "${stages[@]}"; do
               $PY -m passbench.train pass_p --out "$out" "${COMMON[@]}" init="$(init task)" steps="$PASS_P_STEPS" \
                   batch_size=4 lr=1e-3 target_rate=0.5 rate_weight=1.0 log_every=10 ckpt_every=50 calib_pairs=32 pair_gap=8 \
                   "patch_size=$PATCH" "skip_params={embed_dim: 16, hidden: 64, exclude: $EXCLUDE}" ;;
+    pass_p_block) base=task.pt
+              # pass_p's recipe; the followers run no gate, so each leader learns from its whole block's effect
+              $PY -m passbench.train pass_p --out "$out" "${COMMON[@]}" init="$(init task)" steps="$PASS_P_STEPS" \
+                  batch_size=4 lr=1e-3 target_rate=0.5 rate_weight=1.0 log_every=10 ckpt_every=50 calib_pairs=32 pair_gap=8 \
+                  "patch_size=$PATCH" "skip_params={embed_dim: 16, hidden: 64, exclude: $EXCLUDE, follow: $FOLLOW}" ;;
     pass_f)   base=pass_p.pt
               # lr 4e-5 = where the task stage ended (scripts/train_sample.sh says why)
               $PY -m passbench.train pass_f --out "$out" "${COMMON[@]}" init="$(init pass_p)" steps="$PASS_F_STEPS" \

@@ -26,7 +26,8 @@ from passbench.report.claimfile import CLAIMS, load_claims  # noqa: E402
 from passbench.report.query import Context, Unmeasured  # noqa: E402
 from passbench.report.tradeoff_names import LABELS, ORDER  # noqa: E402
 
-FAMILIES = (("PASS", ("pass_p", "pass_f", "pass_p_uniform", "pass_f_uniform")),
+FAMILIES = (("PASS", ("pass_p", "pass_f", "pass_p_uniform", "pass_f_uniform", "pass_p_block", "pass_p_shared",
+                      "pass_p_block_uniform", "pass_p_shared_uniform")),
             ("Skip-Conv", ("skipconv_norm", "skipconv_gumbel")),
             ("floors (keyframe, random)", ("keyframe", "random")))
 
@@ -109,7 +110,8 @@ def figure(df: pd.DataFrame, y: str = "mota", refresh: pd.DataFrame | None = Non
         low, top = min(low, 100 * reference[1] - 2.0), max(top, 100 * reference[1] + 2.0)
     exps = list(df["experiment"]) + (list(rf["experiment"]) if rf is not None else [])
     spreads = seed_spreads(records, exps, y) if records else {}
-    palette = dict(zip(ORDER, sns.color_palette("colorblind", len(ORDER))))
+    # colorblind's 10 colours first (the methods keep theirs), then the "dark" set for the variants beyond them
+    palette = dict(zip(ORDER, sns.color_palette("colorblind", 10) + sns.color_palette("dark", 10)[4:]))
     with sns.axes_style("whitegrid"):
         fig, axes = plt.subplots(2, len(FAMILIES), figsize=(13, 8.2), sharey=True, squeeze=False)
     for col, (title, methods) in enumerate(FAMILIES):

@@ -150,6 +150,11 @@ def load_weights(model: Any, weights: Path | None, cfg: ExperimentCfg) -> tuple[
                 if spec["method"] != method:
                     raise CheckpointMismatchError(f"{weights}: gates of method {spec['method']!r}, but method.name is "
                                                   f"{method!r}")
+                trained_follow = spec.get("params", {}).get("follow") or {}
+                if trained_follow and cfg.method.params.get("follow", trained_follow) != trained_follow:
+                    raise CheckpointMismatchError(
+                        f"{weights}: gates trained with shared decisions (follow {trained_follow}); method.params.follow "
+                        "must match it (a follower's own gate was never trained)")
                 model = _make_skippable(model, method, {**spec.get("params", {}), **cfg.method.params}, cfg.name)
             elif method in ("pass_p", "pass_f"):
                 raise SkipRow(f"{weights} holds no {method} gates (train them: python -m passbench.train {method})")

@@ -48,9 +48,10 @@ Files, lowest first (each imports only those above it)::
     gates.py     the gates (PASS, Skip-Conv norm / Gumbel, fixed, keyframe) and the GATES registry
     methods.py   METHODS: a method name -> each layer's gate and formulation
     macs.py      Eq. 1-3 and per-layer dense / executed MACs
-    state.py     StreamState (what a layer remembers between frames), LayerStats (its counters)
+    state.py     StreamState (what a layer remembers between frames), LayerStats (its counters), check_same_stream
     geometry.py  output size, integer padding, patch areas, mask upsampling
     stacking.py  ForwardClock (forwards of the model), GateGroups (PASS gates stacked on a shared input)
+    ste.py       SelectSTE: the reference path's blend with the mask's straight-through gradient
     wrapper.py   SkipConv2d: one layer's forward (gate, dispatch, state, counters)
     control.py   model-wide controls (reset, masks, thresholds, rates, stream states, dense_twin)
     budget.py    skip_probability, budget_loss (training reads of the last forward)

@@ -19,6 +19,11 @@ with ``(8, 4)`` it is gated at patch 4 (6x4) while the finer maps keep patch 8 (
 ``every_conv`` returns the plan as ``make_skippable`` keyword arguments (``exclude``, ``patch_size``)
 plus one ``ConvSite`` row per conv (grid, MACs, decision), the table ``scripts/everyconv_layers.py``
 prints into the docs.
+
+``block_followers`` is the one-gate-per-block variant of a plan (a passbench lever against gate cost, not the
+paper's scheme): within a residual block the second conv and the shortcut conv take the first conv's mask,
+within a conv chain (an ``nn.Sequential`` of convs and element-wise layers, e.g. a FairMOT head) the later
+convs take the first conv's; only where both are gated on the same output grid at the same patch size.
 """
 
 from __future__ import annotations
@@ -32,7 +37,11 @@ from torch import nn
 from passbench.skip.geometry import conv_input_sizes, out_hw
 from passbench.skip.macs import conv_dense_macs
 
-__all__ = ["ConvSite", "ConvPlan", "conv_sites", "every_conv"]
+__all__ = ["ConvSite", "ConvPlan", "block_followers", "conv_sites", "every_conv"]
+
+# layers a conv chain may hold between its convs: they act per pixel, so the chain's output patch grid is one
+_ELEMENTWISE = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.SiLU, nn.GELU, nn.Hardswish, nn.Identity,
+                nn.Sigmoid)
 
 
 @dataclass(frozen=True)
@@ -153,3 +162,37 @@ def every_conv(model: nn.Module, input_shape: tuple[int, ...], patch_sizes: tupl
         patch_size = {s.name: s.patch for s in gated if s.patch != default}
         patch_size["*"] = default
     return ConvPlan(out, [s.name for s in out if s.patch is None], patch_size)
+
+
+def block_followers(model: nn.Module, plan: ConvPlan) -> dict[str, str]:
+    """``{follower: leader}`` (``make_skippable(follow=...)``): one gate per residual block and per conv chain.
+
+    A *residual block* is a module with children ``conv1`` and ``conv2`` and no ``conv3`` (a basic block: a
+    bottleneck's strided middle conv changes the grid): ``conv2`` and the first conv of its ``downsample``
+    follow ``conv1``. A *conv chain* is an ``nn.Sequential`` whose children are convs and per-pixel layers
+    only (batch norm, activations): its later convs follow its first. A pair is kept only when both convs are
+    gated in ``plan`` with the same output map and patch size (the follower needs the leader's grid).
+    """
+    sites = {s.name: s for s in plan.gated()}
+    names = {id(m): n for n, m in model.named_modules()}
+    pairs: dict[str, str] = {}
+
+    def add(lead: nn.Module, follower: nn.Module) -> None:
+        a, b = sites.get(names.get(id(lead), "")), sites.get(names.get(id(follower), ""))
+        if a and b and a.out_hw == b.out_hw and a.patch == b.patch:
+            pairs[b.name] = a.name
+
+    for mod in model.modules():
+        kids = dict(mod.named_children())
+        if isinstance(kids.get("conv1"), nn.Conv2d) and isinstance(kids.get("conv2"), nn.Conv2d) and "conv3" not in kids:
+            add(kids["conv1"], kids["conv2"])
+            ds = kids.get("downsample")
+            first = next((m for m in ds.modules() if isinstance(m, nn.Conv2d)), None) if ds is not None else None
+            if first is not None:
+                add(kids["conv1"], first)
+        elif isinstance(mod, nn.Sequential) and kids and all(isinstance(m, (nn.Conv2d, *_ELEMENTWISE))
+                                                             for m in kids.values()):
+            convs = [m for m in kids.values() if isinstance(m, nn.Conv2d)]
+            for later in convs[1:]:
+                add(convs[0], later)
+    return pairs

@@ -26,7 +26,7 @@ def make_skippable(model: nn.Module, method: str, *, patch_size: int | dict[str,
                    exclude: list[str] | str | None = None, execution: str = "auto", refresh_every: int | None = None,
                    reference: str = "previous",
                    input_shape: tuple[int, ...] | None = None, thresholds: float | list[float] | None = None,
-                   **gate_params) -> nn.Module:
+                   follow: dict[str, str] | None = None, **gate_params) -> nn.Module:
     """Swap the model's Conv2d layers for ``SkipConv2d`` wrappers, in place; returns the model.
 
     Args:
@@ -47,6 +47,10 @@ def make_skippable(model: nn.Module, method: str, *, patch_size: int | dict[str,
         input_shape: (C, H, W) or (B, C, H, W) of the model input; when given, a dry run records each
             layer's map size (needed by the paper's fixed-resolution PASS head, ``head="linear"``).
         thresholds: norm gates: one threshold, or one per wrapped layer (module order).
+        follow: ``{follower: leader}`` qualified names of wrapped layers: the follower runs no gate and takes
+            the mask its leader decided in the same forward (``SkipConv2d.follow``; a passbench variant: one
+            gate per residual block or conv chain, ``skip.convplan.block_followers``). The leader must run
+            before the follower on the same output grid and patch size, and follow no layer itself.
         **gate_params: the method's own parameters (see ``skip.methods``).
 
     A layer that cannot be wrapped (non-zero padding mode, a non-square stride, asymmetric
@@ -104,6 +108,7 @@ def make_skippable(model: nn.Module, method: str, *, patch_size: int | dict[str,
                              reference=reference)
         wrapped.to(device=conv.weight.device).train(conv.training)  # a new gate follows the model's mode
         wrappers.append((name, wrapped))
+    _apply_follow(follow, dict(wrappers))
     if thresholds is not None:
         set_thresholds(nn.ModuleList([w for _, w in wrappers]), thresholds)  # checks the count, before the swap
     clock = ForwardClock()
@@ -120,6 +125,29 @@ def make_skippable(model: nn.Module, method: str, *, patch_size: int | dict[str,
             mod.register_forward_pre_hook(clock.enter)
             mod.register_forward_hook(clock.leave, always_call=True)  # also after an exception in the forward
     return model
+
+
+def _apply_follow(follow: dict[str, str] | None, wrapped: dict[str, SkipConv2d]) -> None:
+    """Point each follower at its leader (``make_skippable``'s ``follow``); ValueError naming the entry."""
+    if follow is None:
+        return
+    if not isinstance(follow, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in follow.items()):
+        raise ValueError(f"make_skippable: follow must map follower names to leader names, got {follow!r}")
+    for f, lead in follow.items():
+        for role, n in (("follower", f), ("leader", lead)):
+            if n not in wrapped:
+                raise ValueError(f"make_skippable: follow {{{f!r}: {lead!r}}}: {role} {n!r} is not a wrapped layer "
+                                 f"(wrapped: {', '.join(list(wrapped)[:5])}, ...)")
+        if f == lead:
+            raise ValueError(f"make_skippable: follow {{{f!r}: {lead!r}}}: a layer cannot follow itself")
+        if lead in follow:
+            raise ValueError(f"make_skippable: follow {{{f!r}: {lead!r}}}: the leader follows {follow[lead]!r} "
+                             "itself; name the deciding layer")
+        if wrapped[f].patch_size != wrapped[lead].patch_size:
+            raise ValueError(f"make_skippable: follow {{{f!r}: {lead!r}}}: patch sizes differ ({wrapped[f].patch_size} "
+                             f"against {wrapped[lead].patch_size}); a follower needs its leader's patch grid")
+    for f, lead in follow.items():
+        wrapped[f].follow(wrapped[lead])
 
 
 def _ancestors(names: list[str]) -> list[str]:

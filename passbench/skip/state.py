@@ -44,3 +44,20 @@ class LayerStats:
     px_skipped: int = 0
     px_total: int = 0
     mask_macs: int = 0
+
+
+def check_same_stream(prev: torch.Tensor | None, x: torch.Tensor, name: str) -> None:
+    """ValueError naming layer ``name`` when ``x`` cannot continue the stream whose last input was ``prev``
+    (another batch, channel count, resolution, device or dtype): the caller must reset first."""
+    if prev is None:
+        return
+    if prev.shape != x.shape:
+        (b0, c0, h0, w0), (b1, c1, h1, w1) = prev.shape, x.shape
+        what = [f"{k} {a} -> {b}" for k, a, b in (("batch", b0, b1), ("channels", c0, c1),
+                                                   ("resolution", f"{h0}x{w0}", f"{h1}x{w1}")) if a != b]
+        raise ValueError(
+            f"SkipConv2d '{name}': input changed mid-stream ({', '.join(what)}; shape {tuple(prev.shape)} "
+            f"-> {tuple(x.shape)}); call passbench.skip.reset(model) before a new sequence")
+    if prev.device != x.device or prev.dtype != x.dtype:
+        raise ValueError(f"SkipConv2d '{name}': input moved from {prev.device}/{prev.dtype} to "
+                         f"{x.device}/{x.dtype} mid-stream; call passbench.skip.reset(model)")

@@ -32,6 +32,10 @@ at patch borders, where an output patch's receptive field (the halo of (k - 1) *
 pixels) reaches into neighbouring input patches. Skipping outputs is what saves the layer's MACs
 (Eq. 1-3) and what block-sparse execution computes, so it is the one implemented.
 
+Shared decisions (``make_skippable(follow=...)``, a passbench variant): a *follower* runs no gate; it takes
+the mask its *leader* decided in the same forward on the same grid (one gate per residual block or conv
+chain), books no gate MACs and keeps no copy of its previous input unless something else reads it.
+
 Gate geometry (an approximation, documented): the gate scores input patch (i, j) of ``p * stride``
 pixels, i.e. input pixels ``[i p s, (i + 1) p s)``, for output patch (i, j). The output patch's true
 receptive field is that window shifted by ``-padding`` and widened by the halo; the gate does not
@@ -59,7 +63,8 @@ from passbench.skip.macs import conv_dense_macs, sparse_equivalent_macs
 from passbench.skip.nhwc import blend_and_update, blend_skipped, blend_update_ok
 from passbench.skip.sparse import sparse_conv2d
 from passbench.skip.stacking import ForwardClock
-from passbench.skip.state import LayerStats, StreamState
+from passbench.skip.state import LayerStats, StreamState, check_same_stream
+from passbench.skip.ste import SelectSTE
 
 __all__ = ["EXECUTIONS", "MASK_MODES", "SelectSTE", "SkipConv2d"]
 
@@ -132,6 +137,9 @@ class SkipConv2d(nn.Module):
         # the sparse path may hand the caller its kept output itself (no copy): set by
         # skip.aliasing.set_output_aliasing where what the model does to the output cannot change the next frame
         self.alias_out = False
+        # the layer whose decision this one takes (make_skippable's ``follow``); a list, so that the leader is
+        # not registered as a child module (its parameters and state-dict keys stay under its own name)
+        self._leader: list[SkipConv2d] = []
         self.register_load_state_dict_pre_hook(_remap_dense_keys)
 
     # Read-only views of the wrapped conv, for code that inspects layers (e.g. weight init loops).
@@ -145,10 +153,28 @@ class SkipConv2d(nn.Module):
     dilation = property(lambda self: self.conv.dilation)
     groups = property(lambda self: self.conv.groups)
 
+    @property
+    def leader(self) -> SkipConv2d | None:
+        """The layer whose mask this layer takes instead of running its own gate (None: its own gate decides)."""
+        return self._leader[0] if self._leader else None
+
+    def follow(self, leader: SkipConv2d | None) -> None:
+        """Take ``leader``'s mask of the same forward instead of running this layer's gate (None: undo). The
+        leader must run before this layer in every forward, on the same output patch grid (checked per call)."""
+        if leader is self:
+            raise ValueError(f"SkipConv2d '{self.name}' cannot follow itself")
+        if leader is not None and leader.leader is not None:
+            raise ValueError(f"SkipConv2d '{self.name}' cannot follow '{leader.name}', which follows "
+                             f"'{leader.leader.name}' itself: name the deciding layer")
+        if self.state.prev_in is not None:  # a stream under the old rule: its stored input may be a reference
+            self.reset(stats=False)
+        self._leader = [leader] if leader is not None else []
+
     def extra_repr(self) -> str:
         gate = type(self.gate).__name__ if self.gate is not None else "None"
+        lead = f", follows={self.leader.name}" if self.leader is not None else ""
         return (f"patch={self.patch_size}, gate={gate}, residual={self.residual}, execution={self.execution}, "
-                f"refresh_every={self.refresh_every}, reference={self.reference}")
+                f"refresh_every={self.refresh_every}, reference={self.reference}{lead}")
 
     def reset(self, stats: bool = True) -> None:
         """Forget the stream state (and the counters unless ``stats=False``)."""
@@ -172,21 +198,6 @@ class SkipConv2d(nn.Module):
         self.state = state
         self._state_is_ref = False  # its values are valid
         self._prev_is_ref = self._out_is_ref = True  # but not this layer's: the next frame copies, never writes in
-
-    def _check_stream(self, x: torch.Tensor) -> None:
-        prev = self.state.prev_in
-        if prev is None:
-            return
-        if prev.shape != x.shape:
-            (b0, c0, h0, w0), (b1, c1, h1, w1) = prev.shape, x.shape
-            what = [f"{k} {a} -> {b}" for k, a, b in (("batch", b0, b1), ("channels", c0, c1),
-                                                       ("resolution", f"{h0}x{w0}", f"{h1}x{w1}")) if a != b]
-            raise ValueError(
-                f"SkipConv2d '{self.name}': input changed mid-stream ({', '.join(what)}; shape {tuple(prev.shape)} "
-                f"-> {tuple(x.shape)}); call passbench.skip.reset(model) before a new sequence")
-        if prev.device != x.device or prev.dtype != x.dtype:
-            raise ValueError(f"SkipConv2d '{self.name}': input moved from {prev.device}/{prev.dtype} to "
-                             f"{x.device}/{x.dtype} mid-stream; call passbench.skip.reset(model)")
 
     def _gate_key(self, x: torch.Tensor, grid: tuple[int, int]) -> tuple:
         """What a gate's MAC count depends on: input shape, dtype, train / eval, and whether a PASS gate
@@ -214,7 +225,7 @@ class SkipConv2d(nn.Module):
     def stackable(self) -> bool:
         """Whether this layer's PASS gate may be computed stacked with others on the same input."""
         return (isinstance(self.gate, PassGate) and self.gate.head_kind == "patch" and self.reference == "previous"
-                and self.mask_mode == "normal" and self.clock is not None and self.clock.depth > 0)
+                and self.mask_mode == "normal" and not self._leader and self.clock is not None and self.clock.depth > 0)
 
     def _stacked_gate(self, gate: PassGate, x: torch.Tensor, prev: torch.Tensor, grid: tuple[int, int],
                       engine: str) -> GateOut:
@@ -235,7 +246,7 @@ class SkipConv2d(nn.Module):
         self._tick = clk.tick
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_stream(x)
+        check_same_stream(self.state.prev_in, x, self.name)
         self._check_once_per_forward()
         if x.shape[0] == 0:  # an empty batch: nothing to skip, nothing to remember, 0 MACs
             self._count(0, 0, 0, gated=False, px_all=0)
@@ -272,7 +283,7 @@ class SkipConv2d(nn.Module):
         if self.mask_mode == "complement":  # PASS-P negative: the complement of this layer's positive mask
             g, gate_macs = self._complement(grid), 0
         else:
-            g, gate_macs = self._run_gate(x, st.prev_in, grid, diff)
+            g, gate_macs = self._leader_decision(x, grid) if self._leader else self._run_gate(x, st.prev_in, grid, diff)
             if self.mask_mode == "normal":
                 self.positive = g
         self.last, self.last_norm = g, g.norm
@@ -353,6 +364,24 @@ class SkipConv2d(nn.Module):
         self._count(dense_macs, exe, gate_macs, gated=True, px=B * Ho * Wo, px_skip=px_skip, mask_macs=mask_macs)
         return self._remember(self._next_input(x, compute), y)
 
+    def _leader_decision(self, x: torch.Tensor, grid: tuple[int, int]) -> tuple[GateOut, int]:
+        """The mask the leader decided in this forward (``follow``), and 0 gate MACs. A leader that ran densely
+        this frame (its first frame, a refresh, mask mode off) decided nothing: every patch is computed."""
+        lead = self.leader
+        clk = self.clock
+        if clk is not None and clk.depth > 0 and lead._tick != clk.tick:
+            raise RuntimeError(f"SkipConv2d '{self.name}' follows '{lead.name}', which has not run in this forward "
+                               "before it: a leader must run before its followers")
+        g = lead.last
+        if g is None:
+            z = x.new_zeros((x.shape[0], *grid))
+            return GateOut(z, z), 0
+        if tuple(g.mask.shape) != (x.shape[0], *grid):
+            raise RuntimeError(f"SkipConv2d '{self.name}' follows '{lead.name}', but their output patch grids differ "
+                               f"({tuple(grid)} against {tuple(g.mask.shape[1:])}, batch {x.shape[0]} against "
+                               f"{g.mask.shape[0]}): a follower needs its leader's grid")
+        return g, 0
+
     def _complement(self, grid: tuple[int, int]) -> GateOut:
         """1 - the mask of this layer's last ``normal`` (positive) gated forward, gradient included; a
         layer whose gate did not decide (``GateOut.active`` False) computes everything in both passes."""
@@ -418,6 +447,8 @@ class SkipConv2d(nn.Module):
         """Whether anything reads the *values* of ``state.prev_in``: the gate (PASS, norm and Gumbel gates
         compare X_t with it; a gate says otherwise with ``reads_prev = False``), the Skip-Conv residual
         form, reference "computed", the norm-gate calibration."""
+        if self._leader and not isinstance(self.gate, NormGate):  # a follower runs no gate (a norm gate calibrates)
+            return self.residual or self.reference != "previous"
         return self.residual or self.reference != "previous" or getattr(self.gate, "reads_prev", True)
 
     def _keep_input(self, buf: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
@@ -456,35 +487,6 @@ class SkipConv2d(nn.Module):
                 and buf.device == src.device and buf.stride() == src.stride()):
             return buf.copy_(src)
         return src.detach().clone()
-
-
-class SelectSTE(torch.autograd.Function):
-    """The reference path's blend: forward ``where(mu skips, prev, new)``, backward as the blend
-    ``mu * prev + (1 - mu) * new`` (so the mask's straight-through gradient reaches the gate).
-
-    Why not the arithmetic blend itself: with a 0/1 mask it gives the same values except where
-    ``prev`` or ``new`` is NaN/inf (``0 * NaN = NaN``), where the reference path then stayed NaN for
-    ever while the sparse path, which never touches the other operand, recovered. The select makes
-    both paths one behaviour: a skipped patch is ``prev`` exactly, a computed one ``new`` exactly. A
-    pixel skips where ``mu < 0.5`` is false, the wrapper's ``compute = mask < 0.5`` rule (a NaN mask
-    entry skips).
-
-    Args (forward): mu (B, 1, Ho, Wo) 0/1 skip mask (may carry the STE gradient); prev, new
-    (B, C, Ho, Wo).
-    """
-
-    @staticmethod
-    def forward(ctx, mu: torch.Tensor, prev: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(mu, prev, new)
-        return torch.where(mu < 0.5, new, prev)
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):
-        mu, prev, new = ctx.saved_tensors
-        g_mu = (g * (prev - new)).sum_to_size(mu.shape) if ctx.needs_input_grad[0] else None
-        g_prev = (g * mu).sum_to_size(prev.shape) if ctx.needs_input_grad[1] else None
-        g_new = (g * (1.0 - mu)).sum_to_size(new.shape) if ctx.needs_input_grad[2] else None
-        return g_mu, g_prev, g_new
 
 
 def _remap_dense_keys(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors) -> None:

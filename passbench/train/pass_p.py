@@ -322,7 +322,8 @@ def gate_signal(cfg: StageCfg, batches: int = 8, stores: Sequence[FrameStore] | 
         a, p, q = obj.triplet({"prev": x_prev, "img": x})
         rate_term = (obj._rate - cfg.target_rate) ** 2
         trip, _, _ = triplet_loss(a, p, q, cfg.margin, cfg.distance, obj.scales())
-        deciding = [(n, m) for n, m in named if m.positive is not None and m.positive.active]
+        # a follower (skip_params.follow) runs no gate: its leader's gradient carries the block's signal
+        deciding = [(n, m) for n, m in named if m.positive is not None and m.positive.active and m.leader is None]
         params = [list(m.gate.parameters()) for _, m in deciding]
         flat = [t for ps in params for t in ps]
         gt = torch.autograd.grad(trip, flat, retain_graph=True, allow_unused=True)
