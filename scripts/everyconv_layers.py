@@ -21,30 +21,18 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from passbench.skip.convplan import every_conv  # noqa: E402
+from passbench.skip.convplan import block_followers, every_conv  # noqa: E402
 
 
-def plan_for(model_name: str, wh=(384, 224), patches=(8, 4), min_patches: int = 16):
-    """The every-conv plan of a registered model (random init: the plan depends on shapes only)."""
+def model_and_plan(model_name: str, wh=(384, 224), patches=(8, 4), min_patches: int = 16):
+    """A registered model (random init: the plan depends on shapes only) and its every-conv plan."""
     import torch
 
     from passbench.models import build_model
 
     torch.manual_seed(0)
     model = build_model(model_name, pretrained=False).eval()
-    return every_conv(model, (3, wh[1], wh[0]), tuple(patches), min_patches)
-
-
-def followers_for(model_name: str, wh=(384, 224), patches=(8, 4), min_patches: int = 16) -> dict[str, str]:
-    """The one-gate-per-block variant of the plan: ``{follower: leader}`` (``passbench.skip.convplan.block_followers``)."""
-    import torch
-
-    from passbench.models import build_model
-    from passbench.skip.convplan import block_followers
-
-    torch.manual_seed(0)
-    model = build_model(model_name, pretrained=False).eval()
-    return block_followers(model, every_conv(model, (3, wh[1], wh[0]), tuple(patches), min_patches))
+    return model, every_conv(model, (3, wh[1], wh[0]), tuple(patches), min_patches)
 
 
 def flow(params: dict) -> str:
@@ -99,12 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--follow", action="store_true",
                     help="print the one-gate-per-block pairs {follower: leader} only (make_skippable's follow)")
     args = ap.parse_args(argv)
-    plan = plan_for(args.model, tuple(args.wh), tuple(args.patches), args.min_patches)
+    model, plan = model_and_plan(args.model, tuple(args.wh), tuple(args.patches), args.min_patches)
     if args.params:
         print(flow(plan.params()))
         return 0
     if args.follow:
-        print(flow(followers_for(args.model, tuple(args.wh), tuple(args.patches), args.min_patches)))
+        print(flow(block_followers(model, plan)))
         return 0
     print(f"{args.model} at {args.wh[0]}x{args.wh[1]}, candidate patches {args.patches}, min_patches "
           f"{args.min_patches} (`scripts/everyconv_layers.py {args.model} --patches "

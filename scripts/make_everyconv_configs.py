@@ -24,7 +24,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from everyconv_layers import followers_for, plan_for  # noqa: E402
+from everyconv_layers import model_and_plan  # noqa: E402
+
+from passbench.skip.convplan import block_followers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1] / "configs" / "everyconv"
 RATES = (0.2, 0.4, 0.6, 0.8)
@@ -103,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     (folder / "_base_").mkdir(parents=True, exist_ok=True)
     for old in [*folder.glob("*.yaml"), *(folder / "_base_").glob("*.yaml")]:
         old.unlink()
-    for name, (comment, cfg) in configs(args.model, plan_for(args.model).params(), followers_for(args.model)).items():
+    model, plan = model_and_plan(args.model)
+    for name, (comment, cfg) in configs(args.model, plan.params(), block_followers(model, plan)).items():
         _write(folder / name, comment, cfg)
     return 0
 

@@ -35,8 +35,10 @@ PLAN=$($PY scripts/everyconv_layers.py "$MODEL" --params)
 # sort_keys=False: the first matching glob of a patch_size mapping wins, so "*" must stay last
 PATCH=$($PY -c 'import sys, yaml; print(yaml.safe_dump(yaml.safe_load(sys.argv[1])["patch_size"], default_flow_style=True, sort_keys=False, width=100000).strip())' "$PLAN")
 EXCLUDE=$($PY -c 'import sys, yaml; print(yaml.safe_dump(yaml.safe_load(sys.argv[1])["exclude"], default_flow_style=True, width=100000).strip())' "$PLAN")
-# pass_p_block: {follower: leader}, one gate per residual block and head chain (passbench.skip.convplan.block_followers)
-FOLLOW=$($PY scripts/everyconv_layers.py "$MODEL" --follow)
+# the light model's PASS-P recipe (scripts/train_sample.sh), pair_gap=8 included (why: there); $1: extra skip_params
+pass_p() { $PY -m passbench.train pass_p --out "$out" "${COMMON[@]}" init="$(init task)" steps="$PASS_P_STEPS" \
+               batch_size=4 lr=1e-3 target_rate=0.5 rate_weight=1.0 log_every=10 ckpt_every=50 calib_pairs=32 pair_gap=8 \
+               "patch_size=$PATCH" "skip_params={embed_dim: 16, hidden: 64, exclude: $EXCLUDE$1}"; }
 init() { if [ -f "$RUNS/$1/final.pt" ]; then echo "$RUNS/$1/final.pt"; else echo "$WEIGHTS/$1.pt"; fi; }
 logs() { mkdir -p "$WEIGHTS/logs"; cp "$RUNS/$1/log.jsonl" "$WEIGHTS/logs/$1.log.jsonl"
          cp "$RUNS/$1/config.json" "$WEIGHTS/logs/$1.config.json"
@@ -58,15 +60,11 @@ for s in "${stages[@]}"; do
                 $PY -m passbench.train "${args[@]}"
               fi ;;
     pass_p)   base=task.pt
-              # the light model's PASS-P recipe (scripts/train_sample.sh), pair_gap=8 included (why: there)
-              $PY -m passbench.train pass_p --out "$out" "${COMMON[@]}" init="$(init task)" steps="$PASS_P_STEPS" \
-                  batch_size=4 lr=1e-3 target_rate=0.5 rate_weight=1.0 log_every=10 ckpt_every=50 calib_pairs=32 pair_gap=8 \
-                  "patch_size=$PATCH" "skip_params={embed_dim: 16, hidden: 64, exclude: $EXCLUDE}" ;;
+              pass_p "" ;;
     pass_p_block) base=task.pt
-              # pass_p's recipe; the followers run no gate, so each leader learns from its whole block's effect
-              $PY -m passbench.train pass_p --out "$out" "${COMMON[@]}" init="$(init task)" steps="$PASS_P_STEPS" \
-                  batch_size=4 lr=1e-3 target_rate=0.5 rate_weight=1.0 log_every=10 ckpt_every=50 calib_pairs=32 pair_gap=8 \
-                  "patch_size=$PATCH" "skip_params={embed_dim: 16, hidden: 64, exclude: $EXCLUDE, follow: $FOLLOW}" ;;
+              # pass_p's recipe with {follower: leader}, one gate per residual block and head chain
+              # (passbench.skip.convplan.block_followers): each leader learns from every conv it decides for
+              pass_p ", follow: $($PY scripts/everyconv_layers.py "$MODEL" --follow)" ;;
     pass_f)   base=pass_p.pt
               # lr 4e-5 = where the task stage ended (scripts/train_sample.sh says why)
               $PY -m passbench.train pass_f --out "$out" "${COMMON[@]}" init="$(init pass_p)" steps="$PASS_F_STEPS" \

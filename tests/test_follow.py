@@ -18,6 +18,7 @@ from passbench.skip.convplan import block_followers, every_conv
 from passbench.skip.gates import NormGate
 from passbench.train.build import make_skippable as train_make_skippable
 from passbench.train.operating_point import set_operating_point
+from tests.test_pass_p_rules import _pp_cfg, _store, task_ckpt  # noqa: F401  (task_ckpt: a module-scoped fixture)
 
 
 def _chain() -> nn.Sequential:
@@ -279,8 +280,6 @@ def test_every_block_gate_of_the_every_conv_model_gets_a_triplet_gradient():
     assert len(leaders) == 16 and all(v > 0 for v in leaders.values()), leaders
     assert all(grads[f] == 0.0 for f in follow)
 
-
-from tests.test_pass_p_rules import _pp_cfg, _store, task_ckpt  # noqa: E402,F401  (task_ckpt: a fixture)
 
 
 def test_pre_training_with_a_follow_map_stores_it_and_reports_leaders_only(tmp_path, task_ckpt):  # noqa: F811

@@ -150,7 +150,7 @@ def set_operating_point(model: nn.Module, method: str, params: dict[str, Any], r
         layers = sk.pass_layers(model)
         # a follower (make_skippable's ``follow``) runs no gate: its patches skip at its leader's rate, so it enters
         # the mean with its leader's rate (one factor or shift for all keeps the copies equal) and gets it set
-        lead = [m.leader if getattr(m, "leader", None) is not None else m for m in layers]
+        lead = [m.leader if m.leader is not None else m for m in layers]
         trained = [float(m.gate.rate) if m.gate.rate is not None else rate for m in lead]
         if allocation == "uniform":
             rates = [float(rate)] * len(layers)
