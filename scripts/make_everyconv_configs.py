@@ -50,6 +50,18 @@ METHODS = {
                               "every deciding gate (control for the learned allocation)", "pass_p", False, "pass_p.pt"),
     "pass_p_block_uniform": ("PASS-P block gates (pre-trained with one gate per block), the same top-k rate on every "
                              "deciding gate (control for the learned allocation)", "pass_p", False, "pass_p_block.pt"),
+    "pass_p_half": ("PASS-P half-resolution gates (a passbench variant, not the paper's gate): each gate sees its "
+                    "inputs average-pooled 2x2 before the patch embedding (PassGate pool=2; scripts/train_everyconv.sh "
+                    "MODEL pass_p_half); knob: the top-k rate of every PASS gate", "pass_p", False, "pass_p_half.pt"),
+    "pass_p_half_uniform": ("PASS-P half-resolution gates, the same top-k rate on every gate (control for the learned "
+                            "allocation)", "pass_p", False, "pass_p_half.pt"),
+    "pass_p_half_shared": ("PASS-P half-resolution gates, one decision per residual block and head chain (two "
+                           "passbench variants together: the first conv's half-resolution gate decides for the block, "
+                           "method.params.follow); knob: the top-k rate of the deciding gates", "pass_p", False,
+                           "pass_p_half.pt"),
+    "pass_p_half_shared_uniform": ("PASS-P half-resolution gates, one decision per block, the same top-k rate on every "
+                                   "deciding gate (control for the learned allocation)", "pass_p", False,
+                                   "pass_p_half.pt"),
     "pass_f_uniform": ("PASS-F on every conv, the same top-k rate on every gate (control for the learned allocation)",
                        "pass_f", False, "pass_f.pt"),
     "skipconv_norm": ("Skip-Conv on every conv, norm gates; knob: per-layer thresholds calibrated on training pairs",

@@ -4,7 +4,8 @@
 # configs/everyconv/ loads; scripts/make_everyconv_configs.py writes those configs).
 #   usage: scripts/train_everyconv.sh MODEL [stage ...]     MODEL: timm:resnet18 | fairmot_dla34_conv | ...
 #          stages (default: task pass_p pass_f skipconv skipconv_gumbel; also pass_p_block: PASS-P pre-training
-#          with one gate per residual block and head chain, make_skippable's follow, a passbench variant)
+#          with one gate per residual block and head chain, make_skippable's follow, a passbench variant;
+#          pass_p_half: PASS-P pre-training with gates at half resolution, PassGate pool=2, a passbench variant)
 # Every stage resumes from $RUNS/<stage>/last.pt; re-running a finished stage republishes it. Stages after `task`
 # store only what differs from their init (gates; a fine-tuned backbone) with the init's sha256: pass_p.pt,
 # skipconv*.pt need task.pt beside them, pass_f.pt needs pass_p.pt.
@@ -65,6 +66,10 @@ for s in "${stages[@]}"; do
               # pass_p's recipe with {follower: leader}, one gate per residual block and head chain
               # (passbench.skip.convplan.block_followers): each leader learns from every conv it decides for
               pass_p ", follow: $($PY scripts/everyconv_layers.py "$MODEL" --follow)" ;;
+    pass_p_half) base=task.pt
+              # pass_p's recipe with each gate seeing its inputs average-pooled 2x2 (PassGate pool): a quarter
+              # of the patch embedding's MACs, the same patch grid and decisions per patch
+              pass_p ", pool: 2" ;;
     pass_f)   base=pass_p.pt
               # lr 4e-5 = where the task stage ended (scripts/train_sample.sh says why)
               $PY -m passbench.train pass_f --out "$out" "${COMMON[@]}" init="$(init pass_p)" steps="$PASS_F_STEPS" \

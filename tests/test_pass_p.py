@@ -78,7 +78,7 @@ def test_head_maps_reads_heads_as_the_tracker_does():
         head_maps(out, ("reg",))
 
 
-def _gated_model(name, layers, input_wh, patch=8):
+def _gated_model(name, layers, input_wh, patch=8, **gate):
     from passbench.models import build_model
 
     torch.manual_seed(0)
@@ -91,7 +91,8 @@ def _gated_model(name, layers, input_wh, patch=8):
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
                 nn.init.uniform_(m.weight, 0.5, 1.5)
-    skip.make_skippable(model, "pass_p", execution="reference", embed_dim=8, hidden=16, min_patches=16, **kw)
+    skip.make_skippable(model, "pass_p", execution="reference", **{"embed_dim": 8, "hidden": 16, "min_patches": 16, **gate},
+                        **kw)
     w, h = input_wh
     g = torch.Generator().manual_seed(1)
     x_prev = torch.rand(2, 3, h, w, generator=g)

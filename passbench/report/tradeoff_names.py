@@ -1,14 +1,19 @@
 """The trade-off's method stems in table / legend order and their labels (shared by the tables and the figure)."""
 
-# the one-gate-per-block variants (passbench's, every-conv experiment only) last: the others keep their figure colours
+# the gate variants (passbench's, every-conv experiment only: one gate per block, half-resolution gates) last: the others keep their figure colours
 ORDER = ["pass_f", "pass_p", "pass_f_uniform", "pass_p_uniform", "skipconv_norm", "skipconv_gumbel", "random", "keyframe",
-         "pass_p_block", "pass_p_block_uniform", "pass_p_shared", "pass_p_shared_uniform"]
+         "pass_p_block", "pass_p_block_uniform", "pass_p_shared", "pass_p_shared_uniform",
+         "pass_p_half", "pass_p_half_uniform", "pass_p_half_shared", "pass_p_half_shared_uniform"]
 LABELS = {"pass_f": "PASS-F", "pass_p": "PASS-P", "pass_f_uniform": "PASS-F, uniform rates",
           "pass_p_uniform": "PASS-P, uniform rates",
           "pass_p_block": "PASS-P block gates, one per block, trained so (variant)",
           "pass_p_shared": "PASS-P gates, first conv's decides per block (variant)",
           "pass_p_block_uniform": "PASS-P block gates, uniform rates (variant)",
           "pass_p_shared_uniform": "PASS-P gates shared per block, uniform rates (variant)",
+          "pass_p_half": "PASS-P half-resolution gates (variant)",
+          "pass_p_half_uniform": "PASS-P half-resolution gates, uniform rates (variant)",
+          "pass_p_half_shared": "PASS-P half-resolution gates, first conv's decides per block (variant)",
+          "pass_p_half_shared_uniform": "PASS-P half-resolution gates shared per block, uniform rates (variant)",
           "skipconv_norm": "Skip-Conv (norm gates)",
           "skipconv_gumbel": "Skip-Conv (Gumbel gates)", "random": "random (floor)", "keyframe": "keyframe (floor)",
           "dense": "dense", "gate_small": "PASS-P, passbench gate (16 ch, 2 blocks, per-patch head)",

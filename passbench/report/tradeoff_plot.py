@@ -27,7 +27,8 @@ from passbench.report.query import Context, Unmeasured  # noqa: E402
 from passbench.report.tradeoff_names import LABELS, ORDER  # noqa: E402
 
 FAMILIES = (("PASS", ("pass_p", "pass_f", "pass_p_uniform", "pass_f_uniform", "pass_p_block", "pass_p_shared",
-                      "pass_p_block_uniform", "pass_p_shared_uniform")),
+                      "pass_p_block_uniform", "pass_p_shared_uniform", "pass_p_half", "pass_p_half_uniform",
+                      "pass_p_half_shared", "pass_p_half_shared_uniform")),
             ("Skip-Conv", ("skipconv_norm", "skipconv_gumbel")),
             ("floors (keyframe, random)", ("keyframe", "random")))
 

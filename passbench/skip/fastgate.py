@@ -65,7 +65,7 @@ def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
 def signature(gate: nn.Module) -> tuple:
     """Architecture key: gates with equal keys can be stacked."""
     e = gate.embed[0]
-    return (e.in_channels, e.out_channels, gate.patch_in, len(gate.blocks), gate.blocks[0].dw[0].kernel_size,
+    return (e.in_channels, e.out_channels, gate.patch_in, getattr(gate, "pool", 1), len(gate.blocks), gate.blocks[0].dw[0].kernel_size,
             gate.head[0].out_channels, e.weight.dtype, e.weight.device)
 
 
@@ -99,15 +99,16 @@ def stack_params(gates: list[nn.Module]) -> dict:
     per block i: ``wd{i}`` (G*C, 1, k, k), ``bd{i}``, ``ad{i}`` (G*C,), ``wpw{i}`` (G*C, G*C) block-diagonal,
     ``bpw{i}`` (G*C,) (depthwise-BN shift folded in), ``ap{i}``/``cp{i}`` (all blocks but the last);
     ``w1`` (G*C, G*H), ``b1`` (last BN folded in), ``w2`` (G*H, G), ``b2`` (G,); ints ``G``, ``depth``,
-    ``p``, ``k``.
+    ``p`` (the embedding's kernel = stride), ``k``, ``pool`` (the gates' resolution divisor, ``PassGate``).
     """
     G = len(gates)
     cat = lambda ts: torch.cat([t.detach() for t in ts], 0)  # noqa: E731
     emb = [g.embed[0] for g in gates]
     cin = emb[0].in_channels // 2
-    p = gates[0].patch_in
+    p = emb[0].kernel_size[0]
     we = cat([c.weight for c in emb])  # (G*C, 2Cin, p, p)
-    out: dict = {"G": G, "depth": len(gates[0].blocks), "p": p, "k": gates[0].blocks[0].dw[0].kernel_size[0]}
+    out: dict = {"G": G, "depth": len(gates[0].blocks), "p": p, "k": gates[0].blocks[0].dw[0].kernel_size[0],
+                 "pool": getattr(gates[0], "pool", 1)}
     out["wx"] = we[:, :cin].permute(2, 3, 1, 0).reshape(p * p * cin, -1).contiguous()
     out["wp"] = we[:, cin:].permute(2, 3, 1, 0).reshape(p * p * cin, -1).contiguous()
     out["be"] = cat([_bias(c) for c in emb])
@@ -147,12 +148,15 @@ def stacked_logits(P: dict, x: torch.Tensor, prev: torch.Tensor) -> torch.Tensor
 
     Args:
         P: ``stack_params`` output.
-        x, prev: (B, Cin, Hp * p, Wp * p) current and previous input, already fitted to the grid.
+        x, prev: (B, Cin, Hp * p_in, Wp * p_in) current and previous input, already fitted to the grid
+            (p_in = ``p * pool``; average-pooled by ``pool`` here, as ``PassGate.logits``).
 
     Returns:
         (B, G, Hp, Wp); channel g equals gate g's ``PassGate.logits`` up to float rounding.
     """
     p, G, k = P["p"], P["G"], P["k"]
+    if P.get("pool", 1) > 1:
+        x, prev = F.avg_pool2d(x, P["pool"]), F.avg_pool2d(prev, P["pool"])
     B, Hp, Wp = x.shape[0], x.shape[2] // p, x.shape[3] // p
     f = torch.addmm(P["be"], unfold_patches(x, p), P["wx"]).addmm_(unfold_patches(prev, p), P["wp"])
     f = torch.addcmul(P["ce"], F.gelu(f), P["ae"])  # (N, G*C): GELU, then the embedding BN
@@ -185,7 +189,7 @@ def compiled_logits(P: dict, x: torch.Tensor, prev: torch.Tensor) -> torch.Tenso
     """``stacked_logits`` through ``torch.compile`` (inductor, static shapes); eager on any error."""
     if _COMPILE_FAILED:
         return stacked_logits(P, x, prev)
-    ints = (P["G"], P["depth"], P["p"], P["k"])
+    ints = (P["G"], P["depth"], P["p"], P["k"], P.get("pool", 1))
     hit = _COMPILED.get(ints)
     if hit is None:
         _cache_dir()
@@ -193,7 +197,7 @@ def compiled_logits(P: dict, x: torch.Tensor, prev: torch.Tensor) -> torch.Tenso
 
         def run(x, prev, *ts):
             return stacked_logits({**dict(zip(keys, ts)), "G": ints[0], "depth": ints[1], "p": ints[2],
-                                   "k": ints[3]}, x, prev)
+                                   "k": ints[3], "pool": ints[4]}, x, prev)
 
         hit = _COMPILED[ints] = (torch.compile(run, dynamic=False, fullgraph=True), keys)
     fn, keys = hit

@@ -209,6 +209,12 @@ class PassGate(nn.Module):
       0.13 vs 0.39, 0.99 vs 0.59); top-k makes each layer skip at inference what it skipped in training;
     * inference, ``rule="threshold"``: the paper's rule, normalised score > ``threshold``.
 
+    Gate resolution (``pool``, a passbench variant, not the paper's gate): with ``pool = s > 1`` the gate
+    average-pools concat(X_t, X_{t-1}) by s before the patch embedding, whose kernel = stride becomes
+    p_in / s: the embedding (nearly all of a gate's MACs) costs s^2 times less, the mixer and head are
+    unchanged (same patch grid, one decision per patch as before). It equals a full-resolution gate whose
+    embedding weight is constant over each s x s block of a patch. ``pool = 1`` is the paper's gate.
+
     Grids of fewer than ``min_patches`` patches are never gated (the gate does not run, nothing is
     skipped): per-sample min-max always maps one patch to 1 and one to 0, so on a 1x2 grid the paper's
     rule skips exactly one patch whatever the content.
@@ -223,28 +229,33 @@ class PassGate(nn.Module):
         threshold: normalised-score threshold for ``rule="threshold"``.
         head: "patch" or "linear". grid: (Hp, Wp), required for ``head="linear"``.
         min_patches: smaller grids are never gated.
+        pool: gate resolution divisor s (must divide ``patch_in``); 1 = the paper's full-resolution gate.
     """
 
     def __init__(self, in_channels: int, patch_in: int, embed_dim: int = 64, depth: int = 2,
                  kernel_size: int = 3, hidden: int | None = None, rule: str = "topk", rate: float | None = None,
                  threshold: float = 0.5, head: str = "patch", grid: tuple[int, int] | None = None,
-                 min_patches: int = 16) -> None:
+                 min_patches: int = 16, pool: int = 1) -> None:
         super().__init__()
+        if int(pool) != pool or pool < 1 or int(patch_in) % int(pool):
+            raise ValueError(f"PassGate: pool must be a positive integer dividing the input patch size "
+                             f"{patch_in}, got {pool!r}")
         if head not in PASS_HEADS:
             raise ValueError(f"PassGate: head must be one of {PASS_HEADS}, got {head!r}")
         if rule not in PASS_RULES:
             raise ValueError(f"PassGate: rule must be one of {PASS_RULES}, got {rule!r}")
         if depth < 1 or kernel_size % 2 == 0:
             raise ValueError(f"PassGate: need depth >= 1 and an odd kernel_size, got {depth}, {kernel_size}")
-        self.patch_in, self.head_kind, self.rule = int(patch_in), head, rule
+        self.patch_in, self.head_kind, self.rule, self.pool = int(patch_in), head, rule, int(pool)
         self.threshold, self.min_patches = float(threshold), int(min_patches)
         self.engine: str | None = None  # inference engine (skip.fastgate.ENGINES); None: PASSBENCH_GATE_ENGINE
         self._stack = None  # skip.fastgate.GateStack of this gate alone (built on first fast use)
         self.rate = None
         if rate is not None:
             self.set_rate(rate)
-        self.embed = nn.Sequential(nn.Conv2d(2 * in_channels, embed_dim, patch_in, stride=patch_in),
-                                   nn.GELU(), nn.BatchNorm2d(embed_dim))  # patch embedding, K = S = P
+        k_emb = self.patch_in // self.pool  # patch embedding, K = S = P (at the gate's resolution)
+        self.embed = nn.Sequential(nn.Conv2d(2 * in_channels, embed_dim, k_emb, stride=k_emb),
+                                   nn.GELU(), nn.BatchNorm2d(embed_dim))
         self.blocks = nn.Sequential(*[_MixerBlock(embed_dim, kernel_size) for _ in range(depth)])
         if head == "linear":
             if grid is None:
@@ -281,6 +292,8 @@ class PassGate(nn.Module):
                 f"(the paper's fixed-resolution classifier), got {grid[0]}x{grid[1]}; rebuild the gate "
                 "for this resolution or use head='patch'")
         z = fit_grid(torch.cat([x, prev], 1), self.patch_in, grid)  # (B, 2Cin, Hp*p_in, Wp*p_in)
+        if self.pool > 1:
+            z = F.avg_pool2d(z, self.pool)  # the gate's resolution (see ``pool``)
         f = self.blocks(self.embed(z))  # (B, C, Hp, Wp)
         out = self.head(f)
         return out.view(x.shape[0], grid[0], grid[1])

@@ -40,14 +40,14 @@ def dense(conv, *, patch_in, patch_out, grid, index) -> LayerPlan:
 
 
 def _pass(conv, *, patch_in, patch_out, grid, index, embed_dim=64, depth=2, kernel_size=3, hidden=None,
-          rule="topk", rates=None, threshold=0.5, head="patch", min_patches=16) -> LayerPlan:
+          rule="topk", rates=None, threshold=0.5, head="patch", min_patches=16, pool=1) -> LayerPlan:
     """PASS gate (AAAI-23); see ``PassGate`` for the parameters. ``rates``: the top-k skip fraction at
     inference, one float for every layer or a list with one per wrapped layer (module order; what
     ``passbench.train`` stores after pre-training)."""
     rate = rates[index] if isinstance(rates, (list, tuple)) else rates
     return LayerPlan(PassGate(conv.in_channels, patch_in, embed_dim=embed_dim, depth=depth,
                               kernel_size=kernel_size, hidden=hidden, rule=rule, rate=rate, threshold=threshold,
-                              head=head, grid=grid, min_patches=min_patches))
+                              head=head, grid=grid, min_patches=min_patches, pool=pool))
 
 
 # PASS-P (gates pre-trained, backbone frozen) and PASS-F (fine-tuned backbone) share the gate; the
