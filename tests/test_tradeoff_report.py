@@ -175,3 +175,23 @@ def test_everyconv_figure_draws_the_light_models_dense_line():
     labels = fig.axes[0].get_legend_handles_labels()[1]
     assert "dense (48.0)" in labels and "light model's dense (51.6)" in labels
     assert "configs/everyconv/" in fig._suptitle.get_text()
+
+
+def test_clipped_labels_stack_only_where_they_would_overprint():
+    """Labels of points clipped at the panel's edge rise a row per label already near the same x, and
+    a label far from the others stays on the first row however many methods came before it."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from passbench.report.tradeoff_plot import _series
+    fig, ax = plt.subplots()
+    low = 30.0
+    for i in range(12):  # twelve methods, each collapsing near 78 % skip, as on the every-conv model
+        _series(ax, pd.Series([20.0, 40.0, 77.0 + 0.2 * i]), pd.Series([50.0, 48.0, -30.0 - i]), low,
+                [None] * 3, f"m{i}", "C0")
+    _series(ax, pd.Series([20.0, 30.0]), pd.Series([50.0, 10.0]), low, [None] * 2, "far", "C1")
+    offsets = {a.get_text(): a.xyann[1] for a in ax.texts}
+    stacked = sorted(offsets[f"{-30.0 - i:.1f}"] for i in range(12))
+    assert stacked == [7 + 8 * k for k in range(12)]  # one row each, none overprinting
+    assert offsets["10.0"] == 7  # alone at its x: the first row
+    plt.close(fig)

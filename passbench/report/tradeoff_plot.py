@@ -56,11 +56,22 @@ def _ylim(df: pd.DataFrame, refresh: pd.DataFrame | None, y: str, dense: float |
     return min(low, top - 5.0), top
 
 
+def _label_row(ax: Any, x: float, near: float = 0.05) -> int:
+    """The row of a new clipped-value label at ``x`` on ``ax``: the number of labels already placed there
+    within ``near`` of the axis' data width (rows stack only where labels would overprint, so a dozen
+    methods never push a label out of its panel)."""
+    placed = ax.__dict__.setdefault("_clip_label_xs", [])
+    tol = near * max(float(ax.dataLim.width), 1e-9)
+    row = sum(1 for p in placed if abs(p - float(x)) <= tol)
+    placed.append(float(x))
+    return row
+
+
 def _series(ax: Any, x: pd.Series, v: pd.Series, low: float, spread: list[tuple[float, float] | None],
-            label: str, color: Any, hollow: bool = False, level: int = 0) -> None:
+            label: str, color: Any, hollow: bool = False) -> None:
     """One method's line; points under ``low`` clipped to the edge as triangles labelled with their value
-    (the label raised by ``level`` rows, so that methods collapsing at the same x do not overprint); seed
-    error bars."""
+    (each label raised one row above those already on ``ax`` near its x, :func:`_label_row`, so that
+    methods collapsing at the same x do not overprint); seed error bars."""
     shown = v.clip(lower=low)
     style = dict(color=color, linestyle=":" if hollow else "-", linewidth=1.2)
     ax.plot(x, shown, label=label, marker="s" if hollow else "o", markerfacecolor="none" if hollow else color,
@@ -68,7 +79,7 @@ def _series(ax: Any, x: pd.Series, v: pd.Series, low: float, spread: list[tuple[
     for xi, vi, si in zip(x, v, spread):
         if vi < low:
             ax.plot([xi], [low], marker="v", color=color, markersize=8, clip_on=False, zorder=4)
-            ax.annotate(f"{vi:.1f}", (xi, low), xytext=(0, 7 + 8 * level), textcoords="offset points",
+            ax.annotate(f"{vi:.1f}", (xi, low), xytext=(0, 7 + 8 * _label_row(ax, xi)), textcoords="offset points",
                         ha="center", fontsize=6, color=color)
         elif si is not None:
             ax.errorbar([xi], [vi], yerr=[[vi - max(si[0], low)], [si[1] - vi]], color=color, capsize=3, linewidth=1)
@@ -120,17 +131,17 @@ def figure(df: pd.DataFrame, y: str = "mota", refresh: pd.DataFrame | None = Non
                                               ("gmacs", "executed GMACs per frame, gates included"))):
             ax = axes[row][col]
             scale = 100.0 if xkey == "skip" else 1.0
-            for level, m in enumerate([m for m in methods if m in set(df["method"])]):
+            for m in [m for m in methods if m in set(df["method"])]:
                 g = df[df["method"] == m].sort_values("skip")
                 _series(ax, g[xkey] * scale, 100 * g[y], low,
                         [None if e not in spreads else (100 * spreads[e][0], 100 * spreads[e][1]) for e in g["experiment"]],
-                        LABELS.get(m, m), palette[m], level=2 * level)
+                        LABELS.get(m, m), palette[m])
                 r = rf[rf["method"] == m].sort_values("skip") if rf is not None else None
                 if r is not None and not r.empty:
                     _series(ax, r[xkey] * scale, 100 * r[y], low,
                             [None if e not in spreads else (100 * spreads[e][0], 100 * spreads[e][1]) for e in r["experiment"]],
                             f"{LABELS.get(m, m)}, dense frame every {int(r['refresh'].iloc[0])}", palette[m],
-                            hollow=True, level=2 * level + 1)
+                            hollow=True)
             if dense is not None:
                 ax.axhline(dense, color="0.25", linestyle="--", linewidth=1, label=f"dense ({dense:.1f})")
             if reference is not None:
