@@ -12,6 +12,8 @@ knob (``method.params.operating_point``); no dense refresh (``configs/_base_/tra
 about the all-frames skip rate. Accuracy runs at 1 thread without timing (``speed.enabled: false``); the FPS
 ratios come from ``passbench speed CONFIG --threads 1`` and ``--threads 2`` (speed records); the accuracy points
 from ``passbench run CONFIG``. The plan's table (grids, MACs, gate MACs per conv): ``scripts/everyconv_layers.py``.
+The ``*_trim`` rows (a plan variant) drop the gates of the convs in ``DENSE_PATH`` after loading
+(``method.params.ungated``, ``passbench.skip.ungate``).
 """
 
 from __future__ import annotations
@@ -62,6 +64,16 @@ METHODS = {
     "pass_p_half_shared_uniform": ("PASS-P half-resolution gates, one decision per block, the same top-k rate on every "
                                    "deciding gate (control for the learned allocation)", "pass_p", False,
                                    "pass_p_half.pt"),
+    "pass_p_trim": ("PASS-P, gates only where the engine skips (a passbench plan variant, not the paper's every-conv "
+                    "scheme): PASS-P's trained gates, the convs in DENSE_PATH run dense and ungated "
+                    "(method.params.ungated); knob: the top-k rate of the remaining gates", "pass_p", False, "pass_p.pt"),
+    "pass_p_half_trim": ("PASS-P half-resolution gates, gates only where the engine skips (two passbench variants "
+                         "together: pass_p_half with the convs in DENSE_PATH dense and ungated); knob: the top-k rate "
+                         "of the remaining gates", "pass_p", False, "pass_p_half.pt"),
+    "pass_p_half_shared_trim": ("PASS-P half-resolution gates shared per block, gates only where the engine skips "
+                                "(three passbench variants together: pass_p_half_shared with the convs in DENSE_PATH "
+                                "dense and ungated); knob: the top-k rate of the deciding gates", "pass_p", False,
+                                "pass_p_half.pt"),
     "pass_f_uniform": ("PASS-F on every conv, the same top-k rate on every gate (control for the learned allocation)",
                        "pass_f", False, "pass_f.pt"),
     "skipconv_norm": ("Skip-Conv on every conv, norm gates; knob: per-layer thresholds calibrated on training pairs",
@@ -73,6 +85,13 @@ METHODS = {
     "keyframe": ("Floor baseline: a fraction `rate` of the frames reuses every gated output", "keyframe", True,
                  "task.pt"),
 }
+
+# The convs the dispatcher ran on the dense path in PASS-P's profile at the ~40 % target (the neck, the heads'
+# 1x1 convs, the two downsamples; id.0 aside, a 3x3 head conv that runs sparse at other rates and in the other
+# variants): docs/logs/everyconv/profile_gate_resolution_r40_t1.txt. Their gates cost time and accuracy and save
+# nothing on this CPU; the *_trim rows drop them (skip.ungate). Another engine has another list.
+DENSE_PATH = {"timm:resnet18": ["body.layer2.0.downsample.0", "body.layer3.0.downsample.0", "neck.*",
+                                "hm.2", "wh.2", "reg.2", "id.2"]}
 
 
 def _write(path: Path, comment: str, cfg: dict) -> None:
@@ -97,10 +116,13 @@ def configs(model: str, plan_params: dict, follow: dict[str, str] | None = None)
     }
     bases = ["../_base_/mot_sample.yaml", "_base_/model.yaml", "../_base_/tradeoff.yaml"]
     for stem, (what, method, floor, wfile) in METHODS.items():
+        if stem.endswith("_trim") and model not in DENSE_PATH:
+            continue  # no measured dense-path list for this model
         for r in RATES:
             op = {"rate": r, **({"allocation": "uniform"} if stem.endswith("_uniform") else {})}
             params = {**(dict(plan_params, seed=0) if stem == "random" else plan_params if floor else {}),
-                      **({"follow": dict(follow or {})} if "_shared" in stem else {}), "operating_point": op}
+                      **({"follow": dict(follow or {})} if "_shared" in stem else {}),
+                      **({"ungated": list(DENSE_PATH[model])} if stem.endswith("_trim") else {}), "operating_point": op}
             out[f"{stem}_r{round(r * 100):02d}.yaml"] = (
                 f"{what}; target: {r:.0%} of gated patches skipped.",
                 {"_base_": bases, "table": "everyconv", "paper_row": None,

@@ -195,3 +195,19 @@ def test_clipped_labels_stack_only_where_they_would_overprint():
     assert stacked == [7 + 8 * k for k in range(12)]  # one row each, none overprinting
     assert offsets["10.0"] == 7  # alone at its x: the first row
     plt.close(fig)
+
+
+def test_the_figure_draws_a_panel_per_family_with_points_and_the_variants_beside_pass_p():
+    from passbench.report import tradeoff_plot
+    light = tradeoff.points([_rec("dense", 0.0, 0.5, 1.0), _rec("pass_p_r40", 0.4, 0.49, 0.8),
+                             _rec("random_r40", 0.4, 0.3, 0.8)])
+    fig = tradeoff_plot.figure(light)
+    assert [a.get_title() for a in fig.axes[:2]] == ["PASS", "floors (keyframe, random)"]  # no empty panels
+    ev = tradeoff.points([_ev("dense", 0.0, 0.48), _ev("pass_p_r40", 0.39, 0.46), _ev("pass_p_trim_r40", 0.2, 0.47)],
+                         table="everyconv")
+    fig = tradeoff_plot.figure(ev, source="configs/everyconv/")
+    titles = [a.get_title() for a in fig.axes if a.get_title()]
+    assert titles == ["PASS", "PASS-P gate-cost variants (passbench's)"]
+    variants = fig.axes[len(titles) + 1]  # second row, second panel
+    labels = variants.get_legend_handles_labels()[1]
+    assert "PASS-P" in labels and "PASS-P, gates only where the engine skips (variant)" in labels

@@ -25,7 +25,7 @@ TASKS = ("mot", "pose")
 HALVES = ("train", "val")
 # make_skippable's arguments that are not gate parameters, and the runner's own key
 _WRAPPER_ONLY = ("model", "method", "gate_params")
-_RUNNER_KEYS = ("operating_point",)
+_RUNNER_KEYS = ("operating_point", "ungated")
 _OPERATING_POINT_KEYS = ("rate", "pairs", "allocation")
 # parameters every method builder receives from make_skippable itself (not from the config)
 _BUILDER_FIXED = ("conv", "patch_in", "patch_out", "grid", "index")

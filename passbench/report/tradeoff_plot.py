@@ -26,9 +26,12 @@ from passbench.report.claimfile import CLAIMS, load_claims  # noqa: E402
 from passbench.report.query import Context, Unmeasured  # noqa: E402
 from passbench.report.tradeoff_names import LABELS, ORDER  # noqa: E402
 
-FAMILIES = (("PASS", ("pass_p", "pass_f", "pass_p_uniform", "pass_f_uniform", "pass_p_block", "pass_p_shared",
-                      "pass_p_block_uniform", "pass_p_shared_uniform", "pass_p_half", "pass_p_half_uniform",
-                      "pass_p_half_shared", "pass_p_half_shared_uniform")),
+FAMILIES = (("PASS", ("pass_p", "pass_f", "pass_p_uniform", "pass_f_uniform")),
+            # passbench's gate-cost variants (every-conv experiment), beside PASS-P as drawn in the first panel
+            ("PASS-P gate-cost variants (passbench's)", ("pass_p", "pass_p_half", "pass_p_half_uniform", "pass_p_shared",
+                                                       "pass_p_shared_uniform", "pass_p_block", "pass_p_block_uniform",
+                                                       "pass_p_half_shared", "pass_p_half_shared_uniform", "pass_p_trim",
+                                                       "pass_p_half_trim", "pass_p_half_shared_trim")),
             ("Skip-Conv", ("skipconv_norm", "skipconv_gumbel")),
             ("floors (keyframe, random)", ("keyframe", "random")))
 
@@ -103,7 +106,7 @@ def figure(df: pd.DataFrame, y: str = "mota", refresh: pd.DataFrame | None = Non
            records: list[dict[str, Any]] | None = None, floor_points: float = 20.0,
            source: str = "configs/tradeoff/, configs/refresh/", reference: tuple[str, float] | None = None) -> Any:
     """The trade-off figure from ``passbench.report.tradeoff.points`` frames (a matplotlib Figure):
-    rows x = skip rate / GMACs, columns :data:`FAMILIES`.
+    rows x = skip rate / GMACs, columns :data:`FAMILIES` (those with a point in ``df``).
 
     Args:
         df: the trade-off points (``configs/tradeoff/``), dense included.
@@ -122,11 +125,21 @@ def figure(df: pd.DataFrame, y: str = "mota", refresh: pd.DataFrame | None = Non
         low, top = min(low, 100 * reference[1] - 2.0), max(top, 100 * reference[1] + 2.0)
     exps = list(df["experiment"]) + (list(rf["experiment"]) if rf is not None else [])
     spreads = seed_spreads(records, exps, y) if records else {}
-    # colorblind's 10 colours first (the methods keep theirs), then the "dark" set for the variants beyond them
-    palette = dict(zip(ORDER, sns.color_palette("colorblind", 10) + sns.color_palette("dark", 10)[4:]))
+    # colorblind's 10 colours first (the methods keep theirs), then the "dark" set and two more for the variants
+    palette = dict(zip(ORDER, sns.color_palette("colorblind", 10) + sns.color_palette("dark", 10)[4:]
+                       + [(0.86, 0.08, 0.24), (0.45, 0.45, 0.0), (0.1, 0.1, 0.1)]))
+    present = set(df["method"])
+    # the panels with a method of their own to draw (the light model's trade-off has no gate-cost variants; PASS-P,
+    # drawn beside them for reference, does not make that panel), at least one
+    families, before = [], set()
+    for f in FAMILIES:
+        if present & (set(f[1]) - before):
+            families.append(f)
+        before |= set(f[1])
+    families = families or list(FAMILIES[:1])
     with sns.axes_style("whitegrid"):
-        fig, axes = plt.subplots(2, len(FAMILIES), figsize=(13, 8.2), sharey=True, squeeze=False)
-    for col, (title, methods) in enumerate(FAMILIES):
+        fig, axes = plt.subplots(2, len(families), figsize=(4.4 * len(families), 8.2), sharey=True, squeeze=False)
+    for col, (title, methods) in enumerate(families):
         for row, (xkey, xlabel) in enumerate((("skip", "measured patch-skip rate, all frames [%]"),
                                               ("gmacs", "executed GMACs per frame, gates included"))):
             ax = axes[row][col]

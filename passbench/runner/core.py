@@ -164,15 +164,26 @@ def load_weights(model: Any, weights: Path | None, cfg: ExperimentCfg) -> tuple[
                                               f"{dict(cfg.model.kwargs)}): {bad}")
             model.load_state_dict(ck["model"], strict=True)
             if not spec and method != "dense":  # gates without trained state (fixed masks, given thresholds)
-                return _make_skippable(model, method, dict(cfg.method.params), cfg.name).eval(), True
-            return model.eval(), bool(spec)
+                return _ungate(_make_skippable(model, method, dict(cfg.method.params), cfg.name), cfg).eval(), True
+            return (_ungate(model, cfg) if spec else model).eval(), bool(spec)
         need("passbench.models.checkpoint", "load_checkpoint")(model, weights)
     if method == "dense":
         return model, False
     if method in ("pass_p", "pass_f"):
         # Untrained PASS gates are not PASS: never report numbers for them.
         raise SkipRow(f"{method} needs trained gates: set model.weights to a passbench.train {method} final.pt")
-    return _make_skippable(model, method, dict(cfg.method.params), cfg.name).eval(), True
+    return _ungate(_make_skippable(model, method, dict(cfg.method.params), cfg.name), cfg).eval(), True
+
+
+def _ungate(model: Any, cfg: ExperimentCfg) -> Any:
+    """``method.params.ungated``: drop those layers' gates once the weights are in (``skip.ungate``)."""
+    names = cfg.method.params.get("ungated")
+    if names:
+        try:
+            need("passbench.skip", "ungate")(model, names)
+        except ValueError as e:
+            raise ConfigError(f"{cfg.name}: method.params.ungated: {e}") from None
+    return model
 
 
 def _make_skippable(model: Any, method: str, params: dict[str, Any], name: str = "") -> Any:
@@ -181,7 +192,7 @@ def _make_skippable(model: Any, method: str, params: dict[str, Any], name: str =
     from passbench.config.check import check_method_params  # noqa: PLC0415
 
     check_method_params(method, params, f"{name}: method.params with the weights' gate parameters {params}")
-    params = {k: v for k, v in params.items() if k != "operating_point"}  # not a make_skippable argument
+    params = {k: v for k, v in params.items() if k not in ("operating_point", "ungated")}  # the runner's, not make_skippable's
     try:
         res = need("passbench.skip", "make_skippable")(model, method, **params)
     except (TypeError, ValueError) as e:  # make_skippable raises these for its arguments only (its docstring)

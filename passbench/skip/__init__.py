@@ -25,6 +25,7 @@ Public API (stable names; ``models/``, ``train/`` and ``runner/`` code against t
     residual_norms(model)         norm gates: per-patch residual norms of the last forward, per layer
     budget_loss(model, target)    Skip-Conv sparsity budget term (MAC-weighted hinge), differentiable
     skippable_layers(model)       [(qualified name, SkipConv2d), ...] in module order
+    ungate(model, names)          drop the named layers' gates after loading (dense, uncounted as gated; a plan variant)
     dense_twin(model)             a copy with every SkipConv2d replaced by its own Conv2d (the timing reference)
     collect_stats(model) -> dict  per-layer rows + totals: dense_macs, executed_macs, gate_macs,
                                   patch_skip_rate, mac_reduction (since the last reset)
@@ -53,7 +54,7 @@ Files, lowest first (each imports only those above it)::
     stacking.py  ForwardClock (forwards of the model), GateGroups (PASS gates stacked on a shared input)
     ste.py       SelectSTE: the reference path's blend with the mask's straight-through gradient
     wrapper.py   SkipConv2d: one layer's forward (gate, dispatch, state, counters)
-    control.py   model-wide controls (reset, masks, thresholds, rates, stream states, dense_twin)
+    control.py   model-wide controls (reset, masks, thresholds, rates, stream states, dense_twin, ungate)
     budget.py    skip_probability, budget_loss (training reads of the last forward)
     stats.py     collect_stats
     make.py      make_skippable
@@ -75,6 +76,7 @@ from passbench.skip.control import (
     skip_session,
     skippable_layers,
     stream_states,
+    ungate,
 )
 from passbench.skip.fold import fold_batchnorm
 from passbench.skip.gates import GATES, FixedGate, GumbelGate, KeyframeGate, NormGate, PassGate, gumbel_normalization
@@ -114,4 +116,5 @@ __all__ = [
     "skip_session",
     "skippable_layers",
     "stream_states",
+    "ungate",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import fnmatch
 from typing import Iterator
 
 import torch
@@ -19,7 +20,7 @@ from passbench.skip.wrapper import MASK_MODES, SkipConv2d
 
 __all__ = ["dense_twin", "gate_parameters", "reset", "residual_norms", "set_gate_engine", "set_mask_mode",
            "set_rates", "set_stream_states", "set_thresholds", "skip_session", "skippable_layers", "stream_states",
-           "wrapped_layers"]
+           "ungate", "wrapped_layers"]
 
 
 def skippable_layers(model: nn.Module) -> list[tuple[str, SkipConv2d]]:
@@ -33,6 +34,37 @@ def wrapped_layers(model: nn.Module) -> list[SkipConv2d]:
     if not layers:
         raise ValueError(f"{type(model).__name__} has no SkipConv2d layer: call passbench.skip.make_skippable first")
     return layers
+
+
+def ungate(model: nn.Module, names: list[str] | str) -> list[str]:
+    """Drop the gates of the wrapped layers matching ``names`` (globs over qualified names): each then runs its
+    dense conv, counts dense MACs, keeps no state and is no longer a gated layer (skip rates, operating
+    points and stacking see only the others). Call it after the gates' weights were loaded, before the first
+    forward. A passbench plan variant (the paper gates every conv): gates only where the engine can skip,
+    ``docs/everyconv.md``. Returns the names ungated, in module order.
+
+    Raises:
+        ValueError: a glob matches no wrapped layer, or a layer that stays gated follows an ungated one.
+    """
+    pats = [names] if isinstance(names, str) else list(names)
+    layers = skippable_layers(model)
+    if not pats or not all(isinstance(g, str) for g in pats):
+        raise ValueError(f"ungate: names must be one or more globs over layer names, got {names!r}")
+    for g in pats:
+        if not any(fnmatch.fnmatch(n, g) for n, _ in layers):
+            raise ValueError(f"ungate: {g!r} matches no wrapped layer (names look like: "
+                             f"{', '.join(n for n, _ in layers[:4])}, ...)")
+    chosen = [n for n, _ in layers if any(fnmatch.fnmatch(n, g) for g in pats)]
+    for n, m in layers:
+        if n not in chosen and m.leader is not None and m.leader.name in chosen:
+            raise ValueError(f"ungate: '{m.leader.name}' decides for '{n}' (follow): ungate both, or drop "
+                             f"'{n}' from the follow map")
+    for n, m in layers:
+        if n in chosen:
+            m.follow(None)
+            m.gate = None
+            m.reset(stats=False)
+    return chosen
 
 
 def dense_twin(model: nn.Module) -> nn.Module:
