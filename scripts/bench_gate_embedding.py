@@ -29,14 +29,20 @@ SHAPES = [(64, 56, 96, 8, 1), (64, 56, 96, 8, 2), (32, 56, 96, 8, 4), (32, 56, 9
           (128, 32, 48, 8, 1), (128, 32, 48, 8, 2), (256, 16, 24, 4, 1)]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def setup(doc: str) -> argparse.Namespace:
+    """The gate benchmarks' start: ``--threads`` / ``--reps``, seed 0, the thread count set, the conditions printed."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=280)
     a = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(a.threads)
     print(f"threads {a.threads}, {a.reps} interleaved calls each, load average {os.getloadavg()[0]:.2f}")
+    return a
+
+
+def main() -> None:
+    a = setup(__doc__)
     print(f"{'Cin x H x W, p, G':<24} {'layout':<14} {'GEMM ms':>8} {'conv ms':>8} {'conv/GEMM':>9} {'max |diff|':>10}")
     for cin, h, w, p, g in SHAPES:
         gates = [PassGate(cin, p, embed_dim=16, hidden=64).eval() for _ in range(g)]

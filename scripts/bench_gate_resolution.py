@@ -14,26 +14,19 @@ the gate MACs per call, and the load average.
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench_gate_embedding import SHAPES
+from bench_gate_embedding import SHAPES, setup
 from passbench.bench import interleaved
 from passbench.skip import fastgate
 from passbench.skip.gates import PassGate, fit_grid
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--reps", type=int, default=280)
-    a = ap.parse_args()
-    torch.manual_seed(0)
-    torch.set_num_threads(a.threads)
-    print(f"threads {a.threads}, {a.reps} interleaved calls each, load average {os.getloadavg()[0]:.2f}")
+    a = setup(__doc__)
     print(f"{'Cin x H x W, p, G':<22} {'pool':>4} {'ms':>7} {'x pool 1':>8} {'gate MMACs':>10}")
     for cin, h, w, p, g in SHAPES:
         grid = (-(-h // p), -(-w // p))

@@ -15,29 +15,17 @@ from torch import nn
 from passbench.skip import collect_stats, make_skippable, reset, skippable_layers
 from passbench.skip import fastgate
 from passbench.skip.gates import PassGate, fit_grid
+from tests.test_fastgate import _gate as fastgate_gate, _pair as fastgate_pair
 from tests.test_pass_p import _HAVE_DATA
-
-CL = torch.channels_last
 
 
 def _gate(cin=6, p=8, pool=2, seed=0, **kw) -> PassGate:
-    """An eval-mode gate with non-trivial BatchNorm statistics."""
-    torch.manual_seed(seed)
-    g = PassGate(cin, p, embed_dim=8, hidden=16, min_patches=4, pool=pool, **{"rate": 0.5, **kw})
-    with torch.no_grad():
-        for m in g.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-1, 1)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-    return g.eval()
+    """test_fastgate's eval-mode gate (non-trivial BatchNorm statistics), pooled by ``pool``."""
+    return fastgate_gate(cin, p, seed, pool=pool, **kw)
 
 
 def _pair(cin=6, h=37, w=46, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(2, cin, h, w, generator=g).contiguous(memory_format=CL),
-            torch.randn(2, cin, h, w, generator=g).contiguous(memory_format=CL))
+    return fastgate_pair(cin, h, w, seed)
 
 
 @pytest.mark.parametrize("pool", [2, 4, 8])

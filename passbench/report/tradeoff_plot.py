@@ -144,7 +144,7 @@ def figure(df: pd.DataFrame, y: str = "mota", refresh: pd.DataFrame | None = Non
                                               ("gmacs", "executed GMACs per frame, gates included"))):
             ax = axes[row][col]
             scale = 100.0 if xkey == "skip" else 1.0
-            for m in [m for m in methods if m in set(df["method"])]:
+            for m in [m for m in methods if m in present]:
                 g = df[df["method"] == m].sort_values("skip")
                 _series(ax, g[xkey] * scale, 100 * g[y], low,
                         [None if e not in spreads else (100 * spreads[e][0], 100 * spreads[e][1]) for e in g["experiment"]],

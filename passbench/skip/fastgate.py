@@ -65,8 +65,8 @@ def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
 def signature(gate: nn.Module) -> tuple:
     """Architecture key: gates with equal keys can be stacked."""
     e = gate.embed[0]
-    return (e.in_channels, e.out_channels, gate.patch_in, getattr(gate, "pool", 1), len(gate.blocks), gate.blocks[0].dw[0].kernel_size,
-            gate.head[0].out_channels, e.weight.dtype, e.weight.device)
+    return (e.in_channels, e.out_channels, gate.patch_in, getattr(gate, "pool", 1), len(gate.blocks),
+            gate.blocks[0].dw[0].kernel_size, gate.head[0].out_channels, e.weight.dtype, e.weight.device)
 
 
 def _slots(gates) -> list[tuple[dict, str]]:
